@@ -1,0 +1,171 @@
+"""The ``deepclust`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from corekit import recipe as rc
+from corekit.errors import ComponentError, RecipeError, UserError, did_you_mean
+from corekit.plugins import Plugins, get_plugins
+from corekit.registry import KINDS
+
+
+def recipe_finder(plugins: Plugins):
+    def find(name: str) -> Path:
+        try:
+            return Path(plugins.registry.get("recipe", name).obj)
+        except ComponentError:
+            names = plugins.registry.names("recipe")
+            raise RecipeError(f"unknown recipe {name!r}; {did_you_mean(name, names)} "
+                              f"(or pass a path to a .toml file){plugins.failure_note()}") from None
+    return find
+
+
+def cmd_plugins(args: argparse.Namespace, plugins: Plugins) -> int:
+    if args.json:
+        print(json.dumps([p.as_json() for p in plugins.info], indent=2))
+        return 0
+    for p in plugins.info:
+        version = p.version or "-"
+        print(f"{p.name:<12} {version:<8} {p.status:<8} {p.distribution or p.module}")
+        if p.error:
+            print(f"    error: {p.error}")
+        for kind, names in p.components.items():
+            print(f"    {kind}: {', '.join(names)}")
+    return 0
+
+
+def cmd_components(args: argparse.Namespace, plugins: Plugins) -> int:
+    kinds = [args.kind] if args.kind else [k for k in KINDS if k != "recipe"]
+    for kind in kinds:
+        if kind not in KINDS:
+            raise UserError(f"unknown kind {kind!r}; {did_you_mean(kind, KINDS)}")
+        print(f"{kind}s:")
+        for entry in plugins.registry.entries(kind):
+            alias = f" (aliases: {', '.join(entry.aliases)})" if entry.aliases else ""
+            doc = (entry.obj.__doc__ or "").strip().split("\n")[0] if kind != "recipe" else ""
+            print(f"  {entry.qualified:<34}{alias} {doc}")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace, plugins: Plugins) -> int:
+    for entry in plugins.registry.entries("recipe"):
+        raw = rc.load_toml(Path(entry.obj))
+        presets = ", ".join(raw.get("presets", {})) or "-"
+        print(f"{entry.qualified:<28} presets: {presets:<40} {raw.get('description', '')}")
+    return 0
+
+
+def _resolve(args: argparse.Namespace, plugins: Plugins) -> rc.Recipe:
+    return rc.resolve(args.recipe, recipe_finder(plugins), args.data, args.set or [])
+
+
+def cmd_show(args: argparse.Namespace, plugins: Plugins) -> int:
+    print(rc.to_toml(_resolve(args, plugins).raw), end="")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
+    from corekit.run import train, train_seeds
+
+    overrides = list(args.set or [])
+    if args.device:
+        overrides.append(f'train.device="{args.device}"')
+    args.set = overrides
+    recipe = _resolve(args, plugins)
+    data = recipe.stages[-1].data.name.replace(":", "-").replace("/", "_")
+    out = Path(args.out) if args.out else Path("runs") / f"{recipe.name}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
+    progress = not args.no_progress and sys.stderr.isatty()
+    if args.seeds > 1:
+        final = train_seeds(recipe, out, plugins, args.seeds, progress=progress)
+    else:
+        final = train(recipe, out, plugins, resume=args.resume, progress=progress)
+    print(_metrics_line(final))
+    print(f"run directory: {out}  (final.json, metrics.jsonl, report.md)")
+    return 0
+
+
+def _metrics_line(final: dict) -> str:
+    parts = []
+    for key in ("nmi", "acc", "ari"):
+        if key in final:
+            std = final.get(f"{key}_std")
+            parts.append(f"{key.upper()} {final[key]:.4f}" + (f" ± {std:.4f}" if std is not None else ""))
+    return "  ".join(parts) if parts else "no labels: metrics not computed"
+
+
+def cmd_evaluate(args: argparse.Namespace, plugins: Plugins) -> int:
+    from corekit.run import evaluate_run
+
+    result = evaluate_run(Path(args.run_dir), plugins)
+    print(_metrics_line(result))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_new_plugin(args: argparse.Namespace, plugins: Plugins) -> int:
+    from corekit.scaffold import new_plugin
+
+    path = new_plugin(args.name, Path(args.dir))
+    print(f"created {path}; install it with `pip install -e {path}`")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="deepclust", description="Deep image clustering toolkit.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+    sp = sub.add_parser("plugins", help="list installed plugins and what they register")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_plugins)
+    sp = sub.add_parser("components", help="list registered components")
+    sp.add_argument("kind", nargs="?", help=f"one of {', '.join(KINDS)}")
+    sp.set_defaults(func=cmd_components)
+    sub.add_parser("recipes", help="list recipes").set_defaults(func=cmd_recipes)
+    for name, func, text in (("show", cmd_show, "print the resolved recipe"),
+                             ("train", cmd_train, "train a recipe")):
+        sp = sub.add_parser(name, help=text)
+        sp.add_argument("recipe", help="recipe name or path to a .toml file")
+        sp.add_argument("--data", help="digits, mnist, mnist:DIR, cifar10, cifar20, stl10, "
+                                       "imagefolder:PATH (picks the recipe's preset)")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a recipe key, e.g. --set train.epochs=5")
+        sp.set_defaults(func=func)
+        if name == "train":
+            sp.add_argument("--out", help="run directory (default runs/<recipe>-<data>-<time>)")
+            sp.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
+            sp.add_argument("--seeds", type=int, default=1, help="train N seeds, report mean ± std")
+            sp.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
+            sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sp = sub.add_parser("evaluate", help="re-evaluate a run directory's checkpoint")
+    sp.add_argument("run_dir")
+    sp.set_defaults(func=cmd_evaluate)
+    sp = sub.add_parser("new-plugin", help="scaffold a plugin of your own")
+    sp.add_argument("name")
+    sp.add_argument("--dir", default=".")
+    sp.set_defaults(func=cmd_new_plugin)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    debug = args.debug or bool(os.environ.get("DEEPCLUST_DEBUG"))
+    try:
+        return args.func(args, get_plugins())
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"deepclust: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deepclust: interrupted; the last checkpoint is kept (use --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

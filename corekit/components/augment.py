@@ -1,0 +1,525 @@
+"""View pipelines: batched, on-device kornia augmentations (spec cc §2.2, hadis §2.2, spice §2.2).
+
+Every factory has the form ``factory(size, channels=3, mean=None, std=None, **options)`` and
+returns a module mapping a float batch B×C×H×W in [0, 1] (any device) to one view
+B×C×size×size, normalised with ``mean``/``std`` when given and left in [0, 1] otherwise.
+Random parameters are drawn per sample and every kornia argument is passed explicitly (spec cc
+P10, spice P15: several kornia defaults differ from torchvision). Colour ops that need RGB
+(saturation, hue, grayscale) are skipped for images that do not have three channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import kornia.augmentation as K
+import kornia.enhance as KE
+import torch
+import torch.nn.functional as F
+from kornia.geometry.transform import get_rotation_matrix2d, warp_affine
+from torch import Tensor, nn
+
+_LUMA = (0.299, 0.587, 0.114)
+_RATIO = (3.0 / 4.0, 4.0 / 3.0)
+_FIXMATCH_FILL = (125.0 / 255.0, 123.0 / 255.0, 114.0 / 255.0)
+
+Jitter = tuple[float, float, float, float]
+
+
+def _resize(x: Tensor, size: int) -> Tensor:
+    """Bilinear resize to size×size (antialiased, ``align_corners=False``); a no-op at size."""
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+class ViewPipeline(nn.Module):
+    """One stochastic view: optional resize to size×size, the ops in order, then normalisation.
+
+    Shared frame of every pipeline in this module (spec cc §2.2, hadis §2.2, spice §2.2)."""
+
+    def __init__(
+        self,
+        size: int,
+        channels: int,
+        ops: Sequence[nn.Module],
+        mean: tuple[float, ...] | None,
+        std: tuple[float, ...] | None,
+        resize: bool,
+    ) -> None:
+        super().__init__()
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std, or neither")
+        for name, stats in (("mean", mean), ("std", std)):
+            if stats is not None and len(stats) != channels:
+                raise ValueError(f"{name} has {len(stats)} entries for {channels} channels")
+        self.size = size
+        self.channels = channels
+        self.mean = None if mean is None else tuple(float(m) for m in mean)
+        self.std = None if std is None else tuple(float(s) for s in std)
+        self.resize = resize
+        self.ops = nn.Sequential(*ops)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"expected a B×{self.channels}×H×W batch, got {tuple(x.shape)}")
+        if self.resize:
+            x = _resize(x, self.size)
+        x = self.ops(x)
+        if self.mean is not None and self.std is not None:
+            mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+            std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+            x = (x - mean) / std
+        return x
+
+
+def _resized_crop(
+    size: int, scale: tuple[float, float], ratio: tuple[float, float]
+) -> K.RandomResizedCrop:
+    return K.RandomResizedCrop(
+        (size, size),
+        scale=scale,
+        ratio=ratio,
+        resample="bilinear",
+        same_on_batch=False,
+        align_corners=False,
+        p=1.0,
+        keepdim=False,
+        cropping_mode="slice",
+    )
+
+
+def _padded_crop(size: int, padding: int) -> K.RandomCrop:
+    return K.RandomCrop(
+        (size, size),
+        padding=padding if padding > 0 else None,
+        pad_if_needed=False,
+        fill=0.0,
+        padding_mode="constant",
+        resample="bilinear",
+        same_on_batch=False,
+        align_corners=False,
+        p=1.0,
+        keepdim=False,
+        cropping_mode="slice",
+    )
+
+
+def _flip(p: float) -> K.RandomHorizontalFlip:
+    return K.RandomHorizontalFlip(p=p, p_batch=1.0, same_on_batch=False, keepdim=False)
+
+
+def _colour(channels: int, jitter: Jitter, jitter_p: float, gray_p: float) -> list[nn.Module]:
+    """``ColorJitter`` (multiplicative brightness, random op order) then 3-channel grayscale;
+    brightness and contrast only when the images are not RGB."""
+    brightness, contrast, saturation, hue = jitter
+    if channels != 3:
+        saturation, hue = 0.0, 0.0
+    ops: list[nn.Module] = [
+        K.ColorJitter(
+            brightness,
+            contrast,
+            saturation,
+            hue,
+            same_on_batch=False,
+            p=jitter_p,
+            keepdim=False,
+            order=None,
+        )
+    ]
+    if channels == 3:
+        weights = torch.tensor(_LUMA)
+        ops.append(
+            K.RandomGrayscale(rgb_weights=weights, same_on_batch=False, p=gray_p, keepdim=False)
+        )
+    return ops
+
+
+def _blur_kernel(size: int, kernel: int | None) -> int:
+    """The given odd kernel, else ≈10% of the view size rounded to odd (224 → 23), capped so
+    that reflect padding fits the image."""
+    if kernel is None:
+        kernel = 2 * round((0.1 * size - 1) / 2) + 1
+    if kernel % 2 == 0:
+        raise ValueError(f"blur kernel must be odd, got {kernel}")
+    return max(3, min(kernel, 2 * size - 1))
+
+
+def _blur(
+    size: int, kernel: int | None, sigma: tuple[float, float], p: float
+) -> K.RandomGaussianBlur:
+    k = _blur_kernel(size, kernel)
+    return K.RandomGaussianBlur(
+        (k, k),
+        sigma,
+        border_type="reflect",
+        separable=True,
+        same_on_batch=False,
+        p=p,
+        keepdim=False,
+    )
+
+
+def _solarize(p: float) -> K.RandomSolarize:
+    """Solarize at threshold exactly 0.5 (x ≥ 0.5 → 1 − x), as in BYOL."""
+    return K.RandomSolarize(thresholds=0.0, additions=0.0, same_on_batch=False, p=p, keepdim=False)
+
+
+def simclr(
+    size: int,
+    channels: int = 3,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    *,
+    strength: float = 0.5,
+    blur: bool = False,
+    crop_scale: tuple[float, float] = (0.08, 1.0),
+    crop_ratio: tuple[float, float] = _RATIO,
+    flip_p: float = 0.5,
+    jitter_p: float = 0.8,
+    gray_p: float = 0.2,
+    blur_kernel: int | None = None,
+    blur_sigma: tuple[float, float] = (0.1, 2.0),
+    blur_p: float = 0.5,
+) -> nn.Module:
+    """SimCLR view: resized crop, flip, jitter (0.8s, 0.8s, 0.8s, 0.2s) p=0.8, grayscale p=0.2,
+    optional Gaussian blur p=0.5 (kernel ≈10% of size, σ ∈ (0.1, 2)).
+
+    CC's ``cc_small`` (s=0.5), ``cc_stl`` (s=1) and ``cc_imagenet`` (s=1, blur), spec cc §2.2;
+    ProPos/HaDis ``propos_simclr`` (s=0.5, no blur, with mean/std), spec hadis §2.2."""
+    s = strength
+    ops: list[nn.Module] = [_resized_crop(size, crop_scale, crop_ratio), _flip(flip_p)]
+    ops += _colour(channels, (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s), jitter_p, gray_p)
+    if blur:
+        ops.append(_blur(size, blur_kernel, blur_sigma, blur_p))
+    return ViewPipeline(size, channels, ops, mean, std, resize=False)
+
+
+def byol(
+    size: int,
+    channels: int = 3,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    *,
+    view: Literal[1, 2] = 1,
+    crop_scale: tuple[float, float] = (0.08, 1.0),
+    crop_ratio: tuple[float, float] = _RATIO,
+    flip_p: float = 0.5,
+    jitter: Jitter = (0.4, 0.4, 0.2, 0.1),
+    jitter_p: float = 0.8,
+    gray_p: float = 0.2,
+    blur_kernel: int | None = None,
+    blur_sigma: tuple[float, float] = (0.1, 2.0),
+    blur_p: float | None = None,
+    solarize_p: float | None = None,
+) -> nn.Module:
+    """BYOL's asymmetric view (Grill et al. 2020, Table 6): crop, flip, jitter (0.4, 0.4, 0.2,
+    0.1) p=0.8, grayscale p=0.2, blur (p=1.0 for view 1, 0.1 for view 2), solarize (p=0.0 for
+    view 1, 0.2 for view 2). Used by the BYOL-style ProPos family (spec hadis §2.2 notes)."""
+    if view not in (1, 2):
+        raise ValueError(f"byol view must be 1 or 2, got {view!r}")
+    blur_p = (1.0 if view == 1 else 0.1) if blur_p is None else blur_p
+    solarize_p = (0.0 if view == 1 else 0.2) if solarize_p is None else solarize_p
+    ops: list[nn.Module] = [_resized_crop(size, crop_scale, crop_ratio), _flip(flip_p)]
+    ops += _colour(channels, jitter, jitter_p, gray_p)
+    ops += [_blur(size, blur_kernel, blur_sigma, blur_p), _solarize(solarize_p)]
+    return ViewPipeline(size, channels, ops, mean, std, resize=False)
+
+
+def moco_v2(
+    size: int,
+    channels: int = 3,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    *,
+    crop_scale: tuple[float, float] = (0.2, 1.0),
+    crop_ratio: tuple[float, float] = _RATIO,
+    jitter: Jitter = (0.4, 0.4, 0.4, 0.1),
+    jitter_p: float = 0.8,
+    gray_p: float = 0.2,
+    blur_kernel: int | None = 13,
+    blur_sigma: tuple[float, float] = (0.1, 2.0),
+    blur_p: float = 0.5,
+    flip_p: float = 0.5,
+) -> nn.Module:
+    """MoCo-v2 view (SPICE stage 1, spec spice §2.2 A): crop scale (0.2, 1), jitter
+    (0.4, 0.4, 0.4, 0.1) p=0.8, grayscale p=0.2, blur σ ∈ (0.1, 2) with a 13-tap kernel p=0.5,
+    flip p=0.5; SPICE normalises with ImageNet mean/std."""
+    ops: list[nn.Module] = [_resized_crop(size, crop_scale, crop_ratio)]
+    ops += _colour(channels, jitter, jitter_p, gray_p)
+    ops += [_blur(size, blur_kernel, blur_sigma, blur_p), _flip(flip_p)]
+    return ViewPipeline(size, channels, ops, mean, std, resize=False)
+
+
+def weak(
+    size: int,
+    channels: int = 3,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    *,
+    padding: int = 4,
+    flip_p: float = 0.5,
+) -> nn.Module:
+    """Weak view: random size×size crop after zero padding by 4, horizontal flip p=0.5.
+
+    SPICE ``spice_weak`` and FixMatch ``fixmatch_weak`` (spec spice §2.2 B, D; the order of the
+    two independent ops does not change the distribution). Inputs not at size are resized."""
+    ops = [_padded_crop(size, padding), _flip(flip_p)]
+    return ViewPipeline(size, channels, ops, mean, std, resize=True)
+
+
+def _gray(x: Tensor) -> Tensor:
+    """PIL 'L' conversion for RGB (B×1×H×W); the channel mean otherwise."""
+    if x.shape[1] == 3:
+        weights = torch.tensor(_LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        return (x * weights).sum(1, keepdim=True)
+    return x.mean(1, keepdim=True)
+
+
+def _per_sample(v: Tensor) -> Tensor:
+    return v.view(-1, 1, 1, 1)
+
+
+def _autocontrast(x: Tensor, v: Tensor) -> Tensor:
+    lo = x.amin(dim=(-2, -1), keepdim=True)
+    hi = x.amax(dim=(-2, -1), keepdim=True)
+    span = hi - lo
+    return torch.where(span > 0, (x - lo) / span.clamp_min(1e-12), x)
+
+
+def _equalize(x: Tensor, v: Tensor) -> Tensor:
+    return KE.equalize(x)
+
+
+def _solarize_at(x: Tensor, v: Tensor) -> Tensor:
+    return torch.where(torch.round(x * 255) >= _per_sample(v), 1.0 - x, x)
+
+
+def _posterize(x: Tensor, v: Tensor) -> Tensor:
+    shift = _per_sample(8 - v.floor().long())
+    levels = torch.round(x * 255).long()
+    return ((levels >> shift) << shift).to(x.dtype) / 255
+
+
+def _color(x: Tensor, v: Tensor) -> Tensor:
+    g = _gray(x)
+    return (g + _per_sample(v) * (x - g)).clamp(0.0, 1.0)
+
+
+def _contrast(x: Tensor, v: Tensor) -> Tensor:
+    m = torch.round(_gray(x).mean(dim=(-2, -1), keepdim=True) * 255) / 255
+    return (m + _per_sample(v) * (x - m)).clamp(0.0, 1.0)
+
+
+def _brightness(x: Tensor, v: Tensor) -> Tensor:
+    return (x * _per_sample(v)).clamp(0.0, 1.0)
+
+
+def _sharpness(x: Tensor, v: Tensor) -> Tensor:
+    return KE.sharpness(x, v)
+
+
+def _warp(x: Tensor, forward: Tensor) -> Tensor:
+    """Nearest-neighbour warp with black fill; ``forward`` maps input to output pixels."""
+    h, w = x.shape[-2:]
+    return warp_affine(x, forward, (h, w), mode="nearest", padding_mode="zeros", align_corners=True)
+
+
+def _eye(v: Tensor) -> Tensor:
+    return torch.eye(2, 3, device=v.device, dtype=v.dtype).repeat(v.shape[0], 1, 1)
+
+
+def _rotate(x: Tensor, v: Tensor) -> Tensor:
+    h, w = x.shape[-2:]
+    center = v.new_tensor([(w - 1) / 2, (h - 1) / 2]).expand(v.shape[0], 2)
+    return _warp(x, get_rotation_matrix2d(center, v, torch.ones_like(center)))
+
+
+def _shear_x(x: Tensor, v: Tensor) -> Tensor:
+    m = _eye(v)
+    m[:, 0, 1] = -v
+    return _warp(x, m)
+
+
+def _shear_y(x: Tensor, v: Tensor) -> Tensor:
+    m = _eye(v)
+    m[:, 1, 0] = -v
+    return _warp(x, m)
+
+
+def _translate_x(x: Tensor, v: Tensor) -> Tensor:
+    m = _eye(v)
+    m[:, 0, 2] = -v * x.shape[-1]
+    return _warp(x, m)
+
+
+def _translate_y(x: Tensor, v: Tensor) -> Tensor:
+    m = _eye(v)
+    m[:, 1, 2] = -v * x.shape[-2]
+    return _warp(x, m)
+
+
+Op = Callable[[Tensor, Tensor], Tensor]
+
+
+class RandomOps(nn.Module):
+    """SCAN/FixMatch RandAugment (spec spice §2.2 C.2, E.1): ``n_ops`` slots; in each slot every
+    image draws one of 14 PIL-style ops uniformly with replacement and its own magnitude
+    ``v ~ U(lo, hi)``. Geometric ops use top-left origin for shear/translate, the centre for
+    rotate, nearest sampling and black fill; Posterize/Solarize quantise to 1/255.
+
+    SCAN's extra sign flip of the geometric magnitudes is implied: their ranges are symmetric."""
+
+    def __init__(
+        self,
+        n_ops: int,
+        rotate: float = 30.0,
+        shear: float = 0.1,
+        translate: float = 0.1,
+        enhance: tuple[float, float] = (0.05, 0.95),
+    ) -> None:
+        super().__init__()
+        self.n_ops = n_ops
+        self.table: list[tuple[Op | None, float, float]] = [
+            (None, 0.0, 0.0),
+            (_autocontrast, 0.0, 0.0),
+            (_equalize, 0.0, 0.0),
+            (_rotate, -rotate, rotate),
+            (_solarize_at, 0.0, 256.0),
+            (_color, *enhance),
+            (_contrast, *enhance),
+            (_brightness, *enhance),
+            (_sharpness, *enhance),
+            (_shear_x, -shear, shear),
+            (_shear_y, -shear, shear),
+            (_translate_x, -translate, translate),
+            (_translate_y, -translate, translate),
+            (_posterize, 4.0, 8.0),
+        ]
+
+    def forward(self, x: Tensor) -> Tensor:
+        b = x.shape[0]
+        for _ in range(self.n_ops):
+            op_ids = torch.randint(len(self.table), (b,), device=x.device)
+            u = torch.rand(b, device=x.device, dtype=x.dtype)
+            out = x.clone()
+            for k, (op, lo, hi) in enumerate(self.table):
+                idx = torch.nonzero(op_ids == k).squeeze(1)
+                if op is None or idx.numel() == 0:
+                    continue
+                out[idx] = op(x[idx], lo + (hi - lo) * u[idx])
+            x = out
+        return x
+
+
+class Cutout(nn.Module):
+    """One square hole per image, applied with probability ``p`` (spec spice §2.2 C.4, E.2).
+
+    ``"scan"``: side ``l ~ randint[1, max_size]`` px, centre uniform over pixels, rows/cols
+    ``[c − ⌊l/2⌋, c + ⌊l/2⌋)`` clipped. ``"fixmatch"``: side ``s = U(0, max_size)·W``, centre
+    uniform in [0, W)×[0, H), top-left ``⌊max(0, c − s/2)⌋``, bottom-right
+    ``⌊min(W, top-left + s)⌋`` inclusive (PIL rectangle). Holes take the colour ``fill``."""
+
+    def __init__(
+        self, mode: Literal["scan", "fixmatch"], max_size: float, fill: Sequence[float], p: float
+    ) -> None:
+        super().__init__()
+        self.mode = mode
+        self.max_size = max_size
+        self.fill = tuple(float(f) for f in fill)
+        self.p = p
+
+    def _span(self, centre: Tensor, side: Tensor, n: int, limit: int) -> Tensor:
+        pos = torch.arange(n, device=centre.device).view(1, -1)
+        if self.mode == "scan":
+            half = (side // 2).view(-1, 1)
+            c = centre.view(-1, 1)
+            return (pos >= c - half) & (pos < c + half)
+        start = (centre - side / 2).clamp_min(0).floor()
+        stop = torch.minimum(start + side, torch.full_like(start, float(limit))).floor()
+        return (pos >= start.view(-1, 1)) & (pos <= stop.view(-1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        dev = x.device
+        if self.mode == "scan":
+            side = torch.randint(1, int(self.max_size) + 1, (b,), device=dev)
+            cy = torch.randint(0, h, (b,), device=dev)
+            cx = torch.randint(0, w, (b,), device=dev)
+        else:
+            side = torch.rand(b, device=dev) * self.max_size * w
+            cy = torch.rand(b, device=dev) * h
+            cx = torch.rand(b, device=dev) * w
+        rows = self._span(cy, side, h, h)
+        cols = self._span(cx, side, w, w)
+        hole = rows[:, :, None] & cols[:, None, :]
+        hole &= (torch.rand(b, device=dev) < self.p).view(-1, 1, 1)
+        fill = torch.tensor(self.fill, device=dev, dtype=x.dtype).view(1, -1, 1, 1)
+        return torch.where(hole[:, None], fill, x)
+
+
+def strong(
+    size: int,
+    channels: int = 3,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    *,
+    variant: Literal["scan", "fixmatch"] = "scan",
+    n_ops: int | None = None,
+    rotate: float = 30.0,
+    shear: float | None = None,
+    translate: float | None = None,
+    cutout: float | None = None,
+    cutout_p: float = 1.0,
+    flip_p: float = 0.5,
+    padding: int = 4,
+) -> nn.Module:
+    """Strong RandAugment + Cutout view (spec spice §2.2 C, E; D10).
+
+    ``"scan"`` (SPICE stage 2, ``scan_strong``): flip, 4 random ops (shear/translate ±0.1),
+    Cutout with side ≤ ``cutout`` px (16 for size ≤ 32, else 32) filled with the mean colour
+    (= 0 after normalisation; 0.5 grey without mean/std).
+    ``"fixmatch"`` (SPICE stage 3, ``fixmatch_strong``): 3 random ops (±0.3), Cutout with side
+    ≤ ``cutout`` × width (0.5) filled with RGB (125, 123, 114), then the weak view.
+    Inputs not at size are resized first."""
+    if variant not in ("scan", "fixmatch"):
+        raise ValueError(f"strong variant must be 'scan' or 'fixmatch', got {variant!r}")
+    scan = variant == "scan"
+    geometric = 0.1 if scan else 0.3
+    ops = RandomOps(
+        n_ops if n_ops is not None else (4 if scan else 3),
+        rotate,
+        geometric if shear is None else shear,
+        geometric if translate is None else translate,
+    )
+    if scan:
+        side = cutout if cutout is not None else (16 if size <= 32 else 32)
+        hole = Cutout("scan", side, mean or (0.5,) * channels, cutout_p)
+        return ViewPipeline(size, channels, [_flip(flip_p), ops, hole], mean, std, resize=True)
+    grey = _FIXMATCH_FILL if channels == 3 else (sum(_FIXMATCH_FILL) / 3,) * channels
+    hole = Cutout("fixmatch", 0.5 if cutout is None else cutout, grey, cutout_p)
+    tail = [_flip(flip_p), _padded_crop(size, padding)]
+    return ViewPipeline(size, channels, [ops, hole, *tail], mean, std, resize=True)
+
+
+def identity(
+    size: int,
+    channels: int = 3,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> nn.Module:
+    """No augmentation: resize to size×size and normalise (spec spice §2.2 F ``test``); the same
+    module as :func:`eval_transform`, registered as a training-view pipeline."""
+    return eval_transform(size, channels, mean, std)
+
+
+def eval_transform(
+    size: int,
+    channels: int = 3,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> nn.Module:
+    """Evaluation / E-step transform: bilinear antialiased resize to size×size (aspect ratio not
+    kept, no centre crop) + normalisation (spec cc §2.2 "Eval transform", hadis §2.2)."""
+    return ViewPipeline(size, channels, [], mean, std, resize=True)

@@ -1,0 +1,312 @@
+"""E-step clusterers: features of the whole set → labels + centroids (DESIGN.md, clusterer row).
+
+``KMeans`` is Euclidean k-means on faiss (CPU or GPU) or in torch; ``SphericalKMeans`` is the
+cosine k-means of ProPos ``torch_clustering.PyTorchKMeans`` that HaDis and DigPro use for their
+per-epoch E-step (specs/hadis.md §2.6, check C8; specs/digpro.md §2.6). Distances are computed
+in row chunks so that N = 1M points with K = 1000 centres fit in memory on CPU and GPU.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import math
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Protocol, runtime_checkable
+
+import attrs
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from corekit.errors import ComponentError, did_you_mean
+
+BACKENDS = ("auto", "torch", "faiss")
+_BLOCK_ELEMENTS = 1 << 24  # entries of one chunk × K distance block (64 MiB in float32)
+
+Distances = Callable[[torch.Tensor], torch.Tensor]
+
+
+@attrs.frozen
+class ClusterResult:
+    """Output of one E-step (DESIGN.md, clusterer row; specs/hadis.md §2.6 "Output").
+
+    ``labels``: int64 (N,); ``centroids``: float32 (K×D); ``inertia``: Σ_i d(x_i, c_{y_i}) in the
+    clusterer's own distance (squared Euclidean for ``KMeans``, ``1 − cos`` for
+    ``SphericalKMeans``); ``n_iter``: Lloyd iterations run by the restart that produced it.
+    """
+
+    labels: torch.Tensor
+    centroids: torch.Tensor
+    inertia: float
+    n_iter: int = 0
+
+
+@runtime_checkable
+class Clusterer(Protocol):
+    """What the engine's E-step calls (DESIGN.md, clusterer row): ``fit`` on N×D features."""
+
+    n_clusters: int
+
+    def fit(self, features: torch.Tensor) -> ClusterResult: ...
+
+
+def _positive(_instance: object, attribute: attrs.Attribute, value: int) -> None:
+    if value < 1:
+        raise ComponentError(f"{attribute.name} must be >= 1, got {value}")
+
+
+def _non_negative(_instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if value < 0:
+        raise ComponentError(f"{attribute.name} must be >= 0, got {value}")
+
+
+def _known_backend(_instance: object, _attribute: attrs.Attribute, value: str) -> None:
+    if value not in BACKENDS:
+        raise ComponentError(f"unknown k-means backend {value!r}; {did_you_mean(value, BACKENDS)}")
+
+
+def _as_matrix(features: torch.Tensor, n_clusters: int) -> torch.Tensor:
+    if features.dim() != 2:
+        raise ValueError(f"features must be N×D, got shape {tuple(features.shape)}")
+    if features.shape[0] < n_clusters:
+        raise ValueError(f"{features.shape[0]} samples cannot form {n_clusters} clusters")
+    return features.detach().to(torch.float32).contiguous()
+
+
+def _chunks(x: torch.Tensor, n_clusters: int) -> Iterator[torch.Tensor]:
+    yield from x.split(max(1, _BLOCK_ELEMENTS // n_clusters))
+
+
+def _kmeans_plusplus(
+    x: torch.Tensor, n_clusters: int, seed: int, distances: Distances
+) -> torch.Tensor:
+    """Greedy k-means++ (``2 + ⌊ln K⌋`` local trials), sampling proportional to ``distances``.
+
+    ``distances(c)`` maps M candidate rows to their M×N distances to every row of ``x``. Random
+    draws come from a CPU generator, so a seed gives the same centres on every device.
+    """
+    n_samples = x.shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    n_trials = 2 + int(math.log(n_clusters))
+    first = int(torch.randint(n_samples, (1,), generator=generator))
+    chosen = [first]
+    closest = distances(x[first : first + 1])[0]
+    potential = closest.sum(dtype=torch.float64)
+    for _ in range(1, n_clusters):
+        draws = torch.rand(n_trials, generator=generator).to(x.device, torch.float64) * potential
+        cumulative = torch.cumsum(closest, dim=0, dtype=torch.float64)
+        candidates = torch.searchsorted(cumulative, draws).clamp_(max=n_samples - 1)
+        trial = torch.minimum(closest, distances(x[candidates]))
+        trial_potential = trial.sum(dim=1, dtype=torch.float64)
+        best = int(torch.argmin(trial_potential))
+        potential = trial_potential[best]
+        closest = trial[best]
+        chosen.append(int(candidates[best]))
+    return x[torch.tensor(chosen, device=x.device)].clone()
+
+
+def _squared_euclidean_to(x: torch.Tensor, x_sq: torch.Tensor) -> Distances:
+    def distances(rows: torch.Tensor) -> torch.Tensor:
+        d = rows.pow(2).sum(dim=1, keepdim=True) - 2.0 * rows @ x.T + x_sq
+        return d.clamp_(min=0.0)
+
+    return distances
+
+
+def _cosine_to(x_unit: torch.Tensor) -> Distances:
+    def distances(rows: torch.Tensor) -> torch.Tensor:
+        return (1.0 - rows @ x_unit.T).clamp_(min=0.0)
+
+    return distances
+
+
+def _assign_euclidean(
+    x: torch.Tensor, x_sq: torch.Tensor, centroids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    c_sq = centroids.pow(2).sum(dim=1)
+    labels, mins = [], []
+    k = len(centroids)
+    for rows, rows_sq in zip(_chunks(x, k), _chunks(x_sq, k), strict=True):
+        d = torch.addmm(c_sq, rows, centroids.T, alpha=-2.0)
+        low, arg = d.min(dim=1)
+        labels.append(arg)
+        mins.append((low + rows_sq).clamp_(min=0.0))
+    return torch.cat(labels), torch.cat(mins)
+
+
+def _assign_cosine(
+    x_unit: torch.Tensor, centroids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    unit = F.normalize(centroids, dim=1)
+    labels, mins = [], []
+    for rows in _chunks(x_unit, len(centroids)):
+        high, arg = (rows @ unit.T).max(dim=1)
+        labels.append(arg)
+        mins.append((1.0 - high).clamp_(min=0.0))
+    return torch.cat(labels), torch.cat(mins)
+
+
+def _sums_and_counts(
+    x: torch.Tensor, labels: torch.Tensor, n_clusters: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    sums = torch.zeros(n_clusters, x.shape[1], dtype=x.dtype, device=x.device)
+    sums.index_add_(0, labels, x)
+    return sums, torch.bincount(labels, minlength=n_clusters).to(x.dtype)
+
+
+def _faiss() -> ModuleType | None:
+    try:
+        return importlib.import_module("faiss")
+    except ImportError:
+        return None
+
+
+def _faiss_has_gpu(faiss: ModuleType) -> bool:
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+@attrs.frozen
+class KMeans:
+    """Euclidean k-means (DESIGN.md, clusterer ``kmeans``: faiss when present, GPU when present).
+
+    Every restart (seeds ``seed .. seed + n_init − 1``) starts from greedy k-means++ centres
+    (``2 + ⌊ln K⌋`` trials on squared distances, in torch); the lowest final inertia wins.
+    ``backend="torch"``: Lloyd iterations until the labels stop changing, the squared centre
+    shift falls to ``tol · mean_d Var(X[:, d])`` (scikit-learn's rule) or ``max_iter`` is
+    reached; an empty cluster moves onto the point farthest from its centre.
+    ``backend="faiss"``: ``faiss.Kmeans`` from those centres (exactly ``max_iter`` iterations,
+    no subsampling, empty clusters split; faiss's random init is not used, it lands in poor
+    local minima on well-separated mixtures), on the GPU when the features are on CUDA and faiss
+    has GPU support. ``backend="auto"``: faiss-GPU for CUDA features when available, torch for
+    other CUDA features, faiss for CPU features when importable, else torch. The result lies on
+    the features' device; ``inertia`` is the sum of squared distances.
+    """
+
+    n_clusters: int = attrs.field(validator=_positive)
+    n_init: int = attrs.field(default=3, validator=_positive)
+    max_iter: int = attrs.field(default=100, validator=_positive)
+    tol: float = attrs.field(default=1e-4, validator=_non_negative)
+    seed: int = 0
+    backend: str = attrs.field(default="auto", validator=_known_backend)
+
+    def resolved_backend(self, device: torch.device) -> str:
+        """The backend ``fit`` will use for features on ``device`` ("torch" or "faiss")."""
+        if self.backend != "auto":
+            return self.backend
+        faiss = _faiss()
+        if faiss is None:
+            return "torch"
+        if device.type == "cuda" and not _faiss_has_gpu(faiss):
+            return "torch"
+        return "faiss"
+
+    def fit(self, features: torch.Tensor) -> ClusterResult:
+        """Cluster N×D ``features``; labels, centroids and inertia on the features' device."""
+        x = _as_matrix(features, self.n_clusters)
+        x_sq = x.pow(2).sum(dim=1)
+        seeding = _squared_euclidean_to(x, x_sq)
+        inits = (
+            _kmeans_plusplus(x, self.n_clusters, self.seed + r, seeding) for r in range(self.n_init)
+        )
+        if self.resolved_backend(x.device) == "faiss":
+            runs = self._faiss_runs(x, inits)
+        else:
+            tol = float(x.var(dim=0, unbiased=False).mean()) * self.tol
+            runs = (self._lloyd(x, x_sq, init, tol) for init in inits)
+        return min(runs, key=lambda result: result.inertia)
+
+    def _lloyd(
+        self, x: torch.Tensor, x_sq: torch.Tensor, centroids: torch.Tensor, tol: float
+    ) -> ClusterResult:
+        labels, mins = _assign_euclidean(x, x_sq, centroids)
+        n_iter = 0
+        while n_iter < self.max_iter:
+            n_iter += 1
+            sums, counts = _sums_and_counts(x, labels, self.n_clusters)
+            updated = sums / counts.clamp(min=1.0).unsqueeze(1)
+            empty = torch.nonzero(counts == 0).flatten()
+            if len(empty):
+                updated[empty] = x[torch.topk(mins, len(empty)).indices]
+            shift = float((updated - centroids).pow(2).sum())
+            centroids = updated
+            new_labels, mins = _assign_euclidean(x, x_sq, centroids)
+            converged = torch.equal(new_labels, labels) or shift <= tol
+            labels = new_labels
+            if converged:
+                break
+        return ClusterResult(labels, centroids, float(mins.sum(dtype=torch.float64)), n_iter)
+
+    def _faiss_runs(
+        self, x: torch.Tensor, inits: Iterator[torch.Tensor]
+    ) -> Iterator[ClusterResult]:
+        faiss = _faiss()
+        if faiss is None:
+            raise ComponentError(
+                "k-means backend 'faiss' needs faiss: pip install 'deepclust[faiss]' "
+                "(or backend='torch')"
+            )
+        data = x.cpu().numpy()
+        n_samples, dim = data.shape
+        for init in inits:
+            kmeans = faiss.Kmeans(
+                dim,
+                self.n_clusters,
+                niter=self.max_iter,
+                nredo=1,
+                seed=self.seed,
+                spherical=False,
+                min_points_per_centroid=1,
+                max_points_per_centroid=max(256, math.ceil(n_samples / self.n_clusters)),
+                gpu=x.device.type == "cuda" and _faiss_has_gpu(faiss),
+            )
+            kmeans.train(data, init_centroids=init.cpu().numpy())
+            distances, labels = kmeans.index.search(data, 1)
+            yield ClusterResult(
+                labels=torch.from_numpy(labels[:, 0].astype(np.int64)).to(x.device),
+                centroids=torch.from_numpy(kmeans.centroids.astype(np.float32)).to(x.device),
+                inertia=float(distances.sum(dtype=np.float64)),
+                n_iter=self.max_iter,
+            )
+
+
+@attrs.frozen
+class SphericalKMeans:
+    """Cosine k-means of ProPos ``torch_clustering.PyTorchKMeans`` (specs/hadis.md §2.6, C8).
+
+    Inputs are L2-normalised; ``d(x, c) = 1 − x·n̂(c)``; centres are plain means of their members
+    (an empty cluster gets the zero centre, at distance 1 from every point). k-means++ init with
+    ``2 + ⌊ln K⌋`` local trials sampling proportional to the cosine distance; restarts with seeds
+    ``seed .. seed + n_init − 1``; each restart stops when the labels stop changing or when
+    ``Σ_c (1 − cos(c_old, c_new)) ≤ tol · mean_d Var(X[:, d])``; the result is the
+    lowest-inertia (centres, labels) state seen at any iteration of any restart.
+    """
+
+    n_clusters: int = attrs.field(validator=_positive)
+    n_init: int = attrs.field(default=10, validator=_positive)
+    max_iter: int = attrs.field(default=300, validator=_positive)
+    tol: float = attrs.field(default=1e-4, validator=_non_negative)
+    seed: int = 0
+
+    def fit(self, features: torch.Tensor) -> ClusterResult:
+        """Cluster N×D ``features`` (normalised here); result on the features' device."""
+        x = F.normalize(_as_matrix(features, self.n_clusters), dim=1)
+        tol = float(x.var(dim=0).mean()) * self.tol
+        restarts = (self._states(x, self.seed + r, tol) for r in range(self.n_init))
+        return min(itertools.chain.from_iterable(restarts), key=lambda state: state.inertia)
+
+    def _states(self, x: torch.Tensor, seed: int, tol: float) -> Iterator[ClusterResult]:
+        """Every (means, labels) state of one restart, in iteration order."""
+        centroids = _kmeans_plusplus(x, self.n_clusters, seed, _cosine_to(x))
+        labels, _ = _assign_cosine(x, centroids)
+        for n_iter in range(1, self.max_iter + 1):
+            sums, counts = _sums_and_counts(x, labels, self.n_clusters)
+            means = sums / torch.where(counts > 0, counts, 1e-6).unsqueeze(1)
+            new_labels, mins = _assign_cosine(x, means)
+            yield ClusterResult(new_labels, means, float(mins.sum(dtype=torch.float64)), n_iter)
+            cosines = (F.normalize(centroids, dim=1) * F.normalize(means, dim=1)).sum(dim=1)
+            shift = float((1.0 - cosines).sum())
+            if torch.equal(new_labels, labels) or shift <= tol:
+                return
+            labels, centroids = new_labels, means

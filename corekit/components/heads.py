@@ -1,0 +1,80 @@
+"""Built-in heads: feature -> what a loss reads. Each has an ``out_dim`` attribute."""
+
+from __future__ import annotations
+
+from torch import nn
+from torch.nn import functional as F
+
+
+class MLPProjector(nn.Sequential):
+    """Projection MLP ``Linear → [BN] → ReLU → … → Linear`` (SimCLR's g(·), Chen et al. 2020
+    §2.1; BYOL/ProPos projector 512→4096→256 with BN, hadis.md §2.3; CC's heads without BN,
+    cc.md §2.3). ``normalize`` L2-normalises the output rows."""
+
+    def __init__(self, in_dim: int, hidden: int = 2048, out_dim: int = 128, layers: int = 2,
+                 batch_norm: bool = True, normalize: bool = False) -> None:
+        blocks: list[nn.Module] = []
+        width = in_dim
+        for _ in range(layers - 1):
+            blocks += [nn.Linear(width, hidden)]
+            blocks += [nn.BatchNorm1d(hidden)] if batch_norm else []
+            blocks += [nn.ReLU(inplace=True)]
+            width = hidden
+        blocks.append(nn.Linear(width, out_dim))
+        if normalize:
+            blocks.append(L2Normalize())
+        super().__init__(*blocks)
+        self.out_dim = out_dim
+
+
+class L2Normalize(nn.Module):
+    """Row-wise ``x / ‖x‖₂``."""
+
+    def forward(self, x):
+        return F.normalize(x, dim=1)
+
+
+class Predictor(MLPProjector):
+    """BYOL predictor q(·) ``Linear → BN → ReLU → Linear`` (Grill et al. 2020 §3.1); weights
+    N(0, 0.01²), biases 0 as in ProPos (hadis.md §2.3). ``out_dim`` defaults to ``in_dim``."""
+
+    def __init__(self, in_dim: int, hidden: int = 4096, out_dim: int | None = None,
+                 init_std: float = 0.01) -> None:
+        super().__init__(in_dim, hidden=hidden, out_dim=out_dim or in_dim, layers=2,
+                         batch_norm=True)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=init_std)
+                nn.init.zeros_(module.bias)
+
+
+class ClusterHead(nn.Module):
+    """Cluster head ``Linear → ReLU → Linear → softmax`` over ``n_clusters`` (CC's g_C,
+    Li et al. 2021 §3.3; cc.md §2.4). ``output="logits"`` skips the softmax."""
+
+    def __init__(self, in_dim: int, n_clusters: int, hidden: int | None = None,
+                 output: str = "probs") -> None:
+        super().__init__()
+        if output not in ("probs", "logits"):
+            raise ValueError(f"output must be 'probs' or 'logits', not {output!r}")
+        width = hidden or in_dim
+        self.mlp = nn.Sequential(nn.Linear(in_dim, width), nn.ReLU(inplace=True),
+                                 nn.Linear(width, n_clusters))
+        self.output = output
+        self.out_dim = n_clusters
+
+    def forward(self, h):
+        logits = self.mlp(h)
+        return logits.softmax(dim=1) if self.output == "probs" else logits
+
+
+class LinearL2(nn.Module):
+    """A linear map followed by L2 normalisation (IDFD's 128-d embedding, cidfd.md §2)."""
+
+    def __init__(self, in_dim: int, out_dim: int = 128) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out_dim)
+        self.out_dim = out_dim
+
+    def forward(self, x):
+        return F.normalize(self.linear(x), dim=1)

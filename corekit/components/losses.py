@@ -1,0 +1,63 @@
+"""Built-in losses. Each is a plain function of tensors (readable next to its equation) and a
+small callable that reads the named outputs of a step and declares them in ``needs()``."""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from torch.nn import functional as F
+
+from corekit.step import Need, Step
+
+
+def nt_xent(za: torch.Tensor, zb: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """NT-Xent (SimCLR, Chen et al. 2020, Eq. 1; CC's instance loss, cc.md §2.5).
+
+    ``u = [n̂(za); n̂(zb)]``, ``S = u uᵀ/τ``; ``ℓ_r = −S[r, pos(r)] + log Σ_{k≠r} exp S[r, k]``;
+    mean over the 2N rows. The self-similarity is excluded (cc.md D1).
+    """
+    n = za.shape[0]
+    u = F.normalize(torch.cat([za, zb]), dim=1)
+    sim = u @ u.T / temperature
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=sim.device), float("-inf"))
+    positives = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(sim.device)
+    return F.cross_entropy(sim, positives)
+
+
+def marginal_entropy_gap(probs: torch.Tensor) -> torch.Tensor:
+    """``log M − H(p)`` with ``p`` the batch marginal of the soft assignments ``probs`` (N×M)
+    (CC, cc.md §2.6 "code" form; 0 at the uniform marginal). ``xlogy`` keeps an empty cluster
+    finite (cc.md P3)."""
+    probs = probs.float()
+    p = probs.sum(0) / probs.sum()
+    entropy = -torch.special.xlogy(p, p).sum()
+    return torch.log(torch.tensor(float(probs.shape[1]), device=probs.device)) - entropy
+
+
+@attrs.define
+class NTXent:
+    """NT-Xent between views 0 and 1 of head ``head`` (SimCLR Eq. 1; cc.md §2.5)."""
+
+    head: str = "proj"
+    temperature: float = 0.5
+
+    def needs(self) -> list[Need]:
+        return [Need.output(self.head), Need.views(2)]
+
+    def __call__(self, step: Step) -> torch.Tensor:
+        return nt_xent(step.output(self.head, 0), step.output(self.head, 1), self.temperature)
+
+
+@attrs.define
+class BatchMarginalEntropy:
+    """Σ over views of ``log M − H(p^v)``: pushes each view's batch cluster marginal towards
+    uniform (CC Eq. 6, code form, cc.md §2.6 and P4). Reads probabilities, not logits."""
+
+    head: str = "cluster"
+    views: int = 2
+
+    def needs(self) -> list[Need]:
+        return [Need.output(self.head), Need.views(self.views)]
+
+    def __call__(self, step: Step) -> torch.Tensor:
+        return sum(marginal_entropy_gap(step.output(self.head, v)) for v in range(self.views))

@@ -1,0 +1,27 @@
+"""Built-in pseudo-labelers: scores -> (labels, mask)."""
+
+from __future__ import annotations
+
+import attrs
+import torch
+
+from corekit.step import Need, Step
+
+
+@attrs.define
+class ConfidenceThreshold:
+    """FixMatch-style confident labels (Sohn et al. 2020, Eq. 4; SPICE stage 3, spice.md):
+    ``labels = argmax p``, ``mask = max p ≥ threshold`` over head ``head`` on view ``view``."""
+
+    head: str = "cluster"
+    threshold: float = 0.95
+    view: int = 0
+
+    def needs(self) -> list[Need]:
+        return [Need.output(self.head), Need.views(self.view + 1)]
+
+    def __call__(self, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            probs = step.output(self.head, self.view)
+            confidence, labels = probs.max(dim=1)
+        return labels, confidence >= self.threshold

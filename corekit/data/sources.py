@@ -1,0 +1,330 @@
+"""Loaders, one per data source, each returning an in-memory :class:`ImageSet`."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+import tarfile
+import warnings
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from corekit.data.dataset import ImageSet, channel_stats
+from corekit.data.errors import DataError
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2023, 0.1994, 0.2010)
+CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
+CIFAR100_STD = (0.2675, 0.2565, 0.2761)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+)
+_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
+_FETCH_ERRORS = (OSError, RuntimeError, EOFError, tarfile.TarError, pickle.UnpicklingError)
+
+
+def default_root(name: str) -> Path:
+    """Default data folder for ``name``: ``$DEEPCLUST_DATA/name`` or ``~/.cache/deepclust/name``."""
+    base = os.environ.get("DEEPCLUST_DATA")
+    return (Path(base) if base else Path.home() / ".cache" / "deepclust") / name
+
+
+def load_digits_set() -> ImageSet:
+    """scikit-learn's 1,797 8×8 digits (values 0..16 scaled to 0..255), 1 channel, 10 classes."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    scaled = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    images = torch.from_numpy(scaled).unsqueeze(1)
+    mean, std = channel_stats(images)
+    labels = torch.from_numpy(digits.target.astype(np.int64))
+    return ImageSet("digits", images, labels, 10, mean, std)
+
+
+def load_mnist(root: Path | None = None, split: str = "all") -> ImageSet:
+    """MNIST from the four original gzipped IDX files.
+
+    ``split`` is "train" (60k), "test" (10k) or "all" (70k, train then test). With
+    ``root=None`` the files are looked up in :func:`default_root` and, if missing there,
+    downloaded with torchvision; an explicit ``root`` is never downloaded into.
+    """
+    if split not in ("train", "test", "all"):
+        raise DataError(f"unknown MNIST split {split!r}; expected 'train', 'test' or 'all'")
+    parts = ["train", "test"] if split == "all" else [split]
+    folder = default_root("mnist") if root is None else Path(root)
+    if root is None and any(_find_mnist_file(folder, name) is None for name in _names(parts)):
+        _download_mnist(folder)
+    images, labels = [], []
+    for part in parts:
+        image_name, label_name = MNIST_FILES[part]
+        part_images = _read_idx(_require_mnist_file(folder, image_name), 2051, 3)
+        part_labels = _read_idx(_require_mnist_file(folder, label_name), 2049, 1)
+        if len(part_images) != len(part_labels):
+            raise DataError(
+                f"MNIST {part} files in {folder} disagree: {len(part_images)} images but "
+                f"{len(part_labels)} labels; re-download them from {MNIST_URL}"
+            )
+        images.append(torch.from_numpy(part_images).unsqueeze(1))
+        labels.append(torch.from_numpy(part_labels.astype(np.int64)))
+    image_tensor = torch.cat(images)
+    mean, std = channel_stats(image_tensor)
+    name = "mnist" if split == "all" else f"mnist-{split}"
+    return ImageSet(name, image_tensor, torch.cat(labels), 10, mean, std)
+
+
+def _names(parts: list[str]) -> list[str]:
+    return [name for part in parts for name in MNIST_FILES[part]]
+
+
+def _find_mnist_file(folder: Path, name: str) -> Path | None:
+    for directory in (folder, folder / "MNIST" / "raw", folder / "raw"):
+        for candidate in (directory / f"{name}.gz", directory / name):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _require_mnist_file(folder: Path, name: str) -> Path:
+    found = _find_mnist_file(folder, name)
+    if found is None:
+        raise DataError(
+            f"MNIST file {name}.gz not found in {folder}. Put the four original files "
+            f"({', '.join(f'{n}.gz' for n in _names(['train', 'test']))}) there; they can be "
+            f"downloaded from {MNIST_URL}. Or pass mnist:DIR naming a folder that holds them."
+        )
+    return found
+
+
+def _download_mnist(folder: Path) -> None:
+    try:
+        from torchvision import datasets
+    except ImportError:
+        return
+    try:
+        datasets.MNIST(str(folder), train=True, download=True)
+    except _FETCH_ERRORS as err:
+        raise DataError(
+            f"MNIST files are not in {folder} and downloading them failed ({err}). No internet? "
+            f"Pass mnist:DIR with the four files ({', '.join(_names(['train', 'test']))}, "
+            f"each .gz) from {MNIST_URL}."
+        ) from err
+
+
+def _read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as handle:
+                raw = handle.read()
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(
+            f"{path} is corrupt or truncated ({err}); re-download it from {MNIST_URL}"
+        ) from err
+    header = 4 * (1 + ndim)
+    if len(raw) < header:
+        raise DataError(f"{path} is too short to be an IDX file; re-download it from {MNIST_URL}")
+    found, *dims = struct.unpack(f">{1 + ndim}I", raw[:header])
+    if found != magic:
+        raise DataError(
+            f"{path} is not the expected MNIST IDX file (magic number {found}, expected "
+            f"{magic}); re-download it from {MNIST_URL}"
+        )
+    expected = int(np.prod(dims))
+    if len(raw) - header != expected:
+        raise DataError(
+            f"{path} is corrupt or truncated: its header promises {expected} bytes of data "
+            f"{tuple(dims)} but it holds {len(raw) - header}; re-download it from {MNIST_URL}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
+
+
+def _fetch(label: str, spec: str, root: Path, hint: str, build: Callable[[Any], Any]) -> Any:
+    """Run a torchvision download/load call, turning failures into an actionable DataError."""
+    from torchvision import datasets
+
+    try:
+        return build(datasets)
+    except _FETCH_ERRORS as err:
+        raise DataError(
+            f"could not get {label} into {root} ({err}). No internet? {hint} "
+            f"To use another folder that holds it, pass {spec}:DIR."
+        ) from err
+
+
+def load_cifar10(root: Path | None = None) -> ImageSet:
+    """CIFAR-10 train+test (60,000 32×32 RGB, 10 classes) via torchvision (downloads if needed)."""
+    folder = default_root("cifar10") if root is None else Path(root)
+    hint = (
+        "Download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html "
+        f"and put it (or its extracted cifar-10-batches-py folder) in {folder}."
+    )
+    parts = [
+        _fetch(
+            "CIFAR-10",
+            "cifar10",
+            folder,
+            hint,
+            lambda d, t=t: d.CIFAR10(str(folder), t, download=True),
+        )
+        for t in (True, False)
+    ]
+    images = torch.from_numpy(np.concatenate([p.data for p in parts])).permute(0, 3, 1, 2)
+    labels = torch.tensor([y for p in parts for y in p.targets], dtype=torch.int64)
+    return ImageSet("cifar10", images.contiguous(), labels, 10, CIFAR10_MEAN, CIFAR10_STD)
+
+
+def load_cifar20(root: Path | None = None) -> ImageSet:
+    """CIFAR-100 train+test with its 20 coarse super-class labels ("CIFAR-20"), via torchvision."""
+    folder = default_root("cifar100") if root is None else Path(root)
+    hint = (
+        "Download cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html "
+        f"and put it (or its extracted cifar-100-python folder) in {folder}."
+    )
+    images, labels = [], []
+    for train in (True, False):
+        part = _fetch(
+            "CIFAR-100",
+            "cifar20",
+            folder,
+            hint,
+            lambda d, t=train: d.CIFAR100(str(folder), t, download=True),
+        )
+        file_name = (part.train_list if train else part.test_list)[0][0]
+        path = Path(part.root) / part.base_folder / file_name
+        with path.open("rb") as handle:
+            coarse = pickle.load(handle, encoding="latin1")["coarse_labels"]
+        images.append(part.data)
+        labels.extend(coarse)
+    image_tensor = torch.from_numpy(np.concatenate(images)).permute(0, 3, 1, 2).contiguous()
+    label_tensor = torch.tensor(labels, dtype=torch.int64)
+    return ImageSet("cifar20", image_tensor, label_tensor, 20, CIFAR100_MEAN, CIFAR100_STD)
+
+
+def load_stl10(root: Path | None = None) -> ImageSet:
+    """STL-10 labelled train+test (13,000 96×96 RGB, 10 classes) via torchvision."""
+    folder = default_root("stl10") if root is None else Path(root)
+    hint = (
+        "Download stl10_binary.tar.gz from https://cs.stanford.edu/~acoates/stl10/ "
+        f"and put it (or its extracted stl10_binary folder) in {folder}."
+    )
+    parts = [
+        _fetch(
+            "STL-10",
+            "stl10",
+            folder,
+            hint,
+            lambda d, s=s: d.STL10(str(folder), split=s, download=True),
+        )
+        for s in ("train", "test")
+    ]
+    images = torch.from_numpy(np.concatenate([p.data for p in parts]))
+    labels = torch.from_numpy(np.concatenate([p.labels for p in parts]).astype(np.int64))
+    return ImageSet("stl10", images.contiguous(), labels, 10, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def load_imagefolder(path: Path, size: int | None = None) -> ImageSet:
+    """Images from a folder: one subfolder per class (labels from sorted names) or flat (no labels).
+
+    Images are decoded with PIL to RGB (or L when every image is grayscale) and resized to
+    ``size``×``size`` (default: the most common size). Unreadable files are skipped with a
+    warning naming each one; the count is kept in ``ImageSet.skipped``.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist or is not a folder")
+    files, labels, classes = _list_images(folder)
+    if not files:
+        raise DataError(
+            f"no images found in {folder}; expected image files "
+            f"({', '.join(sorted(IMAGE_EXTENSIONS))}) directly in it or in one subfolder per class"
+        )
+    headers: list[tuple[Path, int | None, tuple[int, int], str]] = []
+    skipped = 0
+    for file, label in zip(files, labels, strict=True):
+        try:
+            with Image.open(file) as image:
+                headers.append((file, label, image.size, image.mode))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            _warn_skip(file, err)
+            skipped += 1
+    if not headers:
+        raise DataError(f"no readable images in {folder}: all {len(files)} files failed to open")
+    target = (size, size) if size else Counter(h[2] for h in headers).most_common(1)[0][0]
+    mode = "L" if all(h[3] in _GRAY_MODES for h in headers) else "RGB"
+    arrays, kept_labels = [], []
+    for file, label, _, _ in headers:
+        try:
+            arrays.append(_decode(file, mode, target))
+            kept_labels.append(label)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            _warn_skip(file, err)
+            skipped += 1
+    if not arrays:
+        raise DataError(f"no readable images in {folder}: all {len(files)} files failed to decode")
+    stacked = np.stack(arrays)
+    images = torch.from_numpy(stacked[:, None] if mode == "L" else stacked.transpose(0, 3, 1, 2))
+    images = images.contiguous()
+    if mode == "L":
+        mean, std = channel_stats(images)
+    else:
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    label_tensor = None if classes is None else torch.tensor(kept_labels, dtype=torch.int64)
+    num_classes = None if classes is None else len(classes)
+    return ImageSet(folder.name, images, label_tensor, num_classes, mean, std, skipped)
+
+
+def _is_image(path: Path) -> bool:
+    visible = not path.name.startswith(".")
+    return visible and path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+
+
+def _list_images(folder: Path) -> tuple[list[Path], list[int | None], list[str] | None]:
+    """Image files in ``folder`` with their labels, and class names (None for a flat folder)."""
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subfolders:
+        files = sorted(p for p in folder.iterdir() if _is_image(p))
+        return files, [None] * len(files), None
+    loose = [p.name for p in folder.iterdir() if _is_image(p)]
+    if loose:
+        warnings.warn(
+            f"{folder} has class subfolders, so {len(loose)} image(s) directly in it are "
+            f"ignored (e.g. {loose[0]})",
+            stacklevel=3,
+        )
+    per_class = {d.name: sorted(p for p in d.rglob("*") if _is_image(p)) for d in subfolders}
+    classes = [name for name, found in per_class.items() if found]
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        files.extend(per_class[name])
+        labels.extend([label] * len(per_class[name]))
+    return files, labels, classes
+
+
+def _decode(file: Path, mode: str, target: tuple[int, int]) -> np.ndarray:
+    with Image.open(file) as image:
+        converted = image.convert(mode)
+    if converted.size != target:
+        converted = converted.resize(target, Image.Resampling.BILINEAR)
+    return np.asarray(converted, dtype=np.uint8)
+
+
+def _warn_skip(file: Path, err: BaseException) -> None:
+    warnings.warn(f"skipping unreadable image {file}: {err}", stacklevel=3)

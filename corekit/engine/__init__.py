@@ -1,0 +1,1 @@
+"""The generic EM training engine."""

@@ -1,0 +1,68 @@
+"""The extension points of deepclust: one pluggy hook per component kind.
+
+Every hook hands the plugin a ``register`` callback and is called once, when the
+plugin manager starts (``corekit.plugins.load_plugins``). A plugin registers factories:
+
+    from corekit import hookimpl
+
+    @hookimpl
+    def register_losses(register):
+        register("my_loss", MyLoss, aliases=("paper_name",))
+
+The core's own components register through these same hooks (``corekit.builtins``).
+What each kind's factory must return is stated in its hook below and checked by
+``corekit.registry.KINDS``.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+from corekit.registry import RegisterFn
+
+PROJECT = "deepclust"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_backbones(register: RegisterFn) -> None:
+    """Backbones: ``factory(in_channels=C, **options) -> nn.Module`` mapping B×C×H×W to B×D,
+    with an ``out_dim`` attribute. Fired once at plugin load."""
+
+
+@hookspec
+def register_augmentations(register: RegisterFn) -> None:
+    """View pipelines: ``factory(size, channels, mean, std, **options) -> nn.Module`` mapping a
+    float batch in [0, 1] on the device to one augmented view. Fired once at plugin load."""
+
+
+@hookspec
+def register_heads(register: RegisterFn) -> None:
+    """Heads: ``factory(in_dim, **options) -> nn.Module`` with an ``out_dim`` attribute.
+    Fired once at plugin load."""
+
+
+@hookspec
+def register_losses(register: RegisterFn) -> None:
+    """Losses: ``factory(**options) -> Loss``; a loss is ``loss(step) -> scalar tensor`` and
+    declares what it reads through ``needs() -> list[Need]``. Fired once at plugin load."""
+
+
+@hookspec
+def register_pseudo_labelers(register: RegisterFn) -> None:
+    """Pseudo-labelers: ``factory(**options)``; ``labeler(step) -> (labels, mask)`` turning the
+    step's assignments or scores into training targets. Fired once at plugin load."""
+
+
+@hookspec
+def register_clusterers(register: RegisterFn) -> None:
+    """E-step clusterers: ``factory(n_clusters, **options)`` with
+    ``fit(features) -> ClusterResult``. Fired once at plugin load."""
+
+
+@hookspec
+def register_recipes(register: RegisterFn) -> None:
+    """Recipes: ``register(name, path_to_toml)``; a recipe file may carry per-dataset presets.
+    Fired once at plugin load."""

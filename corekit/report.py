@@ -1,0 +1,57 @@
+"""The run report: ``report.md`` with final metrics and loss/metric curves (``curves.png``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+CURVE_KEYS = ("loss", "nmi", "acc", "ari")
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_curves(records: list[dict], path: Path) -> bool:
+    """Loss and NMI/ACC/ARI against epoch, one panel each; False when nothing to plot."""
+    keys = [k for k in CURVE_KEYS if any(k in r for r in records)]
+    if not keys:
+        return False
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        points = [(i + 1, r[key]) for i, r in enumerate(records) if key in r]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3)
+        ax.set_title(key.upper() if key != "loss" else "loss")
+        ax.set_xlabel("epoch (all stages)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def write_report(run_dir: Path) -> Path:
+    """Write ``report.md`` (and ``curves.png``) for the run in ``run_dir``."""
+    final_path = run_dir / "final.json"
+    final = json.loads(final_path.read_text()) if final_path.exists() else {}
+    records = read_metrics(run_dir)
+    lines = [f"# Run report: {final.get('recipe', run_dir.name)}", ""]
+    if final:
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
+                  for k, v in final.items() if not isinstance(v, (list, dict))]
+        lines.append("")
+    if plot_curves(records, run_dir / "curves.png"):
+        lines += ["![loss and metrics per epoch](curves.png)", ""]
+    lines.append(f"{len(records)} epoch record(s) in metrics.jsonl; resolved recipe in recipe.toml.")
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
