@@ -1,12 +1,22 @@
 """deepclust core: registry, recipes, composer and the generic EM training engine.
 
-The public API for plugins is what this module exports.
+What this module exports is the public API for plugins; plugins import nothing else.
 """
 
+from corekit.components.heads import ClusterHead, L2Normalize, LinearL2, MLPProjector, Predictor
+from corekit.components.losses import (
+    BatchMarginalEntropy,
+    NTXent,
+    marginal_entropy_gap,
+    nt_xent,
+)
 from corekit.errors import ComponentError, PluginError, RecipeError, TrainingError, UserError
 from corekit.hookspecs import hookimpl
 from corekit.step import Need, Step
 
 __version__ = "0.1.0"
-__all__ = ["ComponentError", "Need", "PluginError", "RecipeError", "Step", "TrainingError",
-           "UserError", "__version__", "hookimpl"]
+__all__ = [
+    "BatchMarginalEntropy", "ClusterHead", "ComponentError", "L2Normalize", "LinearL2",
+    "MLPProjector", "NTXent", "Need", "PluginError", "Predictor", "RecipeError", "Step",
+    "TrainingError", "UserError", "__version__", "hookimpl", "marginal_entropy_gap", "nt_xent",
+]

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from corekit import recipe as rc
+from corekit.components.augment import eval_transform
 from corekit.data import ImageSet
 from corekit.errors import ComponentError, RecipeError, did_you_mean
 from corekit.network import Network
@@ -299,8 +300,6 @@ def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSe
     context = {"size": size, "channels": train_set.channels, "mean": mean, "std": std}
     views = [build_component(plugins, "augmentation", t, aug.options, "augment", **context)
              .to(device) for t in types]
-    from corekit.components.augment import eval_transform
-
     evaluate = eval_transform(size, train_set.channels, mean, std).to(device)
 
     losses = []
@@ -347,6 +346,12 @@ def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSe
         branch, part = parse_feature(stage.eval.features, "eval.features")
         check_need(Need.output(part, branch), "eval.features", stage, network, target)
 
+    if stage.train.sampler not in ("shuffle", "cluster_balanced"):
+        raise RecipeError(f"train.sampler: {stage.train.sampler!r} must be 'shuffle' or "
+                          "'cluster_balanced'")
+    if stage.train.sampler == "cluster_balanced" and clusterer is None:
+        raise RecipeError("train.sampler = 'cluster_balanced' weights images by their E-step "
+                          "cluster: add a [clusterer] section")
     optimizer, base_lrs = build_optimizer(stage.train, network)
     return Composed(stage, train_set, main, reference, n_clusters, model, views, evaluate,
                     losses, clusterer, pseudo, bank, optimizer, base_lrs)

@@ -158,6 +158,7 @@ class Train:
     seed: int = 0
     device: str = "auto"
     freeze: list[str] = attrs.field(factory=list)
+    sampler: str = "shuffle"  # "shuffle" or "cluster_balanced" (needs a [clusterer])
     eval_every: int = 1
     checkpoint_every: int = 1
 

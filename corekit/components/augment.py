@@ -63,7 +63,8 @@ class ViewPipeline(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"expected a B×{self.channels}×H×W batch, got {tuple(x.shape)}")
+            shape = tuple(x.shape)
+            raise ValueError(f"expected a B×C×H×W batch with channels={self.channels}, got {shape}")
         if self.resize:
             x = _resize(x, self.size)
         x = self.ops(x)

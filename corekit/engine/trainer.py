@@ -276,8 +276,7 @@ class StageTrainer:
 
     def _epoch(self, epoch: int) -> dict[str, float]:
         generator = torch.Generator().manual_seed(self.train_cfg.seed * 100_003 + epoch)
-        order = torch.randperm(len(self.c.train_set), generator=generator)
-        order = order.to(self.c.train_set.images.device)
+        order = self._order(generator).to(self.c.train_set.images.device)
         totals: dict[str, torch.Tensor] = {}
         bar = tqdm(range(self.steps), desc=f"{self.c.stage.name} epoch {epoch + 1}",
                    leave=False, disable=not self.progress, dynamic_ncols=True)
@@ -287,6 +286,18 @@ class StageTrainer:
             for key, value in out.items():
                 totals[key] = totals.get(key, 0) + value
         return {k: float(v) / max(self.steps, 1) for k, v in totals.items()}
+
+    def _order(self, generator: torch.Generator) -> torch.Tensor:
+        """This epoch's image order: a shuffle, or (``sampler = "cluster_balanced"``) draws with
+        replacement weighted ``w_i = N / |cluster(i)|`` from the last E-step (hadis.md §2.5)."""
+        n = len(self.c.train_set)
+        if self.train_cfg.sampler == "shuffle":
+            return torch.randperm(n, generator=generator)
+        labels = self.c.pseudo.labels.cpu()
+        counts = torch.bincount(labels, minlength=self.c.n_clusters).float()
+        weights = n / counts[labels]
+        return torch.multinomial(weights, self.steps * self.batch_size, replacement=True,
+                                 generator=generator)
 
     def _write_metrics(self, record: dict[str, Any]) -> None:
         with open(self.run_dir / "metrics.jsonl", "a") as fh:

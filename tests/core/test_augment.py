@@ -37,7 +37,6 @@ def test_two_calls_differ_and_samples_differ(name, channels):
     x = torch.rand(1, channels, 32, 32).repeat(8, 1, 1, 1)
     first, second = view(x), view(x)
     assert not torch.equal(first, second)
-    assert not torch.equal(first[0], first[1:]).all()
     assert any(not torch.equal(first[0], first[i]) for i in range(1, 8))
 
 

@@ -1,0 +1,212 @@
+"""E-step scaling benchmark: k-means and spherical k-means, ours (torch, faiss) vs scikit-learn.
+
+Grid: N ∈ {10k, 70k, 1M} × D ∈ {128, 256} × K ∈ {10, 100, 1000}; ``--quick`` runs N ∈ {10k, 70k},
+D = 128, K ∈ {10, 100}. Every backend clusters the same seeded Gaussian mixture (K components,
+centres ~ N(0, 9·I), unit noise; L2-normalised rows for spherical k-means).
+
+Equal work: one restart (``n_init = 1``), ``max_iter`` Lloyd iterations (default 20) and
+``tol = 0``. faiss always runs exactly ``max_iter`` iterations; torch and scikit-learn still stop
+early when the labels stop changing (strict convergence), so the table reports the iterations
+each run did. Every timing includes the greedy k-means++ initialisation (ours in torch for both
+the torch and the faiss backends; scikit-learn's own) and the final assignment. The scikit-learn
+baseline is ``KMeans(algorithm="lloyd")``; for spherical k-means it is the same Euclidean KMeans
+on the normalised rows (the nearest scikit-learn has). A cell whose time, extrapolated linearly in
+N·D·K from the backend's largest finished cell, exceeds ``--cap`` seconds is printed as
+"skipped (over budget)" and stored with ``seconds = null``. Timings are the minimum of
+``--repeats`` runs (the CPU may be shared).
+
+    python bench/estep_scaling.py --quick
+    python bench/estep_scaling.py --n 1000000 --d 128 --k 1000 --cap 900
+
+Prints a markdown table and writes JSON (default ``bench/results/estep_scaling.json``).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import sklearn  # noqa: E402
+import torch  # noqa: E402
+from sklearn.cluster import KMeans as SklearnKMeans  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from corekit.components.clusterers import KMeans, SphericalKMeans, _faiss  # noqa: E402
+
+torch.set_num_threads(2)
+
+FULL_GRID = {"n": [10_000, 70_000, 1_000_000], "d": [128, 256], "k": [10, 100, 1000]}
+QUICK_GRID = {"n": [10_000, 70_000], "d": [128], "k": [10, 100]}
+SKIPPED = "skipped (over budget)"
+
+Run = Callable[[], tuple[float, int]]
+
+
+def mixture(n: int, d: int, k: int, seed: int) -> np.ndarray:
+    """N×D float32 rows from a K-component Gaussian mixture (seeded)."""
+    rng = np.random.default_rng(seed)
+    centres = 3.0 * rng.standard_normal((k, d), dtype=np.float32)
+    x = rng.standard_normal((n, d), dtype=np.float32)
+    x += centres[rng.integers(k, size=n)]
+    return x
+
+
+def runners(x: np.ndarray, unit: np.ndarray, k: int, args: argparse.Namespace) -> dict:
+    """(task, backend) → a function that clusters and returns (inertia, iterations)."""
+    common = {"n_init": 1, "max_iter": args.max_iter, "tol": 0.0}
+    x_t, unit_t = torch.from_numpy(x), torch.from_numpy(unit)
+
+    def ours(clusterer, data: torch.Tensor) -> Run:
+        def run() -> tuple[float, int]:
+            result = clusterer.fit(data)
+            return result.inertia, result.n_iter
+
+        return run
+
+    def sklearn_run(data: np.ndarray) -> Run:
+        def run() -> tuple[float, int]:
+            model = SklearnKMeans(k, init="k-means++", algorithm="lloyd", random_state=0, **common)
+            model.fit(data)
+            return float(model.inertia_), int(model.n_iter_)
+
+        return run
+
+    found = {
+        ("kmeans", "torch"): ours(KMeans(k, backend="torch", seed=0, **common), x_t),
+        ("kmeans", "sklearn"): sklearn_run(x),
+        ("spherical", "torch"): ours(SphericalKMeans(k, seed=0, **common), unit_t),
+        ("spherical", "sklearn"): sklearn_run(unit),
+    }
+    if _faiss() is not None:
+        found["kmeans", "faiss"] = ours(KMeans(k, backend="faiss", seed=0, **common), x_t)
+    order = sorted(found, key=lambda key: (key[0], key[1] != "sklearn", key[1]))
+    return {key: found[key] for key in order if key[1] in args.backends}
+
+
+def warm_up(args: argparse.Namespace) -> None:
+    x = mixture(2000, 16, 10, seed=1)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    for run in runners(x, unit, 10, args).values():
+        run()
+
+
+def measure(run: Run, repeats: int) -> tuple[float, float, int]:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        inertia, n_iter = run()
+        best = min(best, time.perf_counter() - start)
+    return best, inertia, n_iter
+
+
+def bench(args: argparse.Namespace) -> list[dict]:
+    largest: dict[tuple[str, str], tuple[float, int]] = {}
+    rows = []
+    for n in args.n:
+        for d in args.d:
+            for k in args.k:
+                x = mixture(n, d, k, seed=0)
+                unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+                work = n * d * k
+                for (task, backend), run in runners(x, unit, k, args).items():
+                    row = {"task": task, "n": n, "d": d, "k": k, "backend": backend}
+                    seconds, size = largest.get((task, backend), (0.0, 1))
+                    if seconds * work / size > args.cap:
+                        row |= {"seconds": None, "status": SKIPPED}
+                    else:
+                        elapsed, inertia, n_iter = measure(run, args.repeats)
+                        largest[task, backend] = (elapsed, work)
+                        row |= {"seconds": elapsed, "status": "ok"}
+                        row |= {"inertia": inertia, "n_iter": n_iter}
+                        baseline = elapsed if backend == "sklearn" else sklearn_seconds(row, rows)
+                        row["ratio_vs_sklearn"] = elapsed / baseline if baseline else None
+                    rows.append(row)
+                    print(format_row(row), flush=True)
+                del x, unit
+    return rows
+
+
+def sklearn_seconds(row: dict, rows: list[dict]) -> float | None:
+    for other in rows:
+        same_cell = all(other[key] == row[key] for key in ("task", "n", "d", "k"))
+        if same_cell and other["backend"] == "sklearn":
+            return other["seconds"]
+    return None
+
+
+def format_row(row: dict) -> str:
+    cell = f"| {row['task']} | {row['n']:,} | {row['d']} | {row['k']} | {row['backend']} |"
+    if row["seconds"] is None:
+        return f"{cell} {row['status']} | — | — | — |"
+    ratio = "—" if row["ratio_vs_sklearn"] is None else f"{row['ratio_vs_sklearn']:.2f}"
+    return f"{cell} {row['seconds']:.3f} | {ratio} | {row['n_iter']} | {row['inertia']:.6g} |"
+
+
+HEADER = (
+    "| task | N | D | K | backend | seconds | ratio vs sklearn (t / t_sk) | iters | inertia |\n"
+    "|---|---:|---:|---:|---|---:|---:|---:|---:|"
+)
+
+
+def environment(args: argparse.Namespace) -> dict:
+    faiss = _faiss()
+    return {
+        "max_iter": args.max_iter,
+        "tol": 0.0,
+        "n_init": 1,
+        "repeats": args.repeats,
+        "cap_seconds": args.cap,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "faiss": getattr(faiss, "__version__", None),
+        "sklearn": sklearn.__version__,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+    }
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small grid, < 3 minutes on 2 cores")
+    parser.add_argument("--n", type=int, nargs="+", help="override the grid's N values")
+    parser.add_argument("--d", type=int, nargs="+", help="override the grid's D values")
+    parser.add_argument("--k", type=int, nargs="+", help="override the grid's K values")
+    parser.add_argument("--backends", nargs="+", default=["torch", "faiss", "sklearn"])
+    parser.add_argument("--max-iter", type=int, default=20)
+    parser.add_argument("--cap", type=float, default=120.0, help="per-cell time budget (s)")
+    parser.add_argument("--repeats", type=int, help="timed runs per cell (default 3 quick, 1 full)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/estep_scaling.json")
+    args = parser.parse_args(argv)
+    grid = QUICK_GRID if args.quick else FULL_GRID
+    for axis in ("n", "d", "k"):
+        setattr(args, axis, getattr(args, axis) or grid[axis])
+    args.repeats = args.repeats or (3 if args.quick else 1)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    warm_up(args)
+    print(HEADER, flush=True)
+    rows = bench(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"environment": environment(args), "results": rows}
+    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
