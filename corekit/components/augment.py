@@ -24,7 +24,7 @@ _LUMA = (0.299, 0.587, 0.114)
 _RATIO = (3.0 / 4.0, 4.0 / 3.0)
 _FIXMATCH_FILL = (125.0 / 255.0, 123.0 / 255.0, 114.0 / 255.0)
 
-Jitter = tuple[float, float, float, float]
+_Jitter = tuple[float, float, float, float]
 
 
 def _resize(x: Tensor, size: int) -> Tensor:
@@ -111,7 +111,7 @@ def _flip(p: float) -> K.RandomHorizontalFlip:
     return K.RandomHorizontalFlip(p=p, p_batch=1.0, same_on_batch=False, keepdim=False)
 
 
-def _colour(channels: int, jitter: Jitter, jitter_p: float, gray_p: float) -> list[nn.Module]:
+def _colour(channels: int, jitter: _Jitter, jitter_p: float, gray_p: float) -> list[nn.Module]:
     """``ColorJitter`` (multiplicative brightness, random op order) then 3-channel grayscale;
     brightness and contrast only when the images are not RGB."""
     brightness, contrast, saturation, hue = jitter
@@ -207,7 +207,7 @@ def byol(
     crop_scale: tuple[float, float] = (0.08, 1.0),
     crop_ratio: tuple[float, float] = _RATIO,
     flip_p: float = 0.5,
-    jitter: Jitter = (0.4, 0.4, 0.2, 0.1),
+    jitter: _Jitter = (0.4, 0.4, 0.2, 0.1),
     jitter_p: float = 0.8,
     gray_p: float = 0.2,
     blur_kernel: int | None = None,
@@ -217,7 +217,7 @@ def byol(
 ) -> nn.Module:
     """BYOL's asymmetric view (Grill et al. 2020, Table 6): crop, flip, jitter (0.4, 0.4, 0.2,
     0.1) p=0.8, grayscale p=0.2, blur (p=1.0 for view 1, 0.1 for view 2), solarize (p=0.0 for
-    view 1, 0.2 for view 2). Used by the BYOL-style ProPos family (spec hadis §2.2 notes)."""
+    view 1, 0.2 for view 2). Not in the CC/HaDis/SPICE specs; offered for BYOL-style recipes."""
     if view not in (1, 2):
         raise ValueError(f"byol view must be 1 or 2, got {view!r}")
     blur_p = (1.0 if view == 1 else 0.1) if blur_p is None else blur_p
@@ -236,7 +236,7 @@ def moco_v2(
     *,
     crop_scale: tuple[float, float] = (0.2, 1.0),
     crop_ratio: tuple[float, float] = _RATIO,
-    jitter: Jitter = (0.4, 0.4, 0.4, 0.1),
+    jitter: _Jitter = (0.4, 0.4, 0.4, 0.1),
     jitter_p: float = 0.8,
     gray_p: float = 0.2,
     blur_kernel: int | None = 13,
@@ -361,7 +361,7 @@ def _translate_y(x: Tensor, v: Tensor) -> Tensor:
     return _warp(x, m)
 
 
-Op = Callable[[Tensor, Tensor], Tensor]
+_Op = Callable[[Tensor, Tensor], Tensor]
 
 
 class RandomOps(nn.Module):
@@ -382,7 +382,7 @@ class RandomOps(nn.Module):
     ) -> None:
         super().__init__()
         self.n_ops = n_ops
-        self.table: list[tuple[Op | None, float, float]] = [
+        self.table: list[tuple[_Op | None, float, float]] = [
             (None, 0.0, 0.0),
             (_autocontrast, 0.0, 0.0),
             (_equalize, 0.0, 0.0),

@@ -1,0 +1,49 @@
+"""The latent noise stage in front of the predictor: ProPos's positive sampling, HaDis's
+"diffused sampling" (specs/hadis.md §2.3)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LatentGaussianNoise(nn.Module):
+    """``z = q + σ·δ``, ``δ ~ N(0, I)`` drawn fresh per call (ProPos PSA; HaDis Eq. 2 with
+    ε = σ; specs/hadis.md §2.3).
+
+    The noise goes on the raw, un-normalised projector output ``q`` (spec D7), so ``σ`` is
+    relative to the projector's output scale. ``σ = 0`` for 0-based epochs before
+    ``start_epoch``: the official code switches the noise off during the LR warm-up, which the
+    paper never mentions (spec D6; follow the code). The noise is a training-time operation:
+    in eval mode the head is the identity. ``out_dim = in_dim``.
+
+    The predictor reads this head, so one draw per view and step feeds every loss that reads
+    the prediction (DSA and HSD share it, spec P1): the step caches head outputs per view.
+    """
+
+    def __init__(self, in_dim: int, std: float = 0.001, start_epoch: int = 0) -> None:
+        super().__init__()
+        if std < 0:
+            raise ValueError(f"std must be >= 0, got {std}")
+        self.out_dim = in_dim
+        self.std = float(std)
+        self.start_epoch = start_epoch
+        self.epoch = 0
+
+    @property
+    def sigma(self) -> float:
+        """The noise scale of the current epoch: ``std`` from ``start_epoch`` on, else 0."""
+        return self.std if self.epoch >= self.start_epoch else 0.0
+
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        """Called by the engine at each epoch start (0-based ``epoch``)."""
+        self.epoch = epoch
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        sigma = self.sigma
+        if not self.training or sigma == 0.0:
+            return q
+        return q + sigma * torch.randn_like(q)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.out_dim}, std={self.std}, start_epoch={self.start_epoch}"

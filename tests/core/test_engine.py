@@ -1,0 +1,140 @@
+import json
+
+import pytest
+import torch
+
+from corekit import recipe as rc
+from corekit.cli import main
+from corekit.engine import checkpoint
+from corekit.errors import TrainingError
+from corekit.composer import build_network
+from corekit.data import load_dataset
+from corekit.run import seed_everything, train
+from corekit.testing import plugin_set, run_tiny, tiny_recipe
+from tests.core import toy_plugin
+
+PLUGINS = plugin_set(toy_plugin, name="toy")
+
+
+def test_run_directory_contents(tmp_path):
+    final = run_tiny(tiny_recipe(), tmp_path, PLUGINS)
+    assert set(final) >= {"nmi", "acc", "ari", "empty_clusters"}
+    for name in ("final.json", "metrics.jsonl", "recipe.toml", "versions.json", "checkpoint.pt",
+                 "report.md"):
+        assert (tmp_path / name).exists(), name
+    versions = json.loads((tmp_path / "versions.json").read_text())
+    assert versions["plugins"]["core"] and "toy" in versions["plugins"]
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["epoch"] == 0 and "instance" in record and record["nmi"] == final["nmi"]
+
+
+def test_exact_resume(tmp_path):
+    """Stopped after epoch 2 and resumed == uninterrupted (same seed, CPU)."""
+    raw = tiny_recipe(train={"epochs": 3}, clusterer={"every": 1, "before_training": True},
+                      model={"target": {"parts": ["proj"], "momentum": 0.9}},
+                      losses={"centre": {"type": "toy.momentum_centre", "dim": 16}})
+    full = run_tiny(raw, tmp_path / "full", PLUGINS)
+    part = rc.merge(raw, {"train": {"epochs": 2}})
+    run_tiny(part, tmp_path / "resumed", PLUGINS)
+    resumed = train(rc.validate(raw), tmp_path / "resumed", PLUGINS, resume=True,
+                    log=lambda _: None, progress=False)
+    for key in ("nmi", "acc", "ari"):
+        assert resumed[key] == full[key]
+    a = checkpoint.load(tmp_path / "full" / "checkpoint.pt")
+    b = checkpoint.load(tmp_path / "resumed" / "checkpoint.pt")
+    for name, value in a["online"].items():
+        assert torch.equal(value, b["online"][name]), name
+    assert torch.equal(a["losses"]["centre"]["centre"], b["losses"]["centre"]["centre"])
+    lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [0, 1, 2]
+
+
+def test_nan_loss_stops_with_step_term_and_checkpoint(tmp_path):
+    raw = tiny_recipe(train={"epochs": 2},
+                      losses={"bad": {"type": "toy.nan_loss", "at_epoch": 1}})
+    with pytest.raises(TrainingError) as err:
+        run_tiny(raw, tmp_path, PLUGINS)
+    msg = str(err.value)
+    assert "step 4 (epoch 1)" in msg and "bad (toy.nan_loss)" in msg
+    assert str(tmp_path / "checkpoint.pt") in msg
+
+
+def test_stateful_loss_updates_inside_forward_with_gradient(tmp_path):
+    raw = tiny_recipe(losses={"centre": {"type": "toy.momentum_centre", "dim": 16}})
+    run_tiny(raw, tmp_path, PLUGINS)
+    state = checkpoint.load(tmp_path / "checkpoint.pt")["losses"]["centre"]["centre"]
+    assert state.abs().sum() > 0
+
+
+def test_second_encoder_frozen_and_reference_set(tmp_path):
+    raw = tiny_recipe(
+        data={"reference": "digits"},
+        model={"encoders": {"other": {"type": "mlp", "hidden": 32, "out_dim": 16}}},
+        losses={"agree": {"type": "toy.encoder_agreement", "encoder": "other"},
+                "ref": {"type": "toy.reference_mean", "weight": 0.1}},
+        train={"freeze": ["other"]})
+    final = run_tiny(raw, tmp_path, PLUGINS)
+    assert 0 <= final["nmi"] <= 1
+    seed_everything(0)
+    stage = rc.validate(raw).stages[0]
+    fresh = build_network(PLUGINS, stage, load_dataset("digits"), 10)
+    trained = checkpoint.load(tmp_path / "checkpoint.pt")["online"]
+    frozen = {k: v for k, v in fresh.state_dict().items() if k.startswith("encoders.other.")}
+    assert frozen and all(torch.equal(v, trained[k]) for k, v in frozen.items())
+    moved = [k for k, v in fresh.state_dict().items()
+             if k.startswith("encoders.backbone.") and not torch.equal(v, trained[k])]
+    assert moved
+
+
+def test_multi_stage_carries_weights_and_trains_on_reference(tmp_path):
+    raw = tiny_recipe(
+        data={"reference": "digits"},
+        stage=[{"name": "background", "data": {"source": "reference"},
+                "train": {"epochs": 1}},
+               {"name": "target", "train": {"freeze": ["backbone"]},
+                "model": {"heads": {"cluster": {"type": "cluster_head", "input": "backbone"}}},
+                "losses": {"entropy": {"type": "batch_marginal_entropy", "head": "cluster"}},
+                "eval": {"assign": "head:cluster"}}])
+    final = run_tiny(raw, tmp_path, PLUGINS)
+    assert 0 <= final["nmi"] <= 1
+    records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in records] == ["background", "target"]
+
+
+def test_fresh_stage_and_shape_mismatch(tmp_path):
+    raw = tiny_recipe(stage=[{"name": "a"},
+                             {"name": "b", "model": {"backbone": {"out_dim": 8}}}])
+    with pytest.raises(Exception, match="set `fresh = true`"):
+        run_tiny(raw, tmp_path / "x", PLUGINS)
+    raw["stage"][1]["fresh"] = True
+    run_tiny(raw, tmp_path / "y", PLUGINS)
+
+
+def test_estep_schedule_and_cluster_balanced_sampler(tmp_path):
+    raw = tiny_recipe(train={"epochs": 3, "sampler": "cluster_balanced"},
+                      clusterer={"type": "spherical_kmeans", "every": 2, "before_training": True,
+                                 "features": "online:proj", "n_init": 1})
+    run_tiny(raw, tmp_path, PLUGINS)
+    records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert ["estep_seconds" in r for r in records] == [True, False, True]
+
+
+def test_cli_train_and_evaluate(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "simclr-kmeans", "--data", "digits", "--set", "train.epochs=1",
+                 "--set", "train.steps_per_epoch=2", "--out", str(out), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "NMI" in printed and "ACC" in printed and "ARI" in printed
+    final = json.loads((out / "final.json").read_text())
+    assert main(["evaluate", str(out)]) == 0
+    assert f"NMI {final['nmi']:.4f}" in capsys.readouterr().out
+
+
+def test_cli_user_errors_exit_2(capsys, tmp_path):
+    assert main(["train", "simclr-kmeans", "--set", "train.epochs=x"]) == 2
+    assert "train.epochs" in capsys.readouterr().err
+    assert main(["train", "simclr-kmeans", "--data", "mnsit"]) == 2
+    assert "mnist" in capsys.readouterr().err
+    assert main(["train", "simclr-kmeans", "--resume", "--out", str(tmp_path / "none")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err

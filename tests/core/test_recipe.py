@@ -1,0 +1,89 @@
+from pathlib import Path
+
+import pytest
+
+from corekit import recipe as rc
+from corekit.cli import main
+from corekit.errors import RecipeError
+from corekit.testing import tiny_recipe
+
+
+def finder(tmp_path: Path):
+    def find(name: str) -> Path:
+        return tmp_path / f"{name}.toml"
+    return find
+
+
+def write(tmp_path, name, text):
+    (tmp_path / f"{name}.toml").write_text(text)
+
+
+def test_unknown_key_names_its_path_and_neighbours():
+    with pytest.raises(RecipeError, match=r"train\.epocs: unknown key; did you mean 'epochs'"):
+        rc.validate(rc.merge(tiny_recipe(), {"train": {"epocs": 3}}))
+    with pytest.raises(RecipeError, match=r"trian: unknown section; did you mean 'train'"):
+        rc.validate({**tiny_recipe(), "trian": {}})
+
+
+def test_types_are_checked_with_paths():
+    with pytest.raises(RecipeError, match=r"train\.epochs: expected int"):
+        rc.validate(rc.merge(tiny_recipe(), {"train": {"epochs": "five"}}))
+    with pytest.raises(RecipeError, match=r"train\.optimizer\.lr: expected float"):
+        rc.validate(rc.merge(tiny_recipe(), {"train": {"optimizer": {"lr": True}}}))
+
+
+def test_extends_and_presets(tmp_path):
+    write(tmp_path, "base", 'name = "base"\n[train]\nepochs = 7\nbatch_size = 32\n'
+          '[losses.a]\ntype = "nt_xent"\n[presets.mnist]\ntrain = { epochs = 2 }\n')
+    write(tmp_path, "child", 'extends = "base"\n[train]\nbatch_size = 64\n')
+    recipe = rc.resolve("child", finder(tmp_path))
+    assert recipe.name == "child"
+    assert recipe.stages[0].train.epochs == 7 and recipe.stages[0].train.batch_size == 64
+    mnist = rc.resolve("child", finder(tmp_path), data="mnist:/some/dir")
+    assert mnist.stages[0].train.epochs == 2
+    assert mnist.stages[0].data.name == "mnist:/some/dir"
+
+
+def test_extends_cycle_is_an_error(tmp_path):
+    write(tmp_path, "a", 'extends = "b"\n')
+    write(tmp_path, "b", 'extends = "a"\n')
+    with pytest.raises(RecipeError, match="extends itself"):
+        rc.resolve("a", finder(tmp_path))
+
+
+def test_overrides_are_typed_and_reach_stages(tmp_path):
+    write(tmp_path, "two", '[losses.a]\ntype = "nt_xent"\n[train]\nepochs = 3\n'
+          '[[stage]]\nname = "pre"\n[[stage]]\nname = "post"\ntrain = { epochs = 1 }\n')
+    recipe = rc.resolve("two", finder(tmp_path), overrides=["train.epochs=5", "stage.1.fresh=true"])
+    assert [s.name for s in recipe.stages] == ["pre", "post"]
+    assert recipe.stages[0].train.epochs == 5 and recipe.stages[1].train.epochs == 1
+    assert recipe.stages[1].fresh is True
+    with pytest.raises(RecipeError, match="train.epochs: expected int"):
+        rc.resolve("two", finder(tmp_path), overrides=["train.epochs=lots"])
+    with pytest.raises(RecipeError, match="no stage '7'"):
+        rc.resolve("two", finder(tmp_path), overrides=["stage.7.fresh=true"])
+    with pytest.raises(RecipeError, match="KEY=VALUE"):
+        rc.parse_override("train.epochs")
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    write(tmp_path, "bad", "[train\n")
+    with pytest.raises(RecipeError, match="not valid TOML"):
+        rc.resolve("bad", finder(tmp_path))
+    with pytest.raises(RecipeError, match="does not exist"):
+        rc.resolve("nothere", finder(tmp_path))
+
+
+def test_component_shorthand_and_to_toml_round_trip():
+    raw = rc.merge(tiny_recipe(), {"clusterer": {"type": "spherical_kmeans", "n_init": 2}})
+    recipe = rc.validate(raw)
+    assert recipe.stages[0].clusterer.options == {"n_init": 2}
+    again = rc.validate(rc.tomllib.loads(rc.to_toml(recipe.raw)))
+    assert again.stages[0] == recipe.stages[0]
+
+
+def test_show_cli_and_unknown_recipe(capsys):
+    assert main(["show", "simclr-kmeans", "--set", "train.epochs=2"]) == 0
+    assert "epochs = 2" in capsys.readouterr().out
+    assert main(["show", "simclr-kmean"]) == 2
+    assert "did you mean 'simclr-kmeans'" in capsys.readouterr().err

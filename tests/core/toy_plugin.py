@@ -1,0 +1,84 @@
+"""A toy plugin proving the core's shapes for later papers: a stateful loss that updates its
+state inside the forward with gradient (DigPro's momentum groups), a loss that reads a second
+encoder (cIDFD), and a loss that reads the reference set (cIDFD's background images)."""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from corekit import Need, Step, hookimpl
+
+
+class MomentumCentre(nn.Module):
+    """Keeps a centre ``g``; inside the forward, ``g' = β g + (1 − β) mean(z)`` keeps the graph
+    (gradient flows through the update), the loss reads ``g'`` and the buffer stores it."""
+
+    def __init__(self, head: str = "proj", beta: float = 0.9, dim: int = 16) -> None:
+        super().__init__()
+        self.head, self.beta = head, beta
+        self.register_buffer("centre", torch.zeros(dim))
+        self.updates = 0
+
+    def needs(self) -> list[Need]:
+        return [Need.output(self.head)]
+
+    def forward(self, step: Step) -> torch.Tensor:
+        z = F.normalize(step.output(self.head, 0), dim=1)
+        updated = self.beta * self.centre + (1 - self.beta) * z.mean(0)
+        self.centre = updated.detach()
+        self.updates += 1
+        return -(z @ updated).mean()
+
+
+@attrs.define
+class EncoderAgreement:
+    """Cosine disagreement between a second encoder's features and the main projection."""
+
+    encoder: str = "other"
+    head: str = "proj"
+
+    def needs(self) -> list[Need]:
+        return [Need.output(self.encoder), Need.output(self.head)]
+
+    def __call__(self, step: Step) -> torch.Tensor:
+        a, b = step.output(self.encoder, 0), step.output(self.head, 0)
+        n = min(a.shape[1], b.shape[1])
+        return 1 - F.cosine_similarity(a[:, :n], b[:, :n]).mean()
+
+
+@attrs.define
+class ReferenceMean:
+    """Reads the reference batch: the squared mean intensity difference to the main batch."""
+
+    def needs(self) -> list[Need]:
+        return [Need.reference(), Need.output("proj")]
+
+    def __call__(self, step: Step) -> torch.Tensor:
+        assert step.reference is not None
+        gap = (step.views[0].mean() - step.reference.mean()) ** 2
+        return gap + 0 * step.output("proj", 0).sum()
+
+
+@attrs.define
+class AlwaysNaN:
+    """A loss that goes bad: NaN from epoch ``at_epoch`` on."""
+
+    at_epoch: int = 0
+
+    def needs(self) -> list[Need]:
+        return [Need.output("proj")]
+
+    def __call__(self, step: Step) -> torch.Tensor:
+        value = step.output("proj", 0).pow(2).mean()
+        return value * float("nan") if step.epoch >= self.at_epoch else value
+
+
+@hookimpl
+def register_losses(register):
+    register("momentum_centre", MomentumCentre)
+    register("encoder_agreement", EncoderAgreement)
+    register("reference_mean", ReferenceMean)
+    register("always_nan", AlwaysNaN, aliases=("nan_loss",))
