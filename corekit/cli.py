@@ -79,7 +79,8 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
     args.set = overrides
     recipe = _resolve(args, plugins)
     data = recipe.stages[-1].data.name.replace(":", "-").replace("/", "_")
-    out = Path(args.out) if args.out else Path("runs") / f"{recipe.name}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("runs") / f"{recipe.name}-{data}-{stamp}"
     progress = not args.no_progress and sys.stderr.isatty()
     if args.seeds > 1:
         final = train_seeds(recipe, out, plugins, args.seeds, progress=progress)
@@ -95,7 +96,8 @@ def _metrics_line(final: dict) -> str:
     for key in ("nmi", "acc", "ari"):
         if key in final:
             std = final.get(f"{key}_std")
-            parts.append(f"{key.upper()} {final[key]:.4f}" + (f" ± {std:.4f}" if std is not None else ""))
+            spread = f" ± {std:.4f}" if std is not None else ""
+            parts.append(f"{key.upper()} {final[key]:.4f}{spread}")
     return "  ".join(parts) if parts else "no labels: metrics not computed"
 
 
@@ -138,7 +140,8 @@ def parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         if name == "train":
             sp.add_argument("--out", help="run directory (default runs/<recipe>-<data>-<time>)")
-            sp.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
+            sp.add_argument("--resume", action="store_true",
+                            help="continue from --out's checkpoint")
             sp.add_argument("--seeds", type=int, default=1, help="train N seeds, report mean ± std")
             sp.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
             sp.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -101,7 +101,8 @@ def _merge(registry: Registry, plugin: str, calls: list[tuple]) -> dict[str, lis
     """Register ``calls`` all or nothing; a clash raises ComponentError naming both plugins."""
     trial = Registry()
     for entry in registry.entries():
-        trial.register(entry.kind, entry.name, entry.obj, plugin=entry.plugin, aliases=entry.aliases)
+        trial.register(entry.kind, entry.name, entry.obj, plugin=entry.plugin,
+                       aliases=entry.aliases)
     for kind, name, obj, aliases in calls:
         trial.register(kind, name, obj, plugin=plugin, aliases=aliases)
     components: dict[str, list[str]] = {}
@@ -196,7 +197,8 @@ def check_requirements(requires: Iterable[str], plugins: Plugins, recipe: str) -
                 f"recipe {recipe!r} needs plugin {name!r}, which {state}. "
                 f"Install it with `pip install {dist}` (in this repository: "
                 f"`pip install ./plugins/{name}`)"
-                + (", and remove it from DEEPCLUST_DISABLE_PLUGINS/DEEPCLUST_PLUGINS." if found else ".")
+                + (", and allow it in DEEPCLUST_PLUGINS / DEEPCLUST_DISABLE_PLUGINS."
+                   if found else ".")
             )
         if found.status == "failed":
             raise PluginError(

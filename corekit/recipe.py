@@ -212,7 +212,7 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     args = typing.get_args(tp)
     if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
         rest = [a for a in args if a is not type(None)]
-        return (rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]), True
+        return rest[0], True
     return tp, False
 
 
@@ -349,9 +349,7 @@ def resolve_raw(name_or_path: str, find: Callable[[str], Path], _seen: tuple[str
     parent = raw.pop("extends", None)
     if parent is None:
         return raw
-    base = resolve_raw(parent, find, (*_seen, name_or_path))
-    base.pop("presets", None) if "presets" in raw else None
-    return merge(base, raw)
+    return merge(resolve_raw(parent, find, (*_seen, name_or_path)), raw)
 
 
 def dataset_key(data: str) -> str:
@@ -374,7 +372,8 @@ def validate(raw: Raw) -> Recipe:
     stage_names = [f.name for f in attrs.fields(Stage)]
     for key in sections:
         if key not in stage_names:
-            raise RecipeError(f"{key}: unknown section; {did_you_mean(key, stage_names + sorted(META_KEYS))}")
+            valid = stage_names + sorted(META_KEYS)
+            raise RecipeError(f"{key}: unknown section; {did_you_mean(key, valid)}")
     for key in raw.get("presets", {}):
         if not isinstance(raw["presets"][key], Mapping):
             raise RecipeError(f"presets.{key}: expected a table")
@@ -414,6 +413,10 @@ def resolve(
     return validate(raw)
 
 
+def _is_table_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(x, Mapping) for x in value)
+
+
 def to_toml(raw: Mapping[str, Any]) -> str:
     """Render a raw recipe as TOML (for ``deepclust show`` and the run directory)."""
     lines: list[str] = []
@@ -431,7 +434,7 @@ def to_toml(raw: Mapping[str, Any]) -> str:
 
     def table(node: Mapping[str, Any], prefix: str) -> None:
         flat = {k: v for k, v in node.items()
-                if not isinstance(v, Mapping) and not (isinstance(v, list) and v and all(isinstance(x, Mapping) for x in v))}
+                if not isinstance(v, Mapping) and not _is_table_list(v)}
         if flat or not prefix:
             if prefix:
                 lines.append(f"\n[{prefix}]")
@@ -439,7 +442,7 @@ def to_toml(raw: Mapping[str, Any]) -> str:
         for k, v in node.items():
             if isinstance(v, Mapping):
                 table(v, f"{prefix}.{k}" if prefix else k)
-            elif isinstance(v, list) and v and all(isinstance(x, Mapping) for x in v):
+            elif _is_table_list(v):
                 for item in v:
                     lines.append(f"\n[[{prefix + '.' if prefix else ''}{k}]]")
                     sub = {a: b for a, b in item.items() if not isinstance(b, Mapping)}

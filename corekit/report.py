@@ -51,7 +51,8 @@ def write_report(run_dir: Path) -> Path:
         lines.append("")
     if plot_curves(records, run_dir / "curves.png"):
         lines += ["![loss and metrics per epoch](curves.png)", ""]
-    lines.append(f"{len(records)} epoch record(s) in metrics.jsonl; resolved recipe in recipe.toml.")
+    lines.append(f"{len(records)} epoch record(s) in metrics.jsonl; "
+                 "the resolved recipe is in recipe.toml.")
     path = run_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

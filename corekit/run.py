@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from corekit import metrics, recipe as rc
+from corekit import metrics
+from corekit import recipe as rc
 from corekit.composer import compose
 from corekit.data import ImageSet, load_dataset
 from corekit.engine import checkpoint

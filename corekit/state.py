@@ -33,7 +33,8 @@ class EMATarget(nn.Module):
 
     def momentum(self, step: int) -> float:
         if self.schedule == "cosine":
-            return 1 - (1 - self.base_momentum) * (math.cos(math.pi * step / self.total_steps) + 1) / 2
+            progress = math.cos(math.pi * step / self.total_steps)
+            return 1 - (1 - self.base_momentum) * (progress + 1) / 2
         return self.base_momentum
 
     @torch.no_grad()

@@ -192,7 +192,8 @@ class StageTrainer:
     # -- checkpoints --------------------------------------------------------------------
     def state_dict(self, epoch: int) -> dict[str, Any]:
         c = self.c
-        loss_states = {l.name: l.fn.state_dict() for l in c.losses if isinstance(l.fn, nn.Module)}
+        loss_states = {loss.name: loss.fn.state_dict() for loss in c.losses
+                       if isinstance(loss.fn, nn.Module)}
         payload: dict[str, Any] = {
             "stage": self.stage_index,
             "epoch": epoch,
@@ -256,7 +257,7 @@ class StageTrainer:
                                      or (epoch > 0 and clus.every and epoch % clus.every == 0)):
                 record.update(self.e_step(epoch))
             if clus is not None and not c.pseudo.ready and any(
-                    n.kind == "labels" for l in c.losses for n in l.fn.needs()):
+                    need.kind == "labels" for loss in c.losses for need in loss.fn.needs()):
                 record.update(self.e_step(epoch))
             sums = self._epoch(epoch)
             record.update({k: v for k, v in sums.items()})

@@ -72,4 +72,5 @@ def test_target_branch_and_lr_mult():
     assert sorted(c.model.target.network.names()) == ["backbone", "proj"]
     assert not any(p.requires_grad for p in c.model.target.parameters())
     assert sorted(c.base_lrs) == pytest.approx([3e-4, 3e-3])
-    assert "no parameter starts with it" in error(train={"optimizer": {"lr_mult": {"heads.x": 2.0}}})
+    bad_mult = {"optimizer": {"lr_mult": {"heads.x": 2.0}}}
+    assert "no parameter starts with it" in error(train=bad_mult)

@@ -5,10 +5,10 @@ import torch
 
 from corekit import recipe as rc
 from corekit.cli import main
-from corekit.engine import checkpoint
-from corekit.errors import TrainingError
 from corekit.composer import build_network
 from corekit.data import load_dataset
+from corekit.engine import checkpoint
+from corekit.errors import TrainingError
 from corekit.run import seed_everything, train
 from corekit.testing import plugin_set, run_tiny, tiny_recipe
 from tests.core import toy_plugin

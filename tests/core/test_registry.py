@@ -37,7 +37,8 @@ def test_unknown_name_suggests_neighbours():
 def test_prefix_family_passes_rest_of_name():
     reg = Registry()
     reg.register("backbone", "timm:", lambda name, **kw: (name, kw), plugin="core")
-    assert reg.build("backbone", "timm:resnet10t", in_channels=3) == ("resnet10t", {"in_channels": 3})
+    built = reg.build("backbone", "timm:resnet10t", in_channels=3)
+    assert built == ("resnet10t", {"in_channels": 3})
 
 
 def test_dots_refused_in_names_and_unknown_kind():
