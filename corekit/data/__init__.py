@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from pathlib import Path
 
 from corekit.data.dataset import ImageSet
+from corekit.data.stream import StreamingImageSet
 from corekit.data.errors import DataError
+from corekit.errors import did_you_mean
 from corekit.data.sources import (
     load_cifar10,
     load_cifar20,
@@ -31,10 +32,10 @@ DATASET_NAMES: tuple[str, ...] = tuple(_LOADERS)
 _NO_ARGUMENT = frozenset({"digits"})
 _NEEDS_ARGUMENT = frozenset({"imagefolder"})
 
-__all__ = ["DATASET_NAMES", "DataError", "ImageSet", "load_dataset"]
+__all__ = ["DATASET_NAMES", "DataError", "ImageSet", "StreamingImageSet", "load_dataset"]
 
 
-def load_dataset(spec: str, root: Path | None = None) -> ImageSet:
+def load_dataset(spec: str, root: Path | None = None) -> ImageSet | StreamingImageSet:
     """Load a data set from a spec ``NAME`` or ``NAME:PATH``.
 
     Names: digits, mnist, mnist-train, mnist-test, cifar10, cifar20, stl10, imagefolder.
@@ -54,8 +55,5 @@ def load_dataset(spec: str, root: Path | None = None) -> ImageSet:
 
 
 def _unknown_message(name: str) -> str:
-    ranked = difflib.get_close_matches(name, DATASET_NAMES, n=len(DATASET_NAMES), cutoff=0.0)
-    ranked += [n for n in DATASET_NAMES if n not in ranked]
-    close = difflib.get_close_matches(name, DATASET_NAMES, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"unknown dataset {name!r}.{hint} Valid names (closest first): {', '.join(ranked)}"
+    return (f"unknown dataset {name!r}; {did_you_mean(name, DATASET_NAMES)} "
+            f"(valid: {', '.join(DATASET_NAMES)}; your own images: imagefolder:PATH)")

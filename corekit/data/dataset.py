@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import attrs
 import torch
 
@@ -84,6 +86,14 @@ class ImageSet:
         """Images at ``indices`` as float32 in [0,1], on the images' device."""
         picked = self.images[indices.to(device=self.images.device)]
         return picked.to(torch.float32).div_(255.0)
+
+    def batches(self, order: torch.Tensor,
+                batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(indices, float batch) for consecutive chunks of ``order``."""
+        order = order.to(self.images.device)
+        for start in range(0, len(order), batch_size):
+            indices = order[start:start + batch_size]
+            yield indices, self.batch(indices)
 
     def subset(self, n: int, seed: int) -> ImageSet:
         """Random subset of ``n`` images (original order kept), re-indexed 0..n-1."""

@@ -20,6 +20,7 @@ from PIL import Image
 
 from corekit.data.dataset import ImageSet, channel_stats
 from corekit.data.errors import DataError
+from corekit.data.stream import StreamingImageSet, decode_image
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
@@ -240,7 +241,14 @@ def load_stl10(root: Path | None = None) -> ImageSet:
     return ImageSet("stl10", images.contiguous(), labels, 10, IMAGENET_MEAN, IMAGENET_STD)
 
 
-def load_imagefolder(path: Path, size: int | None = None) -> ImageSet:
+def in_memory_limit() -> int:
+    """Bytes of decoded images above which a folder streams (``DEEPCLUST_IN_MEMORY_BYTES``)."""
+    return int(os.environ.get("DEEPCLUST_IN_MEMORY_BYTES", 4 << 30))
+
+
+def load_imagefolder(
+    path: Path, size: int | None = None, stream: bool | None = None
+) -> ImageSet | StreamingImageSet:
     """Images from a folder: one subfolder per class (labels from sorted names) or flat (no labels).
 
     Images are decoded with PIL to RGB (or L when every image is grayscale) and resized to
@@ -269,10 +277,14 @@ def load_imagefolder(path: Path, size: int | None = None) -> ImageSet:
         raise DataError(f"no readable images in {folder}: all {len(files)} files failed to open")
     target = (size, size) if size else Counter(h[2] for h in headers).most_common(1)[0][0]
     mode = "L" if all(h[3] in _GRAY_MODES for h in headers) else "RGB"
+    channels = 1 if mode == "L" else 3
+    if stream or (stream is None and len(headers) * target[0] * target[1] * channels
+                  > in_memory_limit()):
+        return _streaming(folder, headers, classes, mode, target, skipped)
     arrays, kept_labels = [], []
     for file, label, _, _ in headers:
         try:
-            arrays.append(_decode(file, mode, target))
+            arrays.append(decode_image(file, mode, target))
             kept_labels.append(label)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             _warn_skip(file, err)
@@ -289,6 +301,20 @@ def load_imagefolder(path: Path, size: int | None = None) -> ImageSet:
     label_tensor = None if classes is None else torch.tensor(kept_labels, dtype=torch.int64)
     num_classes = None if classes is None else len(classes)
     return ImageSet(folder.name, images, label_tensor, num_classes, mean, std, skipped)
+
+
+def _streaming(folder: Path, headers: list, classes: list[str] | None, mode: str,
+               target: tuple[int, int], skipped: int) -> StreamingImageSet:
+    """A folder decoded per batch; grayscale statistics come from up to 1,000 images."""
+    labels = None if classes is None else torch.tensor([h[1] for h in headers])
+    files = [h[0] for h in headers]
+    if mode == "L":
+        sample = np.stack([decode_image(f, mode, target) for f in files[:1000]])
+        mean, std = channel_stats(torch.from_numpy(sample[:, None]))
+    else:
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    return StreamingImageSet(folder.name, files, labels, None if classes is None else len(classes),
+                             mean, std, mode, target, skipped)
 
 
 def _is_image(path: Path) -> bool:
@@ -316,14 +342,6 @@ def _list_images(folder: Path) -> tuple[list[Path], list[int | None], list[str] 
         files.extend(per_class[name])
         labels.extend([label] * len(per_class[name]))
     return files, labels, classes
-
-
-def _decode(file: Path, mode: str, target: tuple[int, int]) -> np.ndarray:
-    with Image.open(file) as image:
-        converted = image.convert(mode)
-    if converted.size != target:
-        converted = converted.resize(target, Image.Resampling.BILINEAR)
-    return np.asarray(converted, dtype=np.uint8)
 
 
 def _warn_skip(file: Path, err: BaseException) -> None:

@@ -73,10 +73,8 @@ class StageTrainer:
         was_training = net.training
         net.eval()
         out = []
-        batch = self.c.stage.eval.batch_size
-        for start in range(0, len(data), batch):
-            idx = torch.arange(start, min(start + batch, len(data)), device=data.images.device)
-            x = self.c.eval_transform(data.batch(idx))
+        for _, images in data.batches(torch.arange(len(data)), self.c.stage.eval.batch_size):
+            x = self.c.eval_transform(images)
             if self.train_cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(self.device, self.dtype):
@@ -130,8 +128,7 @@ class StageTrainer:
             group["lr"] = base * factor
         return self.c.base_lrs[0] * factor
 
-    def _views(self, indices: torch.Tensor) -> list[torch.Tensor]:
-        x = self.c.train_set.batch(indices)
+    def _views(self, x: torch.Tensor) -> list[torch.Tensor]:
         views = [pipeline(x) for pipeline in self.c.views]
         if self.train_cfg.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
@@ -141,14 +138,14 @@ class StageTrainer:
         ref = self.c.reference
         if ref is None:
             return None
-        idx = torch.randint(len(ref), (self.batch_size,), generator=generator)
-        return ref.batch(idx.to(ref.images.device))
+        return ref.batch(torch.randint(len(ref), (self.batch_size,), generator=generator))
 
-    def train_step(self, indices: torch.Tensor, epoch: int,
+    def train_step(self, indices: torch.Tensor, images: torch.Tensor, epoch: int,
                    generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """One M-step on ``images`` (float in [0, 1]) with dataset ``indices``."""
         self.global_step += 1
         lr = self._set_lr()
-        step = Step(model=self.c.model, views=self._views(indices), indices=indices, epoch=epoch,
+        step = Step(model=self.c.model, views=self._views(images), indices=indices, epoch=epoch,
                     global_step=self.global_step, epochs=self.train_cfg.epochs,
                     pseudo=self.c.pseudo, bank=self.c.bank,
                     reference=self._reference_batch(generator))
@@ -277,13 +274,13 @@ class StageTrainer:
 
     def _epoch(self, epoch: int) -> dict[str, float]:
         generator = torch.Generator().manual_seed(self.train_cfg.seed * 100_003 + epoch)
-        order = self._order(generator).to(self.c.train_set.images.device)
+        order = self._order(generator)[:self.steps * self.batch_size]
         totals: dict[str, torch.Tensor] = {}
-        bar = tqdm(range(self.steps), desc=f"{self.c.stage.name} epoch {epoch + 1}",
-                   leave=False, disable=not self.progress, dynamic_ncols=True)
-        for i in bar:
-            indices = order[i * self.batch_size:(i + 1) * self.batch_size]
-            out = self.train_step(indices, epoch, generator)
+        batches = tqdm(self.c.train_set.batches(order, self.batch_size), total=self.steps,
+                       desc=f"{self.c.stage.name} epoch {epoch + 1}", leave=False,
+                       disable=not self.progress, dynamic_ncols=True)
+        for indices, images in batches:
+            out = self.train_step(indices, images, epoch, generator)
             for key, value in out.items():
                 totals[key] = totals.get(key, 0) + value
         return {k: float(v) / max(self.steps, 1) for k, v in totals.items()}
