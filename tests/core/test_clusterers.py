@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -151,7 +152,7 @@ def test_auto_backend_falls_back_to_torch(monkeypatch: pytest.MonkeyPatch) -> No
     ],
     ids=["torch", "faiss", "spherical"],
 )
-def test_same_seed_same_result(make) -> None:
+def test_same_seed_same_result(make: Callable[[int], Clusterer]) -> None:
     x = mixture(n=800)
     first, second = make(3).fit(x), make(3).fit(x)
     assert torch.equal(first.labels, second.labels)

@@ -138,3 +138,55 @@ def test_cli_user_errors_exit_2(capsys, tmp_path):
     assert "mnist" in capsys.readouterr().err
     assert main(["train", "simclr-kmeans", "--resume", "--out", str(tmp_path / "none")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_seeds_report_mean_and_std(tmp_path):
+    from corekit.run import train_seeds
+
+    final = train_seeds(rc.validate(tiny_recipe()), tmp_path, PLUGINS, seeds=2,
+                        log=lambda _: None, progress=False)
+    assert final["seeds"] == [0, 1] and len(final["runs"]) == 2
+    nmis = [run["nmi"] for run in final["runs"]]
+    assert final["nmi"] == pytest.approx(sum(nmis) / 2)
+    assert final["nmi_std"] == pytest.approx(abs(nmis[0] - nmis[1]) / 2 ** 0.5)
+    assert (tmp_path / "seed-1" / "final.json").exists()
+
+
+def test_bf16_channels_last_grad_clip_memory_bank(tmp_path):
+    raw = tiny_recipe(train={"precision": "bf16", "grad_clip": 1.0, "channels_last": True},
+                      memory_bank={"source": "online:proj", "momentum": 0.5})
+    raw["model"]["backbone"] = {"type": "small_cnn", "width": 8, "out_dim": 16}
+    final = run_tiny(raw, tmp_path, PLUGINS)
+    assert 0 <= final["nmi"] <= 1
+    bank = checkpoint.load(tmp_path / "checkpoint.pt")["bank"]["features"]
+    assert bank.shape == (256, 16)
+    assert torch.allclose(bank.norm(dim=1), torch.ones(256), atol=1e-5)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.save_atomic({"epoch": 1}, path)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        checkpoint.save_atomic({"epoch": 2}, path)
+    assert checkpoint.load(path) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(TrainingError, match="cannot be read"):
+        checkpoint.load(tmp_path / "checkpoint.pt")
+
+
+def test_cli_listings(capsys):
+    assert main(["components", "clusterer"]) == 0
+    out = capsys.readouterr().out
+    assert "core.kmeans" in out and "core.spherical_kmeans" in out
+    assert main(["recipes"]) == 0
+    assert "core.simclr-kmeans" in capsys.readouterr().out
+    assert main(["components", "lossez"]) == 2
