@@ -323,6 +323,9 @@ def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSe
         branch, part = parse_feature(spec.features, "clusterer.features")
         check_need(Need.output(part, branch), "clusterer.features", stage, network, target)
         pseudo = PseudoLabels(len(train_set), n_clusters).to(device)
+        if spec.per_batch and not callable(getattr(clusterer, "update", None)):
+            raise RecipeError(f"clusterer.per_batch: {spec.type!r} has no update(features) "
+                              "method; use a per-batch clusterer or set per_batch = false")
 
     bank = None
     if stage.memory_bank is not None:

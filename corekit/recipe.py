@@ -100,12 +100,14 @@ class Augment:
 
 @attrs.define
 class Clusterer:
-    """The E-step: cluster ``features`` (``branch:output``) every ``every`` epochs."""
+    """The E-step: cluster ``features`` (``branch:output``) every ``every`` epochs; with
+    ``per_batch`` the clusterer's ``update`` also re-assigns each batch after its step."""
 
     type: str
     features: str = "online:backbone"
     every: int = 1
     before_training: bool = True
+    per_batch: bool = False
     normalize: bool = True
     options: dict[str, Any] = _opts()
 

@@ -166,8 +166,20 @@ class StageTrainer:
         self.scaler.update()
         for part in self._after_step:
             part.after_optimizer_step(step)
+        if self.c.stage.clusterer is not None and self.c.stage.clusterer.per_batch:
+            self._update_assignments(step)
         return {"loss": total.detach(), "lr": torch.tensor(lr),
                 **{k: v.detach() for k, v in terms.items()}}
+
+    @torch.no_grad()
+    def _update_assignments(self, step: Step) -> None:
+        """Per-batch E-step: the clusterer's ``update`` re-assigns this batch's images."""
+        spec = self.c.stage.clusterer
+        branch, name = parse_feature(spec.features, "clusterer.features")
+        feats = step.output(name, 0, branch).detach()
+        if spec.normalize:
+            feats = nn.functional.normalize(feats, dim=1)
+        self.c.pseudo.labels[step.indices] = self.c.clusterer.update(feats).to(torch.long)
 
     def _weight(self, name: str) -> float:
         return next(loss.weight for loss in self.c.losses if loss.name == name)

@@ -35,7 +35,7 @@ def blobs(n_per: int = 100, dim: int = 8, seed: int = 0) -> tuple[torch.Tensor, 
     return centres[truth] + torch.randn(len(truth), dim, generator=generator), truth
 
 
-def mixture(n: int = 2000, dim: int = 16, k: int = 8, seed: int = 1) -> torch.Tensor:
+def mixture(n: int = 1000, dim: int = 16, k: int = 8, seed: int = 1) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     centres = 3.0 * torch.randn(k, dim, generator=generator)
     return centres[torch.randint(k, (n,), generator=generator)] + torch.randn(
@@ -116,9 +116,9 @@ def test_spherical_kmeans_empty_cluster_gets_zero_centre() -> None:
 
 
 def test_chunked_distances_match_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
-    x = mixture(n=600)
+    x = mixture(n=500)
     whole = (KMeans(8, backend="torch").fit(x), SphericalKMeans(8, n_init=2).fit(x))
-    monkeypatch.setattr(clusterers, "_BLOCK_ELEMENTS", 8 * 7)
+    monkeypatch.setattr(clusterers, "_BLOCK_ELEMENTS", 8 * 96)
     chunked = (KMeans(8, backend="torch").fit(x), SphericalKMeans(8, n_init=2).fit(x))
     for a, b in zip(whole, chunked, strict=True):
         assert torch.equal(a.labels, b.labels)

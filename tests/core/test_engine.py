@@ -190,3 +190,24 @@ def test_cli_listings(capsys):
     assert main(["recipes"]) == 0
     assert "core.simclr-kmeans" in capsys.readouterr().out
     assert main(["components", "lossez"]) == 2
+
+
+def test_per_batch_estep_updates_pseudo_labels(tmp_path):
+    raw = tiny_recipe(train={"epochs": 2},
+                      clusterer={"type": "toy.online_centroids", "every": 0,
+                                 "before_training": True, "per_batch": True,
+                                 "features": "online:proj"})
+    raw["clusterer"].pop("n_init")
+    stage = rc.validate(raw).stages[0]
+    from corekit.composer import compose
+    from corekit.engine.trainer import StageTrainer
+    from corekit.run import DataCache
+
+    cache = DataCache(torch.device("cpu"))
+    composed = compose(PLUGINS, stage, lambda n: cache(n, 256), torch.device("cpu"))
+    StageTrainer(composed, tmp_path, torch.device("cpu"), None, 0, lambda _: None,
+                 progress=False).run()
+    assert composed.clusterer.updates == 6 and composed.pseudo.ready
+    raw["clusterer"]["type"] = "kmeans"
+    with pytest.raises(Exception, match="no update"):
+        run_tiny(raw, tmp_path / "x", PLUGINS)

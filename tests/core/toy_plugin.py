@@ -82,3 +82,33 @@ def register_losses(register):
     register("encoder_agreement", EncoderAgreement)
     register("reference_mean", ReferenceMean)
     register("always_nan", AlwaysNaN, aliases=("nan_loss",))
+
+
+class OnlineCentroids:
+    """A per-batch clusterer: ``fit`` seeds centroids from the first K points; ``update``
+    assigns a batch to its nearest centroid and moves each centroid by momentum."""
+
+    def __init__(self, n_clusters: int, momentum: float = 0.9) -> None:
+        self.n_clusters, self.momentum = n_clusters, momentum
+        self.centroids: torch.Tensor | None = None
+        self.updates = 0
+
+    def fit(self, features: torch.Tensor):
+        from corekit.components.clusterers import ClusterResult
+
+        self.centroids = features[: self.n_clusters].clone()
+        labels = torch.cdist(features, self.centroids).argmin(dim=1)
+        return ClusterResult(labels, self.centroids, 0.0)
+
+    def update(self, features: torch.Tensor) -> torch.Tensor:
+        labels = torch.cdist(features, self.centroids).argmin(dim=1)
+        for k in labels.unique():
+            mean = features[labels == k].mean(0)
+            self.centroids[k] = self.momentum * self.centroids[k] + (1 - self.momentum) * mean
+        self.updates += 1
+        return labels
+
+
+@hookimpl
+def register_clusterers(register):
+    register("online_centroids", OnlineCentroids)
