@@ -6,9 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from corekit.data.dataset import ImageSet
-from corekit.data.stream import StreamingImageSet
 from corekit.data.errors import DataError
-from corekit.errors import did_you_mean
 from corekit.data.sources import (
     load_cifar10,
     load_cifar20,
@@ -17,6 +15,8 @@ from corekit.data.sources import (
     load_mnist,
     load_stl10,
 )
+from corekit.data.stream import StreamingImageSet
+from corekit.errors import did_you_mean
 
 _LOADERS: dict[str, Callable[[Path | None], ImageSet]] = {
     "digits": lambda root: load_digits_set(),

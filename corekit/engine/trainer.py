@@ -3,7 +3,6 @@ schedule, M-step (views -> branches -> losses -> optimizer -> state updates) per
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from corekit.composer import Composed, parse_feature
 from corekit.data import ImageSet
 from corekit.engine import checkpoint
 from corekit.engine.devices import autocast
+from corekit.engine.metrics_log import MetricsLog
 from corekit.engine.schedule import lr_factor
 from corekit.errors import TrainingError
 from corekit.network import Network
@@ -63,6 +63,7 @@ class StageTrainer:
         self.start_epoch = 0
         self._cluster_cache: tuple[tuple[int, str], ClusterResult] | None = None
         self.checkpoint_path = run_dir / "checkpoint.pt"
+        self.metrics = MetricsLog(run_dir)
 
     # -- features and assignments -------------------------------------------------------
     @torch.no_grad()
@@ -276,7 +277,7 @@ class StageTrainer:
             if last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
                 result = self.evaluate()
                 record.update(result)
-            self._write_metrics(record)
+            self.metrics.write(record, self.global_step)
             self.log(_summary(record, cfg.epochs))
             if last or (cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0):
                 checkpoint.save_atomic(self.state_dict(epoch), self.checkpoint_path)
@@ -308,10 +309,6 @@ class StageTrainer:
         weights = n / counts[labels]
         return torch.multinomial(weights, self.steps * self.batch_size, replacement=True,
                                  generator=generator)
-
-    def _write_metrics(self, record: dict[str, Any]) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a") as fh:
-            fh.write(json.dumps(record) + "\n")
 
 
 def _summary(record: dict[str, Any], epochs: int) -> str:
