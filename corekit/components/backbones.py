@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import timm
 from torch import Tensor, nn
 from torchvision.models import ResNet
 from torchvision.models import resnet18 as tv_resnet18
@@ -147,6 +146,8 @@ def timm_backbone(model_name: str, in_channels: int = 3, **timm_kwargs: Any) -> 
     ``timm:<name>`` prefix family); ``out_dim`` is the model's ``num_features``.
 
     Raises ``ValueError`` naming the closest timm names when ``model_name`` is unknown."""
+    import timm  # imported here: it costs seconds at start-up and only this factory needs it
+
     if not timm.is_model(model_name):
         raise ValueError(
             f"unknown timm model {model_name!r}; {did_you_mean(model_name, timm.list_models())}"

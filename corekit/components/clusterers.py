@@ -109,8 +109,8 @@ def _kmeans_plusplus(
 
 def _squared_euclidean_to(x: torch.Tensor, x_sq: torch.Tensor) -> Distances:
     def distances(rows: torch.Tensor) -> torch.Tensor:
-        d = rows.pow(2).sum(dim=1, keepdim=True) - 2.0 * rows @ x.T + x_sq
-        return d.clamp_(min=0.0)
+        d = torch.addmm(x_sq.unsqueeze(0), rows, x.T, alpha=-2.0)
+        return d.add_(rows.pow(2).sum(dim=1, keepdim=True)).clamp_(min=0.0)
 
     return distances
 
@@ -213,7 +213,7 @@ class KMeans:
         if self.resolved_backend(x.device) == "faiss":
             runs = self._faiss_runs(x, inits)
         else:
-            tol = float(x.var(dim=0, unbiased=False).mean()) * self.tol
+            tol = float(x.var(dim=0, correction=0).mean()) * self.tol
             runs = (self._lloyd(x, x_sq, init, tol) for init in inits)
         return min(runs, key=lambda result: result.inertia)
 
