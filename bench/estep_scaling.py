@@ -15,7 +15,8 @@ baseline is ``KMeans(algorithm="lloyd")``; for spherical k-means it is the same 
 on the normalised rows (the nearest scikit-learn has). A cell whose time, extrapolated linearly in
 N·D·K from the backend's largest finished cell, exceeds ``--cap`` seconds is printed as
 "skipped (over budget)" and stored with ``seconds = null``. Timings are the minimum of
-``--repeats`` runs taken round-robin over the backends (the CPU may be shared).
+``--repeats`` runs taken round-robin over the backends (the CPU may be shared). Every backend
+gets ``--threads`` threads (default 2; OpenBLAS stays at 1 thread, set before numpy loads).
 
     python bench/estep_scaling.py --quick
     python bench/estep_scaling.py --n 1000000 --d 128 --k 1000 --cap 900
@@ -41,13 +42,12 @@ import numpy as np  # noqa: E402
 import sklearn  # noqa: E402
 import torch  # noqa: E402
 from sklearn.cluster import KMeans as SklearnKMeans  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from corekit.components.clusterers import KMeans, SphericalKMeans  # noqa: E402
-
-torch.set_num_threads(2)
 
 FULL_GRID = {"n": [10_000, 70_000, 1_000_000], "d": [128, 256], "k": [10, 100, 1000]}
 QUICK_GRID = {"n": [10_000, 70_000], "d": [128], "k": [10, 100]}
@@ -142,6 +142,7 @@ def bench_cell(
     for _ in range(args.repeats):
         for key, found in timings.items():
             found.append(runs[key]())
+            print(f"  {n}x{d} K={k} {'/'.join(key)}: {found[-1][0]:.2f} s", file=sys.stderr)
     for task, backend in runs:
         row = {"task": task, "n": n, "d": d, "k": k, "backend": backend}
         if (task, backend) in timings:
@@ -198,6 +199,16 @@ def faiss_version() -> str | None:
     return faiss.__version__
 
 
+def limit_threads(threads: int) -> None:
+    """The same thread count for torch, faiss (OpenMP) and scikit-learn (OpenMP + BLAS)."""
+    torch.set_num_threads(threads)
+    threadpool_limits(threads, user_api="openmp")
+    if faiss_version():
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+
+
 def environment(args: argparse.Namespace) -> dict:
     return {
         "max_iter": args.max_iter,
@@ -206,7 +217,7 @@ def environment(args: argparse.Namespace) -> dict:
         "repeats": args.repeats,
         "cap_seconds": args.cap,
         "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
+        "threads": args.threads,
         "faiss": faiss_version(),
         "sklearn": sklearn.__version__,
         "cpu_count": os.cpu_count(),
@@ -223,6 +234,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--k", type=int, nargs="+", help="override the grid's K values")
     parser.add_argument("--backends", nargs="+", default=["torch", "faiss", "sklearn"])
     parser.add_argument("--max-iter", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2, help="threads for every backend")
     parser.add_argument("--cap", type=float, default=120.0, help="per-cell time budget (s)")
     parser.add_argument("--repeats", type=int, help="timed runs per cell (default 3 quick, 1 full)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/estep_scaling.json")
@@ -236,6 +248,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
+    limit_threads(args.threads)
     warm_up(args)
     print(HEADER, flush=True)
     rows = bench(args)

@@ -1,0 +1,169 @@
+"""Shared helpers of the bench scripts: machine record, timing, markdown tables, JSON output.
+
+Import this after setting ``OPENBLAS_NUM_THREADS`` (each script does so on its first lines);
+``setup()`` then pins torch to two threads, the core count of the reference machine.
+
+Every benchmark here runs on a shared, loaded CPU, so each JSON carries ``os.getloadavg()`` at
+start and end and every table header prints it. Only compare numbers measured side by side in
+one run (as ratios); absolute throughputs move with the load.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+import datetime as _dt  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+THREADS = 2
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def setup(threads: int = THREADS) -> None:
+    """Pin torch's intra-op threads (the machine has two cores and is shared)."""
+    torch.set_num_threads(threads)
+
+
+def loadavg() -> list[float]:
+    """1-, 5- and 15-minute load averages, rounded."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def cpu_model() -> str:
+    """The ``model name`` line of /proc/cpuinfo (platform.processor() where it is missing)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD flags of /proc/cpuinfo that matter for fp32/bf16 matmuls."""
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni")
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in wanted if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def environment(**extra: Any) -> dict[str, Any]:
+    """What the numbers were measured on; call at the start of a script."""
+    return {
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu_model": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "loadavg_start": loadavg(),
+        **extra,
+    }
+
+
+def finish(env: dict[str, Any]) -> dict[str, Any]:
+    """Add the end-of-run load average to ``env``."""
+    env["loadavg_end"] = loadavg()
+    return env
+
+
+def load_line(env: dict[str, Any]) -> str:
+    """One line for a table header: cores, threads and the load averages of ``env``."""
+    start = "/".join(f"{v:.2f}" for v in env["loadavg_start"])
+    text = (f"{env['cores']} cores, torch {env['torch']} with {env['torch_threads']} threads; "
+            f"load average (1/5/15 min) at start {start}")
+    if "loadavg_end" in env:
+        text += ", at end " + "/".join(f"{v:.2f}" for v in env["loadavg_end"])
+    return text
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
+    """A markdown table; ``align`` is one letter per column (``l`` or ``r``, default l)."""
+    align = align or "l" * len(headers)
+    marks = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(marks) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fmt(value: float | None) -> str:
+    """A number for a table cell, about three significant digits; ``—`` for a missing one."""
+    if value is None:
+        return "—"
+    size = abs(value)
+    if size >= 100:
+        return f"{value:,.0f}"
+    if size >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def write_json(name: str, payload: dict[str, Any], out: Path | None = None) -> Path:
+    """Write ``payload`` to ``out`` (default ``bench/results/<name>.json``)."""
+    path = out or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def time_call(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> list[float]:
+    """Wall seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+class Timer:
+    """Accumulates wall seconds per named part: ``with timer("forward"): ...``."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[float]] = {}
+        self._name = ""
+        self._start = 0.0
+
+    def __call__(self, name: str) -> Timer:
+        self._name = name
+        return self
+
+    def __enter__(self) -> Timer:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.samples.setdefault(self._name, []).append(time.perf_counter() - self._start)

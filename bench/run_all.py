@@ -1,0 +1,394 @@
+"""Run every benchmark in its own process, collect the JSON, regenerate docs/benchmarks.md.
+
+    python bench/run_all.py --quick      # < 10 minutes on the 2-core reference machine
+    python bench/run_all.py              # full settings (hours on that machine)
+    python bench/run_all.py --docs-only  # rebuild docs/benchmarks.md from the last JSON
+
+Results go to ``bench/results/quick/`` or ``bench/results/full/`` (one JSON per script, logs in
+``logs/``, and ``run_all.json`` with each script's command, exit status, wall time and the load
+average before and after it). In ``--quick`` mode the scripts run in the order efficiency,
+step_anatomy, estep_scaling (``--quick --repeats 1 --cap 30``: one timing per cell, cells
+extrapolated past 30 s skipped), quality; quality gets whatever is left
+of a ``--budget`` (default 540 s) and starts no run after that.
+
+docs/benchmarks.md is regenerated entirely from the JSON except the part between the
+``<!-- notes:start -->`` and ``<!-- notes:end -->`` markers, which is hand-written and kept.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    RESULTS,
+    ROOT,
+    environment,
+    finish,
+    fmt,
+    load_line,
+    loadavg,
+    pct,
+    table,
+    write_json,
+)
+
+DOCS = ROOT / "docs" / "benchmarks.md"
+NOTES_START, NOTES_END = "<!-- notes:start -->", "<!-- notes:end -->"
+ENGINE_TARGET, DATA_AUG_TARGET, ESTEP_SPEEDUP, MNIST_NMI, MNIST_MINUTES = 1.15, 0.10, 5.0, 0.9, 20
+
+
+def plan(quick: bool, out: Path) -> list[tuple[str, list[str]]]:
+    q = ["--quick"] if quick else []
+    return [
+        ("efficiency", ["bench/efficiency.py", *q, "--out", str(out / "efficiency.json")]),
+        ("step_anatomy", ["bench/step_anatomy.py", *q, "--out", str(out / "step_anatomy.json")]),
+        ("estep_scaling", ["bench/estep_scaling.py", *q,
+                           *(["--repeats", "1", "--cap", "30"] if quick else []),
+                           "--out", str(out / "estep_scaling.json")]),
+        ("quality", ["bench/quality.py", *q, "--out", str(out / "quality.json"),
+                     "--log-dir", str(out / "logs")]),
+    ]
+
+
+def run_scripts(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    env = environment(script="run_all", quick=args.quick)
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    runs = []
+    for name, cmd in plan(args.quick, out):
+        if args.only and name not in args.only:
+            continue
+        if name == "quality" and args.budget:
+            left = args.budget - (time.perf_counter() - start)
+            cmd = [*cmd, "--budget", f"{max(left, 1.0):.0f}"]
+        record: dict[str, Any] = {"name": name, "command": ["python", *cmd],
+                                  "loadavg_before": loadavg()}
+        (out / f"{name}.json").unlink(missing_ok=True)  # no stale result if the script fails
+        print(f"== {name}: python {' '.join(cmd)}", flush=True)
+        t0 = time.perf_counter()
+        with open(logs / f"{name}.log", "w") as log:
+            proc = subprocess.run([sys.executable, *cmd], cwd=ROOT, stdout=log,
+                                  stderr=subprocess.STDOUT,
+                                  env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+        record.update(returncode=proc.returncode, wall_seconds=time.perf_counter() - t0,
+                      loadavg_after=loadavg())
+        print(f"   exit {proc.returncode} after {record['wall_seconds']:.0f} s "
+              f"(load {record['loadavg_after']})", flush=True)
+        runs.append(record)
+    finish(env)
+    payload = {"environment": env, "quick": args.quick, "scripts": runs,
+               "total_seconds": time.perf_counter() - start}
+    write_json("run_all", payload, out / "run_all.json")
+    return payload
+
+
+# -- reading the results ----------------------------------------------------------------------
+def load(out: Path, name: str) -> dict[str, Any] | None:
+    path = out / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def script_load(run_all: dict[str, Any] | None, name: str) -> str:
+    for rec in (run_all or {}).get("scripts", []):
+        if rec["name"] == name:
+            b, a = rec["loadavg_before"], rec.get("loadavg_after")
+            text = "load average (1/5/15 min) before " + "/".join(f"{v:.2f}" for v in b)
+            if a:
+                text += ", after " + "/".join(f"{v:.2f}" for v in a)
+            return f"{text}; {rec['wall_seconds']:.0f} s wall"
+    return "load average not recorded"
+
+
+def targets(res: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    sa, es, q = res.get("step_anatomy"), res.get("estep_scaling"), res.get("quality")
+
+    engine = (sa or {}).get("engine_vs_bare", [])
+    if engine:
+        worst = max(engine, key=lambda r: r["ratio_total"])
+        met = all(r["ratio_total"] <= ENGINE_TARGET for r in engine)
+        measured = "; ".join(f"{r['backbone']} b{r['batch']}: {r['ratio_total']:.3f}× total, "
+                             f"{r['ratio_median']:.3f}× median of {r['rounds']} rounds"
+                             for r in engine)
+        rows.append(["engine ≤ 1.15× bare loop (fp32 step time)", measured,
+                     "met" if met else f"not met ({worst['backbone']})"])
+    else:
+        rows.append(["engine ≤ 1.15× bare loop", "not measured", "not measured"])
+
+    resnet = [r for r in (sa or {}).get("anatomy", []) if r["backbone"] == "resnet18_cifar"]
+    if resnet:
+        worst = max(resnet, key=lambda r: r["data_aug_share"])
+        batch = resnet[0]["batch"]
+        measured = ", ".join(f"{r['precision']}{' CL' if r['channels_last'] else ''} "
+                             f"{pct(r['data_aug_share'])}" for r in resnet)
+        where = "" if batch == 256 else f" at batch {batch} (batch 256 not run)"
+        met = worst["data_aug_share"] < DATA_AUG_TARGET
+        rows.append(["data+aug < 10% of a resnet18_cifar step (batch 256)",
+                     f"batch {batch}: {measured}",
+                     ("met" if met else "not met") + where])
+    else:
+        rows.append(["data+aug < 10% of a resnet18_cifar step", "not measured", "not measured"])
+
+    ours = [r for r in (es or {}).get("results", [])
+            if r["backend"] != "sklearn" and r.get("seconds") is not None
+            and r.get("ratio_vs_sklearn") is not None]
+    if ours:
+        worst = max(ours, key=lambda r: r["ratio_vs_sklearn"])
+        slower = [r for r in ours if r["ratio_vs_sklearn"] > 1.0]
+        rows.append(["E-step never slower than sklearn",
+                     f"{len(slower)} of {len(ours)} cells slower; worst {worst['task']} "
+                     f"{worst['backend']} N={worst['n']:,} K={worst['k']}: "
+                     f"{worst['ratio_vs_sklearn']:.2f}× sklearn's time",
+                     "met" if not slower else "not met"])
+        big = [r for r in ours if r["n"] == 1_000_000 and r["k"] == 1000]
+        if big:
+            best = min(big, key=lambda r: r["ratio_vs_sklearn"])
+            speed = 1 / best["ratio_vs_sklearn"]
+            rows.append(["E-step ≥ 5× faster than sklearn at N=1M, K=1000",
+                         f"{speed:.2f}× ({best['task']} {best['backend']})",
+                         "met" if speed >= ESTEP_SPEEDUP else "not met"])
+        else:
+            rows.append(["E-step ≥ 5× faster than sklearn at N=1M, K=1000",
+                         "not in this grid (largest N = "
+                         f"{max(r['n'] for r in ours):,})", "not measured"])
+    else:
+        rows.append(["E-step vs sklearn", "not measured", "not measured"])
+
+    mt = (q or {}).get("mnist_target")
+    if mt and mt.get("measured"):
+        rows.append(["MNIST NMI ≥ 0.90 within 20 CPU-minutes",
+                     f"best {mt['best_recipe']}: NMI {mt['best_nmi']:.4f} in "
+                     f"{mt['best_cpu_minutes']:.1f} CPU-min", "met" if mt["met"] else "not met"])
+    else:
+        runs = [r for r in (q or {}).get("runs", [])
+                if r["data"] == "mnist" and r["status"] == "ok"]
+        text = "no full MNIST run" + ("; truncated run: " + ", ".join(
+            f"{r['recipe']} ({', '.join(r['overrides'])}) NMI {r['nmi']:.4f} after "
+            f"{r['cpu_seconds'] / 60:.1f} CPU-min" for r in runs) if runs else "")
+        rows.append(["MNIST NMI ≥ 0.90 within 20 CPU-minutes", text, "not measured"])
+    return rows
+
+
+# -- the document ------------------------------------------------------------------------------
+DEFAULT_NOTES = """### Notes on the targets
+
+(Hand-written analysis goes here; `bench/run_all.py` keeps this block when it regenerates.)
+"""
+
+
+def read_notes() -> str:
+    if DOCS.exists():
+        text = DOCS.read_text()
+        if NOTES_START in text and NOTES_END in text:
+            return text.split(NOTES_START, 1)[1].split(NOTES_END, 1)[0].strip("\n") + "\n"
+    return DEFAULT_NOTES
+
+
+def machine(res: dict[str, Any], run_all: dict[str, Any] | None) -> str:
+    env = next((r["environment"] for r in res.values() if r and "environment" in r
+                and "cpu_model" in r["environment"]), {})
+    ra = (run_all or {}).get("environment", {})
+    lines = [
+        f"- CPU: {env.get('cpu_model', '?')} ({env.get('cores', '?')} cores, "
+        f"flags {', '.join(env.get('cpu_flags', [])) or '?'})",
+        f"- torch {env.get('torch', '?')}, {env.get('torch_threads', '?')} intra-op threads, "
+        f"OPENBLAS_NUM_THREADS={env.get('openblas_threads', '?')}, Python {env.get('python', '?')}",
+        f"- date: {ra.get('date', env.get('date', '?'))}",
+    ]
+    if ra:
+        lines.append("- load average (1/5/15 min) at start "
+                     + "/".join(f"{v:.2f}" for v in ra["loadavg_start"])
+                     + (", at end " + "/".join(f"{v:.2f}" for v in ra["loadavg_end"])
+                        if "loadavg_end" in ra else ""))
+    if run_all:
+        lines.append(f"- mode: {'--quick' if run_all['quick'] else 'full'}; total wall time "
+                     f"{run_all['total_seconds']:.0f} s ("
+                     + ", ".join(f"{s['name']} {s['wall_seconds']:.0f} s"
+                                 + ("" if s["returncode"] == 0 else f" [exit {s['returncode']}]")
+                                 for s in run_all["scripts"]) + ")")
+    return "\n".join(lines)
+
+
+def estep_section(es: dict[str, Any]) -> str:
+    """The E-step table, rendered here from the JSON rows (estep_scaling.py's own format)."""
+    e = es["environment"]
+    lines = [f"Settings: n_init {e.get('n_init')}, max_iter {e.get('max_iter')}, tol "
+             f"{e.get('tol')}, best of {e.get('repeats')}, per-cell cap {e.get('cap_seconds')} s; "
+             f"faiss {e.get('faiss')}, scikit-learn {e.get('sklearn')}.", "",
+             "| task | N | D | K | backend | seconds | ratio vs sklearn (t / t_sk) | iters | "
+             "inertia |", "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for r in es["results"]:
+        cell = f"| {r['task']} | {r['n']:,} | {r['d']} | {r['k']} | {r['backend']} |"
+        if r.get("seconds") is None:
+            lines.append(f"{cell} {r.get('status', 'skipped')} | — | — | — |")
+            continue
+        ratio = r.get("ratio_vs_sklearn")
+        lines.append(f"{cell} {r['seconds']:.3f} | {'—' if ratio is None else f'{ratio:.2f}'} | "
+                     f"{r.get('n_iter', '—')} | {r.get('inertia', float('nan')):.6g} |")
+    return "\n".join(lines)
+
+
+def document(out: Path) -> str:
+    import efficiency
+    import quality
+    import step_anatomy
+
+    names = ("efficiency", "step_anatomy", "estep_scaling", "quality")
+    res = {n: load(out, n) for n in names}
+    run_all = load(out, "run_all")
+    mode = "quick" if out.name == "quick" else "full"
+    parts = [
+        "# Benchmarks",
+        "",
+        f"<!-- Generated by `python bench/run_all.py{' --quick' if mode == 'quick' else ''}` "
+        f"from bench/results/{out.name}/*.json; only the notes block is hand-written. -->",
+        "",
+        "All numbers below were measured on the machine described here, in one run of "
+        "`bench/run_all.py`. The machine is shared (other trainings ran at the same time), so "
+        "absolute throughputs move with the load average shown with each table; compare only "
+        "the ratios, which were measured side by side (interleaved) in the same process.",
+        "",
+        "## Machine",
+        "",
+        machine(res, run_all),
+        "",
+        "## Targets",
+        "",
+        table(["target", "measured", "status"], targets(res)),
+        "",
+        NOTES_START,
+        read_notes().rstrip("\n"),
+        NOTES_END,
+        "",
+    ]
+    sa = res["step_anatomy"]
+    if sa:
+        parts += [
+            "## Step anatomy (`bench/step_anatomy.py`)",
+            "",
+            f"{load_line(sa['environment'])}; {script_load(run_all, 'step_anatomy')}.",
+            "",
+            "Recipe: `simclr-kmeans` composed by `corekit.composer.compose` — "
+            + "; ".join(f"{k}: {v} on {sa['datasets'][k]}" for k, v in sa["recipes"].items())
+            + f". Median of {sa['settings']['repeats']} timed steps (ResNet: "
+            f"{sa['settings'].get('resnet_repeats', sa['settings']['repeats'])}) after "
+            f"{sa['settings']['warmup']} warm-up, configs interleaved. Shares are of "
+            "data + augment + to_cl + forward + backward + optimizer; `ema` (a BYOL target "
+            "update, not part of this recipe) is shown on top; the E-step amortised share "
+            "assumes one E-step per epoch over the N images (seconds × batch / N).",
+            "",
+            step_anatomy.summary_table(sa["anatomy"]),
+            "",
+            step_anatomy.anatomy_table(sa["anatomy"]),
+            "",
+        ]
+        if sa["engine_vs_bare"]:
+            parts += [
+                "### Engine vs bare loop",
+                "",
+                "`StageTrainer.train_step` on the composed stage vs a hand-written loop (deep "
+                "copies of the same backbone and projector, the same view pipelines and "
+                "`nt_xent`, plain Adam), same indices, fp32; rounds alternate which goes "
+                "first. Ratio = engine seconds / bare seconds.",
+                "",
+                step_anatomy.engine_table(sa["engine_vs_bare"]),
+                "",
+            ]
+    ef = res["efficiency"]
+    if ef:
+        parts += [
+            "## Compute efficiency (`bench/efficiency.py`)",
+            "",
+            f"{load_line(ef['environment'])}; {script_load(run_all, 'efficiency')}.",
+            "",
+            "Peak = best of "
+            f"{ef['settings']['repeats']} `torch.mm` of {ef['settings']['n']}² matrices. "
+            "Backbone rows: FLOPs of forward + backward counted by "
+            "`torch.utils.flop_counter.FlopCounterMode` (convolutions and matmuls), divided by "
+            "the best wall time; all cases interleaved.",
+            "",
+            efficiency.tables(ef),
+            "",
+        ]
+    es = res["estep_scaling"]
+    if es:
+        parts += [
+            "## E-step scaling (`bench/estep_scaling.py`)",
+            "",
+            f"{es['environment'].get('cpu_count')} cores, "
+            f"{es['environment'].get('threads', es['environment'].get('torch_threads'))}"
+            f" threads; {script_load(run_all, 'estep_scaling')} (the script itself records no "
+            "load average; these are run_all's readings around it).",
+            "",
+            estep_section(es),
+            "",
+        ]
+    q = res["quality"]
+    if q:
+        s = q["settings"]
+        how = (f"quick: digits cut to {s['quick_epochs']} epoch(s) per recipe, then MNIST (all "
+               f"70k) for the recipe with the least digits CPU time, cut to 1 epoch of "
+               f"{s['quick_mnist_steps']} steps. Truncated runs measure cost and early "
+               "quality, not what a preset reaches." if s["quick"]
+               else "full: every recipe's preset unchanged.")
+        parts += [
+            "## Quality per CPU-minute (`bench/quality.py`)",
+            "",
+            f"{load_line(q['environment'])}; {script_load(run_all, 'quality')}.",
+            "",
+            f"Recipes: {', '.join(q['recipes'])}. Mode {how} CPU minutes = user + "
+            "system time of the training subprocess (start-up, data loading and evaluation "
+            "included); the last column is (NMI − raw-pixel k-means NMI) / CPU minutes.",
+            "",
+            quality.result_table(q),
+            "",
+        ]
+        curves = [r for r in q["runs"] if r.get("curve")]
+        if curves:
+            parts += ["NMI at each evaluated epoch (cumulative wall seconds of the epochs):", ""]
+            parts += [f"- {r['recipe']} on {r['data']}: " + ", ".join(
+                f"epoch {c['epoch']} NMI {c['nmi']:.3f} @ {fmt(c['wall_seconds'])} s"
+                for c in r["curve"]) for r in curves]
+            parts.append("")
+    parts += ["## Reproduce", "", "```", "python bench/run_all.py --quick",
+              "python bench/step_anatomy.py --resnet-batch 256   # the batch of the data+aug "
+              "target", "python bench/estep_scaling.py --n 1000000 --d 128 --k 1000 --cap 900",
+              "python bench/quality.py                           # MNIST, every preset", "```",
+              ""]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--docs-only", action="store_true", help="regenerate docs from saved JSON")
+    p.add_argument("--only", nargs="+", help="run only these scripts (docs still use all JSON)")
+    p.add_argument("--budget", type=float, help="quick: seconds for the whole run (default 540)")
+    p.add_argument("--no-docs", action="store_true")
+    args = p.parse_args(argv)
+    if args.quick and args.budget is None:
+        args.budget = 540.0
+    out = RESULTS / ("quick" if args.quick else "full")
+    if not args.docs_only:
+        run_scripts(args, out)
+    if not args.no_docs:
+        DOCS.parent.mkdir(parents=True, exist_ok=True)
+        DOCS.write_text(document(out))
+        print(f"wrote {DOCS}")
+
+
+if __name__ == "__main__":
+    main()
