@@ -1,0 +1,54 @@
+"""HaDis's one new loss: hardness-aware self-distillation (HSD), specs/hadis.md §2.4.2.
+
+DSA and PCL are ProPos's PSA and PSL (spec §2.0, D9); this plugin registers them under the
+HaDis names from ``deepclust_propos`` rather than re-implementing them.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from deepclust_propos import symmetric, teacher_embedding
+from torch.nn import functional as F
+
+from corekit import Need, Step
+from deepclust_hadis.mining import HardPairs, mine_hard_pairs
+
+
+def hsd_anchor_losses(pairs: HardPairs, temperature: float = 0.5) -> torch.Tensor:
+    """``ℓ_i = −log(e^{w⁻ν⁻/τ} / (e^{w⁻ν⁻/τ} + e^{w⁺ν⁺/τ})) = softplus((w⁺ν⁺ − w⁻ν⁻)/τ)``
+    per anchor (HaDis Eqs. 7-8 in the code's two-logit form, specs/hadis.md §2.4.2 step 5).
+    ``∂ℓ/∂ν⁺ ≥ 0`` and ``∂ℓ/∂ν⁻ ≤ 0``: the hard positive is pulled in, the hard negative out."""
+    margin = pairs.w_pos * pairs.nu_pos - pairs.w_neg * pairs.nu_neg
+    return F.softplus(margin / temperature)
+
+
+def hsd(k: torch.Tensor, p: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """One direction of HSD: mean over anchors of :func:`hsd_anchor_losses` on the pairs mined
+    from teacher ``k`` and student predictions ``p`` (specs/hadis.md §2.4.2, C1, C2).
+
+    ``τ_h = 0.5`` is hard-coded in the official code, independent of the config temperature
+    (SMD's public loss defaults to 0.04; spec §2.4.2 says not to copy that).
+    """
+    return hsd_anchor_losses(mine_hard_pairs(k, p), temperature).mean()
+
+
+@attrs.define
+class HSD:
+    """Hardness-aware self-distillation (HaDis Eqs. 4-8, code semantics, specs/hadis.md
+    §2.4.2), averaged over both directions: teacher ``target`` on one view, student ``pred``
+    on the other. Weight 1, active from the first step (spec D8).
+
+    Reads the same ``pred`` as DSA, so both see one noise draw per view and step (spec P1).
+    """
+
+    pred: str = "pred"
+    target: str = "proj"
+    temperature: float = 0.5
+
+    def needs(self) -> list[Need]:
+        return [Need.output(self.pred), Need.output(self.target, "target"), Need.views(2)]
+
+    def __call__(self, step: Step) -> torch.Tensor:
+        return symmetric(lambda s, t: hsd(teacher_embedding(step, self.target, t),
+                                          step.output(self.pred, s), self.temperature))

@@ -1,0 +1,31 @@
+"""Registrations of the ``hadis`` plugin (hooks in corekit/hookspecs.py).
+
+``dsa`` and ``pcl`` are the very classes ``propos_psa`` and ``propos_psl`` (specs/hadis.md
+§2.0: HaDis's DSA and PCL are ProPos's PSA and PSL, identical code), registered here under
+the HaDis paper's names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from deepclust_propos import PSA, PSL
+
+from corekit import hookimpl
+from deepclust_hadis.losses import HSD
+
+RECIPES = Path(__file__).parent / "recipes"
+
+
+@hookimpl
+def register_losses(register: Callable[..., None]) -> None:
+    register("dsa", PSA, aliases=("hadis_dsa",))
+    register("pcl", PSL, aliases=("hadis_pcl",))
+    register("hsd", HSD, aliases=("hadis_hsd",))
+
+
+@hookimpl
+def register_recipes(register: Callable[..., None]) -> None:
+    for path in sorted(RECIPES.glob("*.toml")):
+        register(path.stem, path)
