@@ -26,11 +26,12 @@ def nt_xent(za: torch.Tensor, zb: torch.Tensor, temperature: float = 0.5) -> tor
 
 def marginal_entropy_gap(probs: torch.Tensor) -> torch.Tensor:
     """``log M − H(p)`` with ``p`` the batch marginal of the soft assignments ``probs`` (N×M)
-    (CC, cc.md §2.6 "code" form; 0 at the uniform marginal). ``xlogy`` keeps an empty cluster
-    finite (cc.md P3)."""
+    (CC, cc.md §2.6 "code" form; 0 at the uniform marginal). Clamping inside the log keeps
+    an empty cluster's value 0 and its gradient finite, where ``xlogy`` gives a NaN gradient
+    (cc.md P3)."""
     probs = probs.float()
     p = probs.sum(0) / probs.sum()
-    entropy = -torch.special.xlogy(p, p).sum()
+    entropy = -(p * p.clamp_min(1e-12).log()).sum()
     return torch.log(torch.tensor(float(probs.shape[1]), device=probs.device)) - entropy
 
 

@@ -144,8 +144,6 @@ def test_9_11_collapse_is_finite():
     assert torch.isfinite(y.grad).all()
 
 
-@pytest.mark.xfail(reason="core marginal_entropy_gap: xlogy(p, p) has a NaN gradient at an "
-                          "exactly empty cluster (the value is finite, cc.md P3)")
 def test_9_11_collapse_entropy_backward_is_finite():
     y = t([[1.0, 0.0, 0.0]] * 4).requires_grad_(True)
     cc_cluster_loss(y, y).backward()
