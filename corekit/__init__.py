@@ -12,11 +12,12 @@ from corekit.components.losses import (
 )
 from corekit.errors import ComponentError, PluginError, RecipeError, TrainingError, UserError
 from corekit.hookspecs import hookimpl
+from corekit.registry import RegisterFn
 from corekit.step import Need, Step
 
 __version__ = "0.1.0"
 __all__ = [
     "BatchMarginalEntropy", "ClusterHead", "ComponentError", "L2Normalize", "LinearL2",
-    "MLPProjector", "NTXent", "Need", "PluginError", "Predictor", "RecipeError", "Step",
-    "TrainingError", "UserError", "__version__", "hookimpl", "marginal_entropy_gap", "nt_xent",
+    "MLPProjector", "NTXent", "Need", "PluginError", "Predictor", "RecipeError", "RegisterFn",
+    "Step", "TrainingError", "UserError", "__version__", "hookimpl", "marginal_entropy_gap", "nt_xent",
 ]

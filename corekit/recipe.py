@@ -11,6 +11,7 @@ Unknown keys are errors that name the key's path and the nearest valid keys.
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 import types
 import typing
@@ -141,7 +142,6 @@ class Schedule:
     type: str = "constant"
     warmup_epochs: float = 0.0
     cosine_epochs: float | None = None
-    min_lr: float = 0.0
 
 
 @attrs.define
@@ -423,6 +423,9 @@ def to_toml(raw: Mapping[str, Any]) -> str:
     """Render a raw recipe as TOML (for ``deepclust show`` and the run directory)."""
     lines: list[str] = []
 
+    def key(k: str) -> str:
+        return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else scalar(k)
+
     def scalar(v: Any) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
@@ -431,7 +434,7 @@ def to_toml(raw: Mapping[str, Any]) -> str:
         if isinstance(v, list):
             return "[" + ", ".join(scalar(x) for x in v) + "]"
         if isinstance(v, Mapping):
-            return "{ " + ", ".join(f"{k} = {scalar(x)}" for k, x in v.items()) + " }"
+            return "{ " + ", ".join(f"{key(k)} = {scalar(x)}" for k, x in v.items()) + " }"
         return repr(v)
 
     def table(node: Mapping[str, Any], prefix: str) -> None:
@@ -440,18 +443,18 @@ def to_toml(raw: Mapping[str, Any]) -> str:
         if flat or not prefix:
             if prefix:
                 lines.append(f"\n[{prefix}]")
-            lines.extend(f"{k} = {scalar(v)}" for k, v in flat.items())
+            lines.extend(f"{key(k)} = {scalar(v)}" for k, v in flat.items())
         for k, v in node.items():
             if isinstance(v, Mapping):
-                table(v, f"{prefix}.{k}" if prefix else k)
+                table(v, f"{prefix}.{key(k)}" if prefix else key(k))
             elif _is_table_list(v):
                 for item in v:
                     lines.append(f"\n[[{prefix + '.' if prefix else ''}{k}]]")
                     sub = {a: b for a, b in item.items() if not isinstance(b, Mapping)}
-                    lines.extend(f"{a} = {scalar(b)}" for a, b in sub.items())
+                    lines.extend(f"{key(a)} = {scalar(b)}" for a, b in sub.items())
                     for a, b in item.items():
                         if isinstance(b, Mapping):
-                            lines.append(f"{a} = {scalar(b)}")
+                            lines.append(f"{key(a)} = {scalar(b)}")
 
     table(raw, "")
     return "\n".join(lines).strip() + "\n"

@@ -18,11 +18,11 @@ from corekit.plugins import Plugins, load_plugins
 
 def plugin_set(*modules: ModuleType, name: str = "under_test") -> Plugins:
     """The core's components plus ``modules``, with every installed plugin switched off."""
+    names = [name if len(modules) == 1 else f"{name}{i}" for i in range(len(modules))]
     saved = os.environ.get("DEEPCLUST_PLUGINS")
-    os.environ["DEEPCLUST_PLUGINS"] = name
+    os.environ["DEEPCLUST_PLUGINS"] = ",".join(names)
     try:
-        return load_plugins(extra=[(name if len(modules) == 1 else f"{name}{i}", m)
-                                   for i, m in enumerate(modules)])
+        return load_plugins(extra=list(zip(names, modules, strict=True)))
     finally:
         if saved is None:
             os.environ.pop("DEEPCLUST_PLUGINS")

@@ -11,8 +11,8 @@ def lr_factor(schedule: Schedule, step: int, steps_per_epoch: int, epochs: int) 
     """The multiplier of the base lr at global step ``step`` (1-based).
 
     Warm-up: ``e/W`` for fractional epoch ``e = step/steps_per_epoch < W``; then cosine
-    ``½(1 + cos(π (e − W)/C))`` with ``C = cosine_epochs`` (default ``epochs − W``), floored
-    at ``min_lr`` (hadis.md §3 and C10: ProPos divides by 1000, not 950).
+    ``½(1 + cos(π (e − W)/C))`` with ``C = cosine_epochs`` (default ``epochs − W``; hadis.md §3
+    and C10: ProPos divides by 1000, not 950).
     """
     e = step / max(steps_per_epoch, 1)
     warm = schedule.warmup_epochs

@@ -132,3 +132,11 @@ def test_every_hook_registers_its_kind(tmp_path):
     for kind in ("backbone", "augmentation", "head", "loss", "pseudo_labeler", "clusterer",
                  "recipe"):
         assert plugins.registry.get(kind, f"every.every_{kind}").plugin == "every"
+
+
+def test_plugin_set_with_several_modules_loads_them_all():
+    other = _module("other", register_clusterers=hookimpl(
+        lambda register: register("other_kmeans", lambda n_clusters: None)))
+    plugins = plugin_set(toy_plugin, other)
+    assert plugins.registry.has("loss", "momentum_centre")
+    assert plugins.registry.has("clusterer", "other_kmeans")

@@ -87,3 +87,20 @@ def test_show_cli_and_unknown_recipe(capsys):
     assert "epochs = 2" in capsys.readouterr().out
     assert main(["show", "simclr-kmean"]) == 2
     assert "did you mean 'simclr-kmeans'" in capsys.readouterr().err
+
+
+def test_dotted_option_keys_survive_the_run_directory_toml():
+    raw = tiny_recipe(train={"optimizer": {"lr_mult": {"heads.proj": 10.0}}},
+                      stage=[{"name": "a", "train": {"optimizer": {"lr_mult": {"heads.x": 2.0}}}}])
+    again = rc.tomllib.loads(rc.to_toml(raw))
+    assert again["train"]["optimizer"]["lr_mult"] == {"heads.proj": 10.0}
+    assert again["stage"][0]["train"]["optimizer"]["lr_mult"] == {"heads.x": 2.0}
+
+
+def test_child_presets_merge_over_the_parents(tmp_path):
+    write(tmp_path, "base", '[losses.a]\ntype = "nt_xent"\n'
+          '[presets.mnist]\ntrain = { epochs = 2 }\n[presets.digits]\ntrain = { epochs = 3 }\n')
+    write(tmp_path, "child", 'extends = "base"\n[presets.digits]\ntrain = { batch_size = 8 }\n')
+    assert rc.resolve("child", finder(tmp_path), data="mnist").stages[0].train.epochs == 2
+    digits = rc.resolve("child", finder(tmp_path), data="digits").stages[0].train
+    assert (digits.epochs, digits.batch_size) == (3, 8)
