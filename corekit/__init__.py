@@ -19,5 +19,6 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchMarginalEntropy", "ClusterHead", "ComponentError", "L2Normalize", "LinearL2",
     "MLPProjector", "NTXent", "Need", "PluginError", "Predictor", "RecipeError", "RegisterFn",
-    "Step", "TrainingError", "UserError", "__version__", "hookimpl", "marginal_entropy_gap", "nt_xent",
+    "Step", "TrainingError", "UserError", "__version__", "hookimpl", "marginal_entropy_gap",
+    "nt_xent",
 ]
