@@ -9,7 +9,11 @@ MNIST_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
+def _seed_and_one_thread():
+    """Seeded and single-threaded: the tests are many small ops, and on a shared 2-core
+    machine two intra-op threads made a 3-step training run 20-30x slower (measured)."""
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(saved)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -51,13 +51,3 @@ def compose_step(plugins: Plugins, digits: ImageSet) -> Callable[..., tuple[Comp
         return composed, step
 
     return build
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Run single-threaded: these tests are many small ops, and on a shared 2-core machine two
-    intra-op threads made a 3-step training run 20-30x slower than one (measured)."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
