@@ -3,10 +3,11 @@
 Recipes: ``simclr-kmeans`` and, where ``deepclust plugins`` lists them, ``cc``, ``hadis`` and
 ``propos``; each runs with its ``--data`` preset (``digits``; ``mnist:DIR`` = all 70,000 MNIST
 images from ``../shared/data/mnist`` next to the repository). Every run is a subprocess (this
-script with ``--worker``: two torch threads, ``OPENBLAS_NUM_THREADS=1``, ``corekit.run.train``
-on the CPU) timed for wall seconds and CPU seconds (user + system of the child, from
-``getrusage``; includes start-up, data loading and evaluation). Baseline: scikit-learn
-``KMeans(10, n_init=10, random_state=0)`` on raw pixels / 255, metrics from ``corekit.metrics``.
+script with ``--worker``: ``--threads`` torch threads, default 2; ``OPENBLAS_NUM_THREADS=1``;
+``corekit.run.train`` on the CPU) timed for wall seconds and CPU seconds (user + system of
+the child, from ``getrusage``; includes start-up, data loading and evaluation). Baseline:
+scikit-learn ``KMeans(10, n_init=10, random_state=0)`` on raw pixels / 255, metrics from
+``corekit.metrics``.
 
 Modes:
 - full (default): MNIST for every recipe, presets unchanged.
@@ -26,7 +27,7 @@ from ``metrics.jsonl``) is kept in the JSON, so "NMI ≥ 0.90 within 20 CPU-minu
 off a full run.
 
     python bench/quality.py --quick
-    python bench/quality.py --recipes cc --datasets mnist
+    python bench/quality.py --recipes cc --datasets mnist --threads 1
 
 Prints a markdown table and writes ``bench/results/quality.json``.
 """
@@ -86,7 +87,7 @@ def installed_recipes() -> list[str]:
 
 # -- one run (in a child process) ------------------------------------------------------------
 def worker(args: argparse.Namespace) -> None:
-    setup()
+    setup(args.threads)
     from corekit import recipe as rc
     from corekit.cli import recipe_finder
     from corekit.plugins import get_plugins
@@ -112,10 +113,10 @@ def child_cpu() -> float:
 
 
 def run_recipe(recipe: str, data: str, overrides: list[str], runs_dir: Path,
-               log_dir: Path | None) -> dict[str, Any]:
+               log_dir: Path | None, threads: int) -> dict[str, Any]:
     out = runs_dir / f"{recipe}-{data}"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--recipe", recipe,
-           "--data", data, "--out", str(out)]
+           "--data", data, "--out", str(out), "--threads", str(threads)]
     for text in overrides:
         cmd += ["--set", text]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
@@ -195,7 +196,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             row = {"recipe": recipe, "data": data, "overrides": overrides,
                    "status": "skipped (over budget)"}
         else:
-            row = run_recipe(recipe, data, overrides, runs_dir, args.log_dir)
+            row = run_recipe(recipe, data, overrides, runs_dir, args.log_dir, args.threads)
         rows.append(row)
         print(format_row(row, baselines.get(data)), flush=True)
         return row
@@ -286,6 +287,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick-mnist-steps", type=int, default=10)
     p.add_argument("--budget", type=float, help="start no run after this many seconds")
     p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of each training run")
     p.add_argument("--keep-runs", help="keep run directories here (default: a temp folder)")
     p.add_argument("--log-dir", type=Path, help="write each run's output here")
     p.add_argument("--out", type=Path)

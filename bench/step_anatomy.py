@@ -371,10 +371,11 @@ def engine_table(rows: list[dict[str, Any]]) -> str:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="few repeats, small ResNet batch")
+    p.add_argument("--quick", action="store_true", help="few repeats, small E-step")
     p.add_argument("--backbones", nargs="+", default=["small_cnn", "resnet18_cifar"])
     p.add_argument("--small-batch", type=int, default=256)
-    p.add_argument("--resnet-batch", type=int, help="default 64 (quick: 8)")
+    p.add_argument("--resnet-batch", type=int,
+                   help="default 256, the batch of the data + augmentation target")
     p.add_argument("--repeats", type=int, help="timed steps per config (default 5; quick 2)")
     p.add_argument("--resnet-repeats", type=int,
                    help="timed steps per ResNet config (default: --repeats; quick 1)")
@@ -389,7 +390,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
     q = a.quick
-    a.resnet_batch = a.resnet_batch or (8 if q else 64)
+    a.resnet_batch = a.resnet_batch or 256
     a.repeats = a.repeats or (2 if q else 5)
     a.resnet_repeats = a.resnet_repeats or (1 if q else a.repeats)
     a.estep_n = a.estep_n or ([5_000, 128] if q else [70_000, 2048])

@@ -53,16 +53,22 @@ def _versions(plugins: Plugins) -> dict[str, Any]:
             "plugins": plugins.versions()}
 
 
+def _open_run_dir(out: Path, recipe: rc.Recipe, plugins: Plugins, resume: bool) -> None:
+    """Create the run directory once the first stage's data and model are built, so a run that
+    fails on a bad data name or component leaves no half-empty directory behind."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.toml").write_text(rc.to_toml(recipe.raw))
+    (out / "versions.json").write_text(json.dumps(_versions(plugins), indent=2))
+    if not resume:
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+
+
 def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
           log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
     """Train every stage of ``recipe`` into ``out``; return and write ``final.json``."""
     check_requirements(recipe.requires, plugins, recipe.name)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.toml").write_text(rc.to_toml(recipe.raw))
-    (out / "versions.json").write_text(json.dumps(_versions(plugins), indent=2))
     payload = checkpoint.load(out / "checkpoint.pt") if resume else None
-    if not resume:
-        (out / "metrics.jsonl").unlink(missing_ok=True)
+    opened = False
     first = recipe.stages[0]
     device = resolve_device(first.train.device)
     cache = DataCache(device)
@@ -83,6 +89,9 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
         steps = steps_per_epoch(len(train_set), stage.train.batch_size, stage.train.drop_last,
                                 stage.train.steps_per_epoch)
         composed = compose(plugins, stage, datasets, device, previous, steps)
+        if not opened:
+            _open_run_dir(out, recipe, plugins, resume)
+            opened = True
         trainer = StageTrainer(composed, out, device, dtype, index, log, progress)
         if payload is not None and index == payload["stage"]:
             trainer.load_state_dict(payload)

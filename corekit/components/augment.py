@@ -75,19 +75,20 @@ class ViewPipeline(nn.Module):
         return x
 
 
+_GEOMETRY = {  # kornia arguments shared by every geometric op here, passed explicitly (cc P10)
+    "resample": "bilinear",
+    "same_on_batch": False,
+    "align_corners": False,
+    "p": 1.0,
+    "keepdim": False,
+}
+
+
 def _resized_crop(
     size: int, scale: tuple[float, float], ratio: tuple[float, float]
 ) -> K.RandomResizedCrop:
     return K.RandomResizedCrop(
-        (size, size),
-        scale=scale,
-        ratio=ratio,
-        resample="bilinear",
-        same_on_batch=False,
-        align_corners=False,
-        p=1.0,
-        keepdim=False,
-        cropping_mode="slice",
+        (size, size), scale=scale, ratio=ratio, cropping_mode="slice", **_GEOMETRY
     )
 
 
@@ -98,13 +99,15 @@ def _padded_crop(size: int, padding: int) -> K.RandomCrop:
         pad_if_needed=False,
         fill=0.0,
         padding_mode="constant",
-        resample="bilinear",
-        same_on_batch=False,
-        align_corners=False,
-        p=1.0,
-        keepdim=False,
         cropping_mode="slice",
+        **_GEOMETRY,
     )
+
+
+def _affine(degrees: float, shear: float) -> K.RandomAffine:
+    """Rotation by U(−degrees, degrees), shear parallel to the x axis (slant) by U(−shear,
+    shear) degrees, about the image centre, zero fill."""
+    return K.RandomAffine(degrees=degrees, shear=shear, padding_mode="zeros", **_GEOMETRY)
 
 
 def _flip(p: float) -> K.RandomHorizontalFlip:
@@ -183,14 +186,19 @@ def simclr(
     blur_kernel: int | None = None,
     blur_sigma: tuple[float, float] = (0.1, 2.0),
     blur_p: float = 0.5,
+    rotate: float = 0.0,
+    shear: float = 0.0,
 ) -> nn.Module:
     """SimCLR view: resized crop, flip, jitter (0.8s, 0.8s, 0.8s, 0.2s) p=0.8, grayscale p=0.2,
     optional Gaussian blur p=0.5 (kernel ≈10% of size, σ ∈ (0.1, 2)).
 
     CC's ``cc_small`` (s=0.5), ``cc_stl`` (s=1) and ``cc_imagenet`` (s=1, blur), spec cc §2.2;
-    ProPos/HaDis ``propos_simclr`` (s=0.5, no blur, with mean/std), spec hadis §2.2."""
+    ProPos/HaDis ``propos_simclr`` (s=0.5, no blur, with mean/std), spec hadis §2.2. ``rotate`` /
+    ``shear`` (degrees, default 0 = off) add a random affine before the crop: a toolkit option
+    for digit images, not in any of the papers."""
     s = strength
-    ops: list[nn.Module] = [_resized_crop(size, crop_scale, crop_ratio), _flip(flip_p)]
+    ops: list[nn.Module] = [_affine(rotate, shear)] if rotate or shear else []
+    ops += [_resized_crop(size, crop_scale, crop_ratio), _flip(flip_p)]
     ops += _colour(channels, (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s), jitter_p, gray_p)
     if blur:
         ops.append(_blur(size, blur_kernel, blur_sigma, blur_p))

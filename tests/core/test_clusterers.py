@@ -18,6 +18,7 @@ from corekit.errors import ComponentError
 HAS_FAISS = clusterers._faiss() is not None
 BACKENDS = [
     "torch",
+    "sklearn",
     pytest.param("faiss", marks=pytest.mark.skipif(not HAS_FAISS, reason="no faiss")),
 ]
 
@@ -125,17 +126,21 @@ def test_chunked_distances_match_one_block(monkeypatch: pytest.MonkeyPatch) -> N
         assert torch.allclose(a.centroids, b.centroids, atol=1e-5)
 
 
-@pytest.mark.skipif(not HAS_FAISS, reason="no faiss")
-def test_auto_backend_prefers_faiss() -> None:
-    assert KMeans(3).resolved_backend(torch.device("cpu")) == "faiss"
-
-
-def test_auto_backend_falls_back_to_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_backend_is_sklearn_on_cpu_and_torch_on_cuda_without_faiss_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert KMeans(3).resolved_backend(torch.device("cpu")) == "sklearn"
     monkeypatch.setitem(sys.modules, "faiss", None)
-    kmeans = KMeans(3)
-    assert kmeans.resolved_backend(torch.device("cpu")) == "torch"
+    assert KMeans(3).resolved_backend(torch.device("cuda")) == "torch"
+    assert KMeans(3, backend="faiss").resolved_backend(torch.device("cpu")) == "faiss"
+
+
+def test_faiss_backend_without_faiss_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "faiss", None)
     x, truth = blobs(n_per=30)
-    assert adjusted_rand_score(truth.numpy(), kmeans.fit(x).labels.numpy()) == 1.0
+    assert adjusted_rand_score(truth.numpy(), KMeans(3).fit(x).labels.numpy()) == 1.0
     with pytest.raises(ComponentError, match="faiss"):
         KMeans(3, backend="faiss").fit(x)
 
@@ -144,13 +149,14 @@ def test_auto_backend_falls_back_to_torch(monkeypatch: pytest.MonkeyPatch) -> No
     "make",
     [
         lambda seed: KMeans(8, backend="torch", seed=seed),
+        lambda seed: KMeans(8, backend="sklearn", seed=seed),
         pytest.param(
             lambda seed: KMeans(8, backend="faiss", seed=seed),
             marks=pytest.mark.skipif(not HAS_FAISS, reason="no faiss"),
         ),
         lambda seed: SphericalKMeans(8, n_init=3, seed=seed),
     ],
-    ids=["torch", "faiss", "spherical"],
+    ids=["torch", "sklearn", "faiss", "spherical"],
 )
 def test_same_seed_same_result(make: Callable[[int], Clusterer]) -> None:
     x = mixture(n=800)
@@ -158,6 +164,34 @@ def test_same_seed_same_result(make: Callable[[int], Clusterer]) -> None:
     assert torch.equal(first.labels, second.labels)
     assert torch.equal(first.centroids, second.centroids)
     assert first.inertia == second.inertia
+
+
+def test_sklearn_backend_runs_scikit_learns_lloyd_from_our_seeding() -> None:
+    """Same start, same rule: the torch and sklearn backends end in the same partition."""
+    x = mixture(n=600)
+    ours = KMeans(8, n_init=1, backend="torch").fit(x)
+    lloyd = KMeans(8, n_init=1, backend="sklearn").fit(x)
+    assert adjusted_rand_score(ours.labels.numpy(), lloyd.labels.numpy()) == 1.0
+    assert lloyd.inertia == pytest.approx(ours.inertia, rel=1e-4)
+    assert lloyd.labels.dtype == torch.int64 and lloyd.centroids.dtype == torch.float32
+
+
+@pytest.mark.parametrize("correction", [0, 1])
+def test_mean_variance_matches_torch_var(correction: int) -> None:
+    x = mixture(n=500) + 100.0
+    expected = float(x.double().var(dim=0, correction=correction).mean())
+    assert clusterers._mean_variance(x, correction) == pytest.approx(expected, rel=1e-5)
+
+
+def test_kmeans_plusplus_distances_are_n_by_m() -> None:
+    """The seeding reads distances as N×M (samples × candidates) for both metrics."""
+    x = mixture(n=50, dim=4)
+    rows = x[:3]
+    euclid = clusterers._squared_euclidean_to(x, x.pow(2).sum(dim=1))(rows)
+    assert torch.allclose(euclid, torch.cdist(x, rows).pow(2), atol=1e-3)
+    unit_x = torch.nn.functional.normalize(x, dim=1)
+    cosine = clusterers._cosine_to(unit_x)(unit_x[:3])
+    assert torch.allclose(cosine, (1.0 - unit_x @ unit_x[:3].T).clamp(min=0.0))
 
 
 def test_clusterers_satisfy_protocol_and_validate() -> None:

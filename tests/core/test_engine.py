@@ -134,8 +134,10 @@ def test_cli_train_and_evaluate(tmp_path, capsys):
 def test_cli_user_errors_exit_2(capsys, tmp_path):
     assert main(["train", "simclr-kmeans", "--set", "train.epochs=x"]) == 2
     assert "train.epochs" in capsys.readouterr().err
-    assert main(["train", "simclr-kmeans", "--data", "mnsit"]) == 2
+    bad = tmp_path / "bad-data"
+    assert main(["train", "simclr-kmeans", "--data", "mnsit", "--out", str(bad)]) == 2
     assert "mnist" in capsys.readouterr().err
+    assert not bad.exists()  # a run that fails before training leaves no run directory
     assert main(["train", "simclr-kmeans", "--resume", "--out", str(tmp_path / "none")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
 
