@@ -28,6 +28,7 @@ import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+MNIST_DIR = (ROOT / ".." / "shared" / "data" / "mnist").resolve()
 THREADS = 2
 
 if str(ROOT) not in sys.path:
@@ -68,9 +69,58 @@ def cpu_flags() -> list[str]:
     return []
 
 
+def noise_set(n: int, channels: int, side: int, seed: int = 0) -> Any:
+    """An ``ImageSet`` of n uniform-noise uint8 images (for timings that need no real data)."""
+    from corekit.data import ImageSet
+    from corekit.data.dataset import channel_stats
+
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, channels, side, side), dtype=torch.uint8, generator=gen)
+    mean, std = channel_stats(images)
+    return ImageSet(f"noise{channels}x{side}", images, None, 10, mean, std)
+
+
+def mnist_or_noise() -> tuple[Any, str]:
+    """All 70,000 MNIST images from ``MNIST_DIR``, or 1×28×28 noise where they are missing."""
+    from corekit.data.sources import load_mnist
+
+    if MNIST_DIR.is_dir():
+        return load_mnist(MNIST_DIR, "all"), "MNIST (70k real images)"
+    return noise_set(70_000, 1, 28), "uniform noise 1×28×28 (MNIST not found)"
+
+
+def precisions() -> list[str]:
+    """The autocast precisions worth timing here: bf16 only where the CPU runs it natively
+    (``corekit.engine.devices.cpu_has_native_bf16``); emulated bf16 is orders of magnitude
+    slower and would eat the whole time budget (``bf16_emulation_probe`` quantifies it)."""
+    from corekit.engine.devices import cpu_has_native_bf16
+
+    return ["fp32", "bf16"] if cpu_has_native_bf16() else ["fp32"]
+
+
+def bf16_emulation_probe(n: int = 512) -> dict[str, Any]:
+    """One n×n matmul in bf16 against fp32 (best of 3 each), for CPUs without native bf16."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
+    best = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        x, y = a.to(dtype), b.to(dtype)
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            torch.mm(x, y)
+            times.append(time.perf_counter() - t0)
+        best[name] = min(times)
+    return {"n": n, "fp32_seconds": best["fp32"], "bf16_seconds": best["bf16"],
+            "bf16_over_fp32": best["bf16"] / best["fp32"]}
+
+
 def environment(**extra: Any) -> dict[str, Any]:
     """What the numbers were measured on; call at the start of a script."""
+    from corekit.engine.devices import cpu_has_native_bf16
+
     return {
+        "native_bf16": cpu_has_native_bf16(),
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu_model": cpu_model(),
         "cpu_flags": cpu_flags(),

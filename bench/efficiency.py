@@ -9,8 +9,9 @@ Backbone step: forward + backward of a backbone alone on one batch (``small_cnn`
 ``torch.utils.flop_counter.FlopCounterMode`` on one forward + backward (convolutions and matmuls
 only; element-wise ops, BatchNorm and the optimizer are not counted). Achieved FLOP/s = counted
 FLOPs / best wall time; the fraction is of the measured peak of the same dtype (fp32 step vs fp32
-matmul, bf16-autocast step vs bf16 matmul). The peak matmuls and the steps are run round-robin
-in every repetition, so load drift of the shared machine hits them alike.
+matmul, bf16-autocast step vs bf16 matmul; bf16 only on a CPU with bf16 instructions, else one
+small emulated bf16 matmul is timed against fp32 to show why). The peak matmuls and the steps
+are run round-robin in every repetition, so load drift of the shared machine hits them alike.
 
     python bench/efficiency.py --quick
 
@@ -36,12 +37,14 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
+    bf16_emulation_probe,
     environment,
     finish,
     fmt,
     load_line,
     median,
     pct,
+    precisions,
     setup,
     table,
     write_json,
@@ -94,16 +97,15 @@ def backbone_case(name: str, batch: int, precision: str,
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     cases: list[dict[str, Any]] = []
-    for precision in ("fp32", "bf16"):
+    dtypes = precisions()
+    for precision in dtypes:
         fn, flops = matmul_case(args.n, torch.float32 if precision == "fp32" else torch.bfloat16)
         cases.append({"kind": "matmul", "precision": precision, "n": args.n, "fn": fn,
                       "flops": flops})
     for name in args.backbones:
         batch = args.small_batch if name == "small_cnn" else args.resnet_batch
-        configs = [("fp32", False), ("bf16", False)]
-        if name != "small_cnn" and not args.quick:
-            configs += [("fp32", True), ("bf16", True)]
-        for precision, cl in configs:
+        layouts = [False, True] if name != "small_cnn" and not args.quick else [False]
+        for precision, cl in [(p, cl) for cl in layouts for p in dtypes]:
             fn, flops, info = backbone_case(name, batch, precision, cl)
             cases.append({"kind": "step", **info, "fn": fn, "flops": flops})
     for case in cases:
@@ -129,7 +131,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             case["fraction_of_peak"] = case["flops_per_second"] / peaks[case["precision"]]
             case["fraction_of_fp32_peak"] = case["flops_per_second"] / peaks["fp32"]
             case["images_per_second"] = case["batch"] / case["best_seconds"]
-    return {"peak_flops_per_second": peaks, "cases": cases}
+    emulated = None if "bf16" in dtypes else bf16_emulation_probe()
+    return {"peak_flops_per_second": peaks, "cases": cases, "bf16_emulation": emulated}
 
 
 def tables(result: dict[str, Any]) -> str:
@@ -146,9 +149,15 @@ def tables(result: dict[str, Any]) -> str:
                      f"{1000 * c['best_seconds']:.1f}", f"{1000 * c['median_seconds']:.1f}",
                      fmt(c["flops_per_second"] / 1e9),
                      f"{pct(c['fraction_of_peak'])} of {c['precision']} peak"])
-    ratio = peaks["bf16"] / peaks["fp32"]
-    head = (f"Measured peak: fp32 {fmt(peaks['fp32'] / 1e9)} GFLOP/s, bf16 "
-            f"{fmt(peaks['bf16'] / 1e9)} GFLOP/s (bf16/fp32 = {ratio:.2f}).")
+    if "bf16" in peaks:
+        head = (f"Measured peak: fp32 {fmt(peaks['fp32'] / 1e9)} GFLOP/s, bf16 "
+                f"{fmt(peaks['bf16'] / 1e9)} GFLOP/s (bf16/fp32 = "
+                f"{peaks['bf16'] / peaks['fp32']:.2f}).")
+    else:
+        probe = result["bf16_emulation"]
+        head = (f"Measured peak: fp32 {fmt(peaks['fp32'] / 1e9)} GFLOP/s. bf16 not timed: this "
+                f"CPU has no bf16 instructions, and a {probe['n']}² bf16 matmul took "
+                f"{probe['bf16_over_fp32']:.0f}× the fp32 time (torch emulates bf16).")
     return head + "\n\n" + table(["case", "dtype", "GFLOP", "best ms", "median ms",
                                   "GFLOP/s (best)", "of peak"], [list(map(str, r)) for r in rows],
                                  "llrrrrr")

@@ -22,6 +22,8 @@ gets ``--threads`` threads (default 2; OpenBLAS stays at 1 thread, set before nu
 
     python bench/estep_scaling.py --quick
     python bench/estep_scaling.py --n 1000000 --d 128 --k 1000 --cap 900
+    python bench/estep_scaling.py --n 1000000 --d 128 --k 1000 --tasks kmeans \
+        --backends scikit-learn auto --threads 1     # the target's cell, ours vs the baseline
 
 Prints a markdown table and writes JSON (default ``bench/results/estep_scaling.json``).
 """
@@ -117,7 +119,7 @@ def runners(x: np.ndarray, unit: np.ndarray, k: int, args: argparse.Namespace) -
     for backend in ("auto", "torch", "sklearn") + (("faiss",) if faiss_version() else ()):
         found["kmeans", backend] = ours(KMeans(k, backend=backend, seed=0, **common), x_t)
     order = sorted(found, key=lambda key: (key[0], key[1] != BASELINE, key[1]))
-    return {key: found[key] for key in order if key[1] in args.backends}
+    return {key: found[key] for key in order if key[0] in args.tasks and key[1] in args.backends}
 
 
 def warm_up(args: argparse.Namespace) -> None:
@@ -238,6 +240,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--backends", nargs="+", default=[BASELINE, "auto", "torch", "sklearn", "faiss"],
         help=f"{BASELINE} (the baseline, with its own k-means++) and our KMeans backends",
     )
+    parser.add_argument("--tasks", nargs="+", default=["kmeans", "spherical"])
     parser.add_argument("--max-iter", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2, help="threads for every backend")
     parser.add_argument("--cap", type=float, default=120.0, help="per-cell time budget (s)")

@@ -51,6 +51,7 @@ from typing import Any  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
+    MNIST_DIR,
     ROOT,
     environment,
     finish,
@@ -63,7 +64,6 @@ from common import (  # noqa: E402
 )
 
 CANDIDATES = ("simclr-kmeans", "cc", "hadis", "propos")
-MNIST_DIR = (ROOT / ".." / "shared" / "data" / "mnist").resolve()
 MNIST_TARGET = {"nmi": 0.90, "cpu_minutes": 20.0}
 # Scheduling guesses for --budget only (never reported): a first truncated digits run takes
 # about DIGITS_GUESS s on the loaded 2-core machine; the truncated MNIST run (evaluation of 70k

@@ -7,18 +7,23 @@
 Results go to ``bench/results/quick/`` or ``bench/results/full/`` (one JSON per script, logs in
 ``logs/``, and ``run_all.json`` with each script's command, exit status, wall time and the load
 average before and after it). In ``--quick`` mode the scripts run in the order efficiency,
-step_anatomy, estep_scaling (``--quick --repeats 1 --cap 30``: one timing per cell, cells
-extrapolated past 30 s skipped), quality; quality gets whatever is left
-of a ``--budget`` (default 540 s) and starts no run after that.
+step_anatomy, recipe_anatomy, estep_scaling (``--quick --repeats 1 --cap 30``: one timing per
+cell, cells extrapolated past 30 s skipped), quality; quality gets whatever is left of a
+``--budget`` (default 540 s) and starts no run after that.
 
 Two runs take longer than the quick budget and are run separately; when their JSON lies in the
-same folder, the document merges it: the N = 1M, K = 1000 E-step cell (``estep_1m.json``) and the
-full MNIST run of a recipe's preset (``quality_mnist.json``, which answers the MNIST target):
+same folder, the document merges it: the N = 1M, K = 1000 E-step cell (``estep_1m.json``) and
+every preset untruncated on digits and MNIST (``quality_full.json``, which answers the MNIST
+target):
 
     python bench/estep_scaling.py --n 1000000 --d 128 --k 1000 --repeats 1 --cap 900 \\
+        --tasks kmeans --backends scikit-learn auto --threads 1 \\
         --out bench/results/quick/estep_1m.json
-    python bench/quality.py --recipes cc --datasets mnist --threads 1 \\
-        --out bench/results/quick/quality_mnist.json
+    python bench/quality.py --datasets digits mnist --threads 1 \\
+        --out bench/results/quick/quality_full.json
+
+(``quality_full*.json``: several such files, e.g. two invocations with different ``--recipes``
+run side by side, are merged.)
 
 docs/benchmarks.md is regenerated entirely from the JSON except the part between the
 ``<!-- notes:start -->`` and ``<!-- notes:end -->`` markers, which is hand-written and kept.
@@ -64,6 +69,8 @@ def plan(quick: bool, out: Path) -> list[tuple[str, list[str]]]:
     return [
         ("efficiency", ["bench/efficiency.py", *q, "--out", str(out / "efficiency.json")]),
         ("step_anatomy", ["bench/step_anatomy.py", *q, "--out", str(out / "step_anatomy.json")]),
+        ("recipe_anatomy", ["bench/recipe_anatomy.py", *q,
+                            "--out", str(out / "recipe_anatomy.json")]),
         ("estep_scaling", ["bench/estep_scaling.py", *q,
                            *(["--repeats", "1", "--cap", "30"] if quick else []),
                            "--out", str(out / "estep_scaling.json")]),
@@ -177,7 +184,7 @@ def targets(res: dict[str, Any]) -> list[list[str]]:
     else:
         rows.append(["E-step vs sklearn", "not measured", "not measured"])
 
-    full = res.get("quality_mnist")
+    full = res.get("quality_full")
     mt = (full or {}).get("mnist_target") or (q or {}).get("mnist_target")
     if mt and mt.get("measured"):
         rows.append(["MNIST NMI ≥ 0.90 within 20 CPU-minutes",
@@ -252,17 +259,36 @@ def estep_section(es: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def merged_quality(paths: list[Path]) -> dict[str, Any] | None:
+    """Several ``bench/quality.py`` JSONs (e.g. run side by side, one torch thread each) as one:
+    runs and per-dataset baselines concatenated, the MNIST target re-read from all runs, the
+    first file's settings, and every file's environment (for the load averages)."""
+    import quality
+
+    parts = [json.loads(path.read_text()) for path in paths]
+    if not parts:
+        return None
+    runs = [run for part in parts for run in part["runs"]]
+    baselines = list({b["data"]: b for part in parts for b in part["baselines"]}.values())
+    recipes = list(dict.fromkeys(r for part in parts for r in part["recipes"]))
+    return {"environment": parts[0]["environment"], "environments": [p["environment"]
+            for p in parts], "settings": parts[0]["settings"], "recipes": recipes,
+            "files": [path.name for path in paths], "baselines": baselines, "runs": runs,
+            "mnist_target": quality.mnist_target(runs)}
+
+
 def document(out: Path) -> str:
     import efficiency
     import quality
+    import recipe_anatomy
     import step_anatomy
 
-    names = ("efficiency", "step_anatomy", "estep_scaling", "quality")
+    names = ("efficiency", "step_anatomy", "recipe_anatomy", "estep_scaling", "quality")
     res = {n: load(out, n) for n in names}
     big = load(out, "estep_1m")
     if res["estep_scaling"] and big:
         res["estep_scaling"]["results"] += big["results"]
-    res["quality_mnist"] = load(out, "quality_mnist")
+    res["quality_full"] = merged_quality(sorted(out.glob("quality_full*.json")))
     run_all = load(out, "run_all")
     mode = "quick" if out.name == "quick" else "full"
     parts = [
@@ -322,6 +348,25 @@ def document(out: Path) -> str:
                 step_anatomy.engine_table(sa["engine_vs_bare"]),
                 "",
             ]
+    ra = res["recipe_anatomy"]
+    if ra:
+        st = ra["settings"]
+        parts += [
+            "## Step anatomy per paper recipe (`bench/recipe_anatomy.py`)",
+            "",
+            f"{load_line(ra['environment'])}; {script_load(run_all, 'recipe_anatomy')}.",
+            "",
+            "Each recipe's stage as resolved and composed by the toolkit, stepped by "
+            "`StageTrainer.train_step` with the engine's own phase timer (`train.time_phases`); "
+            "`cpu` = the recipe's `mnist` preset on MNIST, `paper` = its top level (CIFAR-10 "
+            f"settings) on {st['paper_n']} noise images at batch {st['paper_batch']}. fp32, "
+            f"1 warm-up step, mean of {st['steps']} timed steps. Shares are of the step (data "
+            "to after_step); the E-step column is its amortised share if run once per epoch "
+            "over the set (seconds × batch / N).",
+            "",
+            recipe_anatomy.anatomy_table(ra["rows"]),
+            "",
+        ]
     ef = res["efficiency"]
     if ef:
         parts += [
@@ -378,13 +423,15 @@ def document(out: Path) -> str:
                 f"epoch {c['epoch']} NMI {c['nmi']:.3f} @ {fmt(c['wall_seconds'])} s"
                 for c in r["curve"]) for r in curves]
             parts.append("")
-    qm = res["quality_mnist"]
+    qm = res["quality_full"]
     if qm:
         parts += [
-            "### Full MNIST runs (`bench/quality.py --datasets mnist`)",
+            "### Untruncated presets (`bench/quality.py --datasets digits mnist`)",
             "",
-            f"{load_line(qm['environment'])}; recipes {', '.join(qm['recipes'])}, presets "
-            f"unchanged, {qm['settings'].get('threads', 2)} torch thread(s) per run.",
+            f"From {', '.join(qm['files'])}, run side by side; "
+            + "; ".join(load_line(e) for e in qm["environments"])
+            + f". Recipes {', '.join(qm['recipes'])}, presets unchanged, "
+            f"{qm['settings'].get('threads', 2)} torch thread(s) per run.",
             "",
             quality.result_table(qm),
             "",
@@ -395,9 +442,10 @@ def document(out: Path) -> str:
         parts.append("")
     parts += ["## Reproduce", "", "```", "python bench/run_all.py --quick",
               "python bench/estep_scaling.py --n 1000000 --d 128 --k 1000 --repeats 1 --cap 900 "
+              "--tasks kmeans --backends scikit-learn auto --threads 1 "
               "--out bench/results/quick/estep_1m.json",
-              "python bench/quality.py --recipes cc --datasets mnist --threads 1 "
-              "--out bench/results/quick/quality_mnist.json",
+              "python bench/quality.py --datasets digits mnist --threads 1 "
+              "--out bench/results/quick/quality_full.json",
               "python bench/run_all.py --quick --docs-only       # merge the two into the doc",
               "python bench/step_anatomy.py --repeats 5          # more timed steps",
               "python bench/quality.py                           # MNIST, every preset", "```",

@@ -18,7 +18,8 @@ Shares are of ``data + augment + to_cl + forward + backward + optimizer`` (the s
 The E-step (eval-transform features of N images + k-means, as ``StageTrainer.cluster``) is
 timed once per precision (``--estep-precisions``, channels_last off); its amortised cost per
 step, if run every epoch over those N images, is ``seconds · batch / N`` (derived, not timed).
-Configs: fp32 and bf16 autocast; for the ResNet also channels_last on and off. ``small_cnn``
+Configs: fp32 and bf16 autocast (bf16 only on a CPU with bf16 instructions: emulated bf16 is
+orders of magnitude slower); for the ResNet also channels_last on and off. ``small_cnn``
 uses the real MNIST images when ``../shared/data/mnist`` exists (k-means iterations depend on
 the data), else uniform noise; ``resnet18_cifar`` always uses uniform-noise 32×32 RGB images
 (no CIFAR offline; every timed part but k-means is data-independent). All configs of a
@@ -58,14 +59,16 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    ROOT,
     Timer,
     environment,
     finish,
     fmt,
     load_line,
     median,
+    mnist_or_noise,
+    noise_set,
     pct,
+    precisions,
     setup,
     table,
     write_json,
@@ -76,8 +79,6 @@ from corekit.cli import recipe_finder  # noqa: E402
 from corekit.components.losses import nt_xent  # noqa: E402
 from corekit.composer import compose  # noqa: E402
 from corekit.data import ImageSet  # noqa: E402
-from corekit.data.dataset import channel_stats  # noqa: E402
-from corekit.data.sources import load_mnist  # noqa: E402
 from corekit.engine.devices import autocast  # noqa: E402
 from corekit.engine.trainer import StageTrainer, _lifecycle  # noqa: E402
 from corekit.plugins import get_plugins  # noqa: E402
@@ -86,24 +87,14 @@ from corekit.state import EMATarget  # noqa: E402
 setup()
 
 CPU = torch.device("cpu")
-MNIST_DIR = (ROOT / ".." / "shared" / "data" / "mnist").resolve()
 STEP_PARTS = ("data", "augment", "to_cl", "forward", "backward", "optimizer")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
 
 # -- data and the composed stage -----------------------------------------------------------
-def noise_set(n: int, channels: int, side: int, seed: int = 0) -> ImageSet:
-    gen = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (n, channels, side, side), dtype=torch.uint8, generator=gen)
-    mean, std = channel_stats(images)
-    return ImageSet(f"noise{channels}x{side}", images, None, 10, mean, std)
-
-
 def dataset_for(backbone: str) -> tuple[ImageSet, str]:
     if backbone == "small_cnn":
-        if MNIST_DIR.is_dir():
-            return load_mnist(MNIST_DIR, "all"), "MNIST (70k real images)"
-        return noise_set(70_000, 1, 28), "uniform noise 1×28×28 (MNIST not found)"
+        return mnist_or_noise()
     return noise_set(50_000, 3, 32), "uniform noise 3×32×32 (CIFAR-sized)"
 
 
@@ -382,7 +373,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--estep-n", type=int, nargs=2, metavar=("SMALL", "RESNET"),
                    help="E-step images (default 70000 2048; quick 5000 128; 0 skips)")
-    p.add_argument("--estep-precisions", nargs="+", help="default fp32 bf16 (quick: fp32)")
+    p.add_argument("--estep-precisions", nargs="+",
+                   help="default fp32 and, on a CPU with native bf16, bf16 (quick: fp32)")
     p.add_argument("--rounds", type=int, help="engine-vs-bare rounds (default 10; quick 6)")
     p.add_argument("--round-steps", type=int, help="steps per round (default 2; quick 1)")
     p.add_argument("--engine-backbones", nargs="+",
@@ -394,7 +386,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     a.repeats = a.repeats or (2 if q else 5)
     a.resnet_repeats = a.resnet_repeats or (1 if q else a.repeats)
     a.estep_n = a.estep_n or ([5_000, 128] if q else [70_000, 2048])
-    a.estep_precisions = a.estep_precisions or (["fp32"] if q else ["fp32", "bf16"])
+    a.estep_precisions = a.estep_precisions or (["fp32"] if q else precisions())
     a.rounds = a.rounds or (6 if q else 10)
     a.round_steps = a.round_steps or (1 if q else 2)
     a.engine_backbones = a.engine_backbones or (["small_cnn"] if q else a.backbones)
@@ -411,9 +403,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         small = backbone == "small_cnn"
         batch = args.small_batch if small else args.resnet_batch
         recipes[backbone] = describe_recipe(stage_raw(backbone, batch, "fp32", False))
-        configs = [("fp32", False), ("bf16", False)]
-        if not small:
-            configs += [("fp32", True), ("bf16", True)]
+        configs = [(p, cl) for cl in ([False] if small else [False, True]) for p in precisions()]
         n = args.estep_n[0 if small else 1]
         repeats = args.repeats if small else args.resnet_repeats
         for row in anatomy(backbone, data, batch, configs, repeats, args.warmup, n,

@@ -163,6 +163,7 @@ class Train:
     sampler: str = "shuffle"  # "shuffle" or "cluster_balanced" (needs a [clusterer])
     eval_every: int = 1
     checkpoint_every: int = 1
+    time_phases: bool = False  # seconds per loop phase into metrics.jsonl (syncs CUDA)
 
 
 @attrs.define

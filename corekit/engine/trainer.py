@@ -20,6 +20,7 @@ from corekit.data import ImageSet
 from corekit.engine import checkpoint
 from corekit.engine.devices import autocast
 from corekit.engine.metrics_log import MetricsLog
+from corekit.engine.phases import PhaseTimer
 from corekit.engine.schedule import lr_factor
 from corekit.errors import TrainingError
 from corekit.network import Network
@@ -64,6 +65,7 @@ class StageTrainer:
         self._cluster_cache: tuple[tuple[int, str], ClusterResult] | None = None
         self.checkpoint_path = run_dir / "checkpoint.pt"
         self.metrics = MetricsLog(run_dir)
+        self.phases = PhaseTimer(enabled=self.train_cfg.time_phases, device=device)
 
     # -- features and assignments -------------------------------------------------------
     @torch.no_grad()
@@ -98,7 +100,8 @@ class StageTrainer:
     def e_step(self, epoch: int) -> dict[str, float]:
         """Features of the whole set -> clusterer -> pseudo-label buffer (no labels read)."""
         t0 = time.perf_counter()
-        result = self.cluster(self.c.stage.clusterer.features)
+        with self.phases("estep"):
+            result = self.cluster(self.c.stage.clusterer.features)
         self.c.pseudo.write(result.labels, result.centroids)
         stats = metrics.cluster_stats(result.labels, self.c.n_clusters)
         if stats["empty_clusters"]:
@@ -146,29 +149,37 @@ class StageTrainer:
         """One M-step on ``images`` (float in [0, 1]) with dataset ``indices``."""
         self.global_step += 1
         lr = self._set_lr()
-        step = Step(model=self.c.model, views=self._views(images), indices=indices, epoch=epoch,
+        phase = self.phases
+        with phase("augment"):
+            views = self._views(images)
+            reference = self._reference_batch(generator)
+        step = Step(model=self.c.model, views=views, indices=indices, epoch=epoch,
                     global_step=self.global_step, epochs=self.train_cfg.epochs,
-                    pseudo=self.c.pseudo, bank=self.c.bank,
-                    reference=self._reference_batch(generator))
+                    pseudo=self.c.pseudo, bank=self.c.bank, reference=reference)
         terms: dict[str, torch.Tensor] = {}
-        with autocast(self.device, self.dtype):
+        with phase("forward"), autocast(self.device, self.dtype):
             for loss in self.c.losses:
                 if loss.active(epoch):
                     terms[loss.name] = loss.fn(step).float()
         total = sum(self._weight(name) * value for name, value in terms.items())
         if not torch.isfinite(total).item():
             self._raise_non_finite(epoch, terms)
-        self.c.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        if self.train_cfg.grad_clip:
-            self.scaler.unscale_(self.c.optimizer)
-            nn.utils.clip_grad_norm_(self.c.model.online.parameters(), self.train_cfg.grad_clip)
-        self.scaler.step(self.c.optimizer)
-        self.scaler.update()
-        for part in self._after_step:
-            part.after_optimizer_step(step)
+        with phase("backward"):
+            self.c.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(total).backward()
+        with phase("optimizer"):
+            if self.train_cfg.grad_clip:
+                self.scaler.unscale_(self.c.optimizer)
+                nn.utils.clip_grad_norm_(self.c.model.online.parameters(),
+                                         self.train_cfg.grad_clip)
+            self.scaler.step(self.c.optimizer)
+            self.scaler.update()
+        with phase("after_step"):
+            for part in self._after_step:
+                part.after_optimizer_step(step)
         if self.c.stage.clusterer is not None and self.c.stage.clusterer.per_batch:
-            self._update_assignments(step)
+            with phase("estep"):
+                self._update_assignments(step)
         return {"loss": total.detach(), "lr": torch.tensor(lr),
                 **{k: v.detach() for k, v in terms.items()}}
 
@@ -271,6 +282,7 @@ class StageTrainer:
                 record.update(self.e_step(epoch))
             sums = self._epoch(epoch)
             record.update({k: v for k, v in sums.items()})
+            record.update(self.phases.take())
             record["seconds"] = time.perf_counter() - t0
             record["images_per_second"] = self.steps * self.batch_size / record["seconds"]
             last = epoch == cfg.epochs - 1
@@ -289,7 +301,8 @@ class StageTrainer:
         generator = torch.Generator().manual_seed(self.train_cfg.seed * 100_003 + epoch)
         order = self._order(generator)[:self.steps * self.batch_size]
         totals: dict[str, torch.Tensor] = {}
-        batches = tqdm(self.c.train_set.batches(order, self.batch_size), total=self.steps,
+        loaded = self.phases.iterate("data", self.c.train_set.batches(order, self.batch_size))
+        batches = tqdm(loaded, total=self.steps,
                        desc=f"{self.c.stage.name} epoch {epoch + 1}", leave=False,
                        disable=not self.progress, dynamic_ncols=True)
         for indices, images in batches:
