@@ -196,10 +196,10 @@ class KMeans:
     has GPU support.
     ``backend="auto"``: faiss-GPU for CUDA features when available, else torch on CUDA; for CPU
     features ``sklearn``. That deviates from DESIGN.md's "faiss when present" on purpose: on
-    the 2-core reference CPU scikit-learn's fused Lloyd loop was as fast as faiss at K ≥ 100 and
-    faster at K = 10, and both were about twice as fast per iteration as the torch loop
-    (docs/benchmarks.md, E-step table). The result lies on the features' device; ``inertia`` is
-    the sum of squared distances.
+    the 2-core reference CPU with two threads, scikit-learn's fused Lloyd loop was 1.5-2x
+    faster than faiss at K = 10 and on par at K = 100, and at K = 1000 its iterations ran at
+    47 GFLOP/s against 30 for the torch loop (docs/benchmarks.md, E-step notes). The result
+    lies on the features' device; ``inertia`` is the sum of squared distances.
     """
 
     n_clusters: int = attrs.field(validator=_positive)
