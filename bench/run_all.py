@@ -7,8 +7,8 @@
 Results go to ``bench/results/quick/`` or ``bench/results/full/`` (one JSON per script, logs in
 ``logs/``, and ``run_all.json`` with each script's command, exit status, wall time and the load
 average before and after it). In ``--quick`` mode the scripts run in the order efficiency,
-step_anatomy, recipe_anatomy, estep_scaling (``--quick --repeats 1 --cap 30``: one timing per
-cell, cells extrapolated past 30 s skipped), quality; quality gets whatever is left of a
+step_anatomy, recipe_anatomy, estep_scaling (``--quick --repeats 3 --cap 30``: best of three
+timings per cell, cells extrapolated past 30 s skipped), quality; quality gets whatever is left of a
 ``--budget`` (default 540 s) and starts no run after that.
 
 Two runs take longer than the quick budget and are run separately; when their JSON lies in the
@@ -72,7 +72,7 @@ def plan(quick: bool, out: Path) -> list[tuple[str, list[str]]]:
         ("recipe_anatomy", ["bench/recipe_anatomy.py", *q,
                             "--out", str(out / "recipe_anatomy.json")]),
         ("estep_scaling", ["bench/estep_scaling.py", *q,
-                           *(["--repeats", "1", "--cap", "30"] if quick else []),
+                           *(["--repeats", "3", "--cap", "30"] if quick else []),
                            "--out", str(out / "estep_scaling.json")]),
         ("quality", ["bench/quality.py", *q, "--out", str(out / "quality.json"),
                      "--log-dir", str(out / "logs")]),
