@@ -12,6 +12,7 @@ import torch
 from deepclust_hadis import HSD
 from deepclust_hadis.plugin import RECIPES
 from deepclust_propos import PSA, PSL
+from deepclust_propos.plugin import RECIPES as PROPOS_RECIPES
 
 from corekit import recipe as rc
 from corekit.cli import recipe_finder
@@ -81,7 +82,9 @@ def test_noise_is_off_before_start_epoch(compose_step: Callable) -> None:
 
 
 def presets() -> list[str]:
-    return list(rc.load_toml(RECIPES / "hadis.toml")["presets"])
+    """Every preset of the resolved recipe, the ones inherited from propos included."""
+    raw = rc.resolve_raw(str(RECIPES / "hadis.toml"), lambda name: PROPOS_RECIPES / f"{name}.toml")
+    return list(raw["presets"])
 
 
 @pytest.mark.parametrize("preset", presets())
