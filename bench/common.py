@@ -58,15 +58,10 @@ def cpu_model() -> str:
 
 def cpu_flags() -> list[str]:
     """The SIMD flags of /proc/cpuinfo that matter for fp32/bf16 matmuls."""
+    from corekit.engine.devices import cpu_flags as all_flags
+
     wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni")
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                return [f for f in wanted if f in have]
-    except OSError:
-        pass
-    return []
+    return [flag for flag in wanted if flag in all_flags()]
 
 
 def noise_set(n: int, channels: int, side: int, seed: int = 0) -> Any:

@@ -77,8 +77,11 @@ def _as_matrix(features: torch.Tensor, n_clusters: int) -> torch.Tensor:
     return features.detach().to(torch.float32).contiguous()
 
 
-def _chunks(x: torch.Tensor, n_clusters: int) -> Iterator[torch.Tensor]:
-    yield from x.split(max(1, _BLOCK_ELEMENTS // n_clusters))
+def _chunks(
+    x: torch.Tensor, n_clusters: int, max_rows: int | None = None
+) -> Iterator[torch.Tensor]:
+    rows = max(1, _BLOCK_ELEMENTS // n_clusters)
+    yield from x.split(rows if max_rows is None else min(rows, max_rows))
 
 
 def _kmeans_plusplus(
@@ -159,7 +162,7 @@ def _assign_cosine(
     n_clusters = len(centroids)
     sums = torch.zeros(n_clusters, x_unit.shape[1], dtype=x_unit.dtype, device=x_unit.device)
     labels, mins = [], []
-    for rows in x_unit.split(min(_FUSED_ROWS, max(1, _BLOCK_ELEMENTS // n_clusters))):
+    for rows in _chunks(x_unit, n_clusters, _FUSED_ROWS):
         high, arg = (rows @ unit.T).max(dim=1)
         sums.index_add_(0, arg, rows)
         labels.append(arg)

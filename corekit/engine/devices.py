@@ -28,16 +28,22 @@ _NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 AVX-512/AMX, Arm
 
 
 @functools.cache
-def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU runs bf16 arithmetic natively (``/proc/cpuinfo`` flags; False where the
-    file is missing). Without it torch emulates bf16: on an AVX2-only AMD EPYC a 2048² bf16
-    matmul ran about 500× slower than in fp32 (``bench/efficiency.py``)."""
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags (the ``flags`` line on x86, ``Features`` on Arm) of
+    ``/proc/cpuinfo``; empty where the file is missing."""
     try:
         lines = cpuinfo.read_text().splitlines()
     except OSError:
-        return False
+        return frozenset()
     flags = next((line for line in lines if line.startswith(("flags", "Features"))), "")
-    return bool(_NATIVE_BF16_FLAGS & set(flags.split(":", 1)[-1].split()))
+    return frozenset(flags.split(":", 1)[-1].split())
+
+
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU runs bf16 arithmetic natively (False where ``/proc/cpuinfo`` is
+    missing). Without it torch emulates bf16: on an AVX2-only AMD EPYC a 2048² bf16 matmul ran
+    about 500× slower than in fp32 (``bench/efficiency.py``)."""
+    return bool(_NATIVE_BF16_FLAGS & cpu_flags(cpuinfo))
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:

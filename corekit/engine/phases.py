@@ -42,8 +42,11 @@ class PhaseTimer:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
     def iterate(self, name: str, items: Iterable[T]) -> Iterator[T]:
-        """``items``, with the time of producing each one counted as phase ``name``."""
-        iterator = iter(items)
+        """``items``, with the time of producing each one counted as phase ``name`` (the plain
+        iterator when disabled: nothing wraps the loop)."""
+        return self._timed(name, iter(items)) if self.enabled else iter(items)
+
+    def _timed(self, name: str, iterator: Iterator[T]) -> Iterator[T]:
         while True:
             with self(name):
                 item = next(iterator, _END)
