@@ -3,6 +3,7 @@ and the PIL-style ops of the SPICE strong pipeline (spec spice §2.2)."""
 
 from __future__ import annotations
 
+import kornia.augmentation as K
 import pytest
 import torch
 import torch.nn.functional as F
@@ -213,3 +214,18 @@ def test_pixel_ops():
     assert torch.allclose(grey[:, 0], grey[:, 1]) and torch.allclose(grey[:, 1], grey[:, 2])
     flat = A._contrast(img, torch.zeros(2))
     assert (flat == flat[..., :1, :1]).all()
+
+
+def test_simclr_rotate_and_shear_turn_about_the_image_centre():
+    """``rotate``/``shear`` add one RandomAffine before the crop; with every other op a no-op the
+    view is the input turned about its centre (the centre pixel stays, the rest moves)."""
+    still = {"crop_scale": (1.0, 1.0), "crop_ratio": (1.0, 1.0), "flip_p": 0.0, "jitter_p": 0.0,
+             "gray_p": 0.0}
+    x = torch.zeros(64, 1, 29, 29)
+    x[:, :, 14, :] = 1.0  # a horizontal bar through the centre
+    assert torch.equal(A.simclr(29, 1, **still)(x), x)
+    view = A.simclr(29, 1, rotate=15.0, shear=10.0, **still)
+    assert isinstance(view.ops[0], K.RandomAffine)
+    y = view(x)
+    assert torch.allclose(y[:, :, 14, 14], torch.ones(64, 1), atol=1e-5)
+    assert all(not torch.allclose(y[i], x[i], atol=1e-3) for i in range(64))
