@@ -3,6 +3,7 @@
 What this module exports is the public API for plugins; plugins import nothing else.
 """
 
+from corekit.components.clusterers import ClusterResult
 from corekit.components.heads import ClusterHead, L2Normalize, LinearL2, MLPProjector, Predictor
 from corekit.components.losses import (
     BatchMarginalEntropy,
@@ -10,15 +11,21 @@ from corekit.components.losses import (
     marginal_entropy_gap,
     nt_xent,
 )
+from corekit.distributed import all_reduce, gather
 from corekit.errors import ComponentError, PluginError, RecipeError, TrainingError, UserError
 from corekit.hookspecs import hookimpl
-from corekit.registry import RegisterFn
-from corekit.step import Need, Step
+from corekit.lifecycle import HOOKS, Lifecycle, StageContext
+from corekit.needs import Need, NeedContext, OutputKind
+from corekit.registry import RegisterFn, register_recipe_dir
+from corekit.state import EMA, Branch, MemoryBank, PseudoLabels, Queue, State
+from corekit.step import Model, Step
 
 __version__ = "0.1.0"
 __all__ = [
-    "BatchMarginalEntropy", "ClusterHead", "ComponentError", "L2Normalize", "LinearL2",
-    "MLPProjector", "NTXent", "Need", "PluginError", "Predictor", "RecipeError", "RegisterFn",
-    "Step", "TrainingError", "UserError", "__version__", "hookimpl", "marginal_entropy_gap",
-    "nt_xent",
+    "EMA", "HOOKS", "BatchMarginalEntropy", "Branch", "ClusterHead", "ClusterResult",
+    "ComponentError", "L2Normalize", "Lifecycle", "LinearL2", "MLPProjector", "MemoryBank",
+    "Model", "NTXent", "Need", "NeedContext", "OutputKind", "PluginError", "Predictor",
+    "PseudoLabels", "Queue", "RecipeError", "RegisterFn", "StageContext", "State", "Step",
+    "TrainingError", "UserError", "__version__", "all_reduce", "gather", "hookimpl",
+    "marginal_entropy_gap", "nt_xent", "register_recipe_dir",
 ]

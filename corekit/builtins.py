@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from corekit.components import augment, backbones, clusterers, heads, losses, pseudo_labelers
+from corekit import needs, state
+from corekit.components import (
+    augment,
+    backbones,
+    clusterers,
+    heads,
+    losses,
+    optimizers,
+    pseudo_labelers,
+    samplers,
+    schedules,
+)
 from corekit.hookspecs import hookimpl
-from corekit.registry import RegisterFn
+from corekit.registry import RegisterFn, register_recipe_dir
 
 RECIPES = Path(__file__).parent / "recipes"
 
@@ -58,6 +69,41 @@ def register_clusterers(register: RegisterFn) -> None:
 
 
 @hookimpl
+def register_state_types(register: RegisterFn) -> None:
+    register("ema", state.EMA)
+    register("memory_bank", state.MemoryBank)
+    register("queue", state.Queue)
+    register("pseudo_labels", state.PseudoLabels)
+
+
+@hookimpl
+def register_schedules(register: RegisterFn) -> None:
+    register("constant", schedules.Constant)
+    register("cosine", schedules.Cosine)
+    register("multistep", schedules.MultiStep)
+    register("fixmatch_cosine", schedules.FixMatchCosine)
+
+
+@hookimpl
+def register_optimizers(register: RegisterFn) -> None:
+    register("sgd", optimizers.sgd)
+    register("adam", optimizers.adam)
+    register("adamw", optimizers.adamw)
+    register("lars", optimizers.LARS)
+
+
+@hookimpl
+def register_samplers(register: RegisterFn) -> None:
+    register("shuffle", samplers.Shuffle)
+    register("cluster_balanced", samplers.ClusterBalanced)
+
+
+@hookimpl
+def register_need_kinds(register: RegisterFn) -> None:
+    for kind, check in needs.CORE_NEED_KINDS.items():
+        register(kind, check)
+
+
+@hookimpl
 def register_recipes(register: RegisterFn) -> None:
-    for path in sorted(RECIPES.glob("*.toml")):
-        register(path.stem, path)
+    register_recipe_dir(register, RECIPES)

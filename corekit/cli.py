@@ -10,20 +10,9 @@ import time
 from pathlib import Path
 
 from corekit import recipe as rc
-from corekit.errors import ComponentError, RecipeError, UserError, did_you_mean
+from corekit.errors import UserError, did_you_mean
 from corekit.plugins import Plugins, get_plugins
 from corekit.registry import KINDS
-
-
-def recipe_finder(plugins: Plugins):
-    def find(name: str) -> Path:
-        try:
-            return Path(plugins.registry.get("recipe", name).obj)
-        except ComponentError:
-            names = plugins.registry.names("recipe")
-            raise RecipeError(f"unknown recipe {name!r}; {did_you_mean(name, names)} "
-                              f"(or pass a path to a .toml file){plugins.failure_note()}") from None
-    return find
 
 
 def cmd_plugins(args: argparse.Namespace, plugins: Plugins) -> int:
@@ -45,7 +34,7 @@ def cmd_components(args: argparse.Namespace, plugins: Plugins) -> int:
     for kind in kinds:
         if kind not in KINDS:
             raise UserError(f"unknown kind {kind!r}; {did_you_mean(kind, KINDS)}")
-        print(f"{kind}s:")
+        print(f"{kind} components:")
         for entry in plugins.registry.entries(kind):
             alias = f" (aliases: {', '.join(entry.aliases)})" if entry.aliases else ""
             doc = (entry.obj.__doc__ or "").strip().split("\n")[0] if kind != "recipe" else ""
@@ -62,11 +51,27 @@ def cmd_recipes(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def _resolve(args: argparse.Namespace, plugins: Plugins) -> rc.Recipe:
-    return rc.resolve(args.recipe, recipe_finder(plugins), args.data, args.set or [])
+    return rc.resolve(args.recipe, plugins.find_recipe, args.data, args.set or [])
 
 
 def cmd_show(args: argparse.Namespace, plugins: Plugins) -> int:
     print(rc.to_toml(_resolve(args, plugins).raw), end="")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, plugins: Plugins) -> int:
+    from corekit.engine.devices import resolve_device
+    from corekit.run import DataCache, check_recipe
+
+    recipe = _resolve(args, plugins)
+    cache = DataCache(resolve_device(recipe.stages[0].train.device))
+    composed = check_recipe(recipe, plugins, cache)
+    for c in composed:
+        losses = ", ".join(w.name for w in c.losses)
+        state = ", ".join(c.state) or "-"
+        print(f"stage {c.stage.name}: {len(c.train_set)} images of {c.train_set.name}, "
+              f"{c.n_clusters} clusters; losses: {losses}; state: {state}")
+    print(f"ok: recipe {recipe.name!r} composes ({len(composed)} stage(s))")
     return 0
 
 
@@ -82,10 +87,15 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("runs") / f"{recipe.name}-{data}-{stamp}"
     progress = not args.no_progress and sys.stderr.isatty()
+    if args.seeds > 1 and args.stage:
+        raise UserError("--stage reruns one stage of one run; drop --seeds")
+    if args.stage and not args.out:
+        raise UserError("--stage reruns a stage of an existing run: give its --out DIR")
     if args.seeds > 1:
         final = train_seeds(recipe, out, plugins, args.seeds, progress=progress)
     else:
-        final = train(recipe, out, plugins, resume=args.resume, progress=progress)
+        final = train(recipe, out, plugins, resume=args.resume, progress=progress,
+                      only=args.stage)
     print(_metrics_line(final))
     print(f"run directory: {out}  (final.json, metrics.jsonl, report.md)")
     return 0
@@ -130,6 +140,8 @@ def parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_components)
     sub.add_parser("recipes", help="list recipes").set_defaults(func=cmd_recipes)
     for name, func, text in (("show", cmd_show, "print the resolved recipe"),
+                             ("check", cmd_check, "validate and compose every stage, no "
+                                                  "training (exit 0 or 2)"),
                              ("train", cmd_train, "train a recipe")):
         sp = sub.add_parser(name, help=text)
         sp.add_argument("recipe", help="recipe name or path to a .toml file")
@@ -145,6 +157,9 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--seeds", type=int, default=1, help="train N seeds, report mean ± std")
             sp.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
             sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+            sp.add_argument("--stage", metavar="NAME",
+                            help="rerun stage NAME of --out's run from the saved outputs of "
+                                 "the stages before it")
     sp = sub.add_parser("evaluate", help="re-evaluate a run directory's checkpoint")
     sp.add_argument("run_dir")
     sp.set_defaults(func=cmd_evaluate)

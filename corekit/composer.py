@@ -1,15 +1,16 @@
-"""The composer: a validated recipe stage -> the networks, views, losses and E-step to train.
+"""The composer: a validated recipe stage -> the networks, state, views, losses, E-step,
+sampler, optimizer and schedule to train, each built by a named builder.
 
-Everything is checked before training starts: unknown components and options, heads reading
-parts that do not exist, and every ``Need`` a loss declares (e.g. a target branch, an E-step's
-pseudo-labels, a second view). Errors name the recipe key and say what to add.
+Everything is checked before training starts: unknown components and options, parts that do
+not exist, outputs of the wrong kind, and every ``Need`` of every component (checked by the
+registered need kinds). All problems of a stage are reported in one ``CompositionError``, each
+naming the recipe key and what to add.
 """
 
 from __future__ import annotations
 
-import inspect
-import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
@@ -17,17 +18,55 @@ import torch
 from torch import nn
 
 from corekit import recipe as rc
+from corekit.builder import build_component
 from corekit.components.augment import eval_transform
+from corekit.components.optimizers import param_groups
 from corekit.data import ImageSet
-from corekit.errors import ComponentError, RecipeError, did_you_mean
+from corekit.errors import RecipeError, UserError, did_you_mean
+from corekit.handoff import StageOutputs, start_network, start_state
+from corekit.lifecycle import Hooks
+from corekit.needs import Need, NeedContext
 from corekit.network import Network
 from corekit.plugins import Plugins
-from corekit.registry import Entry
-from corekit.state import EMATarget, MemoryBank, PseudoLabels
-from corekit.step import Model, Need
+from corekit.state import Branch, PseudoLabels
+from corekit.state.base import source_parts
+from corekit.step import Model
 
-CONTEXT_ARGS = ("in_channels", "in_dim", "image_size", "n_clusters", "size", "channels",
-                "mean", "std")
+PSEUDO = "pseudo"
+
+
+class CompositionError(RecipeError):
+    """Every problem found while composing one or more stages, listed in one message."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"the recipe does not compose ({count}):\n"
+                         + "\n".join(f"  - {p}" for p in problems))
+
+
+@attrs.define
+class Problems:
+    """Collects the user errors of a stage so that all of them are reported together."""
+
+    prefix: str = ""
+    items: list[str] = attrs.field(factory=list)
+
+    def add(self, message: str) -> None:
+        self.items.append(f"{self.prefix}{message}")
+
+    @contextmanager
+    def collect(self) -> Iterator[None]:
+        try:
+            yield
+        except CompositionError as exc:
+            self.items.extend(f"{self.prefix}{p}" for p in exc.problems)
+        except UserError as exc:
+            self.add(str(exc))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise CompositionError(self.items)
 
 
 @attrs.define
@@ -54,71 +93,28 @@ class Composed:
     reference: ImageSet | None
     n_clusters: int
     model: Model
+    state: dict[str, nn.Module]
     views: list[nn.Module]
     eval_transform: nn.Module
     losses: list[WeightedLoss]
     clusterer: Any | None
-    pseudo: PseudoLabels | None
-    bank: MemoryBank | None
+    sampler: Any
     optimizer: torch.optim.Optimizer
     base_lrs: list[float]
+    schedule: Any
+    hooks: Hooks
+
+    @property
+    def pseudo(self) -> PseudoLabels | None:
+        """The E-step's pseudo-label buffer (state ``pseudo``), if the stage has an E-step."""
+        return self.state.get(PSEUDO)
+
+    def outputs(self) -> StageOutputs:
+        """What this stage hands to the next: part weights and named state."""
+        return StageOutputs.of(self.stage.name, self.model.online, self.state)
 
 
-def _signature(entry: Entry) -> inspect.Signature:
-    obj = entry.obj
-    try:
-        return inspect.signature(obj)
-    except (TypeError, ValueError):
-        return inspect.Signature()
-
-
-def _hints(obj: Any) -> dict[str, Any]:
-    try:
-        target = obj.__init__ if inspect.isclass(obj) else obj
-        return typing.get_type_hints(target)
-    except Exception:
-        return {}
-
-
-def _check_type(value: Any, hint: Any) -> bool:
-    basic = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
-    hint, _ = rc._unwrap_optional(hint)
-    if hint in basic:
-        if isinstance(value, bool) and hint is not bool:
-            return False
-        return isinstance(value, basic[hint])
-    return True
-
-
-def build_component(plugins: Plugins, kind: str, spec_type: str, options: dict[str, Any],
-                    path: str, **context: Any) -> Any:
-    """Look up ``spec_type`` and call its factory with the recipe ``options`` plus whichever
-    ``context`` values (``in_channels``, ``n_clusters``, ...) its signature accepts."""
-    try:
-        entry = plugins.registry.get(kind, spec_type)
-    except ComponentError as exc:
-        raise ComponentError(f"{path}.type: {exc}{plugins.failure_note()}") from None
-    params = _signature(entry).parameters
-    if entry.is_prefix:
-        params = dict(list(params.items())[1:])
-    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    hints = _hints(entry.obj)
-    for key, value in options.items():
-        if key not in params and not accepts_any:
-            valid = [k for k in params if k not in CONTEXT_ARGS]
-            raise RecipeError(
-                f"{path}.{key}: unknown option of {kind} {spec_type!r} ({entry.qualified}); "
-                f"{did_you_mean(key, valid)}"
-            )
-        if key in hints and not _check_type(value, hints[key]):
-            raise RecipeError(f"{path}.{key}: expected {hints[key]}, got {value!r}")
-    kwargs = {k: v for k, v in context.items() if k in params and k not in options}
-    try:
-        return plugins.registry.build(kind, spec_type, **kwargs, **options)
-    except (TypeError, ValueError) as exc:
-        raise RecipeError(f"{path}: cannot build {kind} {spec_type!r}: {exc}") from exc
-
-
+# -- named builders ---------------------------------------------------------------------------
 def _head_order(heads: dict[str, rc.Head], encoders: set[str]) -> list[str]:
     order: list[str] = []
     visiting: set[str] = set()
@@ -129,13 +125,18 @@ def _head_order(heads: dict[str, rc.Head], encoders: set[str]) -> list[str]:
         if name in visiting:
             raise RecipeError(f"model.heads.{name}.input: heads read each other in a cycle")
         visiting.add(name)
-        source = heads[name].input
-        if source not in heads and source not in encoders:
-            raise RecipeError(
-                f"model.heads.{name}.input: {source!r} is neither an encoder nor a head; "
-                f"{did_you_mean(source, [*encoders, *heads])}"
-            )
-        visit(source)
+        spec = heads[name]
+        for source, key in ((spec.input, "input"), (spec.share, "share")):
+            if source is None:
+                continue
+            known = source in heads or (key == "input" and source in encoders)
+            if not known:
+                what = "a head" if key == "share" else "an encoder or a head"
+                raise RecipeError(
+                    f"model.heads.{name}.{key}: {source!r} is not {what}; "
+                    f"{did_you_mean(source, [*heads] if key == 'share' else [*encoders, *heads])}"
+                )
+            visit(source)
         visiting.discard(name)
         order.append(name)
 
@@ -144,217 +145,307 @@ def _head_order(heads: dict[str, rc.Head], encoders: set[str]) -> list[str]:
     return order
 
 
-def build_network(plugins: Plugins, stage: rc.Stage, data: ImageSet, n_clusters: int) -> Network:
-    """Encoders and heads of ``stage``, with its frozen parts switched off."""
-    size = stage.augment.size or _side(data)
-    context = {"in_channels": data.channels, "image_size": size, "n_clusters": n_clusters}
-    specs = {"backbone": stage.model.backbone, **stage.model.encoders}
-    encoders = {
-        name: build_component(plugins, "backbone", spec.type, spec.options,
-                              "model.backbone" if name == "backbone" else f"model.encoders.{name}",
-                              **context)
-        for name, spec in specs.items()
-    }
-    heads: dict[str, nn.Module] = {}
-    dims = {name: int(module.out_dim) for name, module in encoders.items()}
-    for name in _head_order(stage.model.heads, set(encoders)):
-        spec = stage.model.heads[name]
-        heads[name] = build_component(plugins, "head", spec.type, spec.options,
-                                      f"model.heads.{name}", in_dim=dims[spec.input], **context)
-        dims[name] = int(heads[name].out_dim)
-    parts = [*encoders, *heads]
-    for name in stage.train.freeze:
-        if name not in parts:
-            raise RecipeError(f"train.freeze: {name!r} is not a part; {did_you_mean(name, parts)}")
-    inputs = {name: spec.input for name, spec in stage.model.heads.items()}
-    return Network(encoders, heads, inputs, frozenset(stage.train.freeze))
-
-
 def _side(data: ImageSet) -> int:
     size = data.size
     return size if isinstance(size, int) else max(size)
 
 
-def carry_weights(new: Network, old: Network, stage: str) -> None:
-    """Give ``new`` the weights of every part of ``old`` with the same name."""
-    for name in new.names():
-        if name not in old.names():
+def build_network(plugins: Plugins, stage: rc.Stage, data: ImageSet, n_clusters: int) -> Network:
+    """Encoders and heads of ``stage`` (shared heads reuse their owner's module), with its
+    frozen parts switched off."""
+    size = stage.augment.size or _side(data)
+    context = {"in_channels": data.channels, "image_size": size, "n_clusters": n_clusters}
+    specs = {"backbone": stage.model.backbone, **stage.model.encoders}
+    labels: dict[str, str] = {}
+    encoders = {}
+    for name, spec in specs.items():
+        path = "model.backbone" if name == "backbone" else f"model.encoders.{name}"
+        encoders[name] = build_component(plugins, "backbone", spec.type, spec.options, path,
+                                         **context)
+        labels[name] = plugins.registry.get("backbone", spec.type).qualified
+    heads: dict[str, nn.Module] = {}
+    shares: dict[str, str] = {}
+    dims = {name: int(module.out_dim) for name, module in encoders.items()}
+    for name in _head_order(stage.model.heads, set(encoders)):
+        spec = stage.model.heads[name]
+        path = f"model.heads.{name}"
+        if spec.share is not None:
+            if spec.type is not None or spec.options:
+                raise RecipeError(f"{path}: a head that shares {spec.share!r} takes only "
+                                  "`share` and `input`; remove `type` and its options")
+            owner = shares.get(spec.share, spec.share)
+            if dims[spec.input] != dims[stage.model.heads[owner].input]:
+                raise RecipeError(f"{path}.input: {spec.input!r} is {dims[spec.input]}-d but "
+                                  f"head {owner!r} reads {dims[stage.model.heads[owner].input]}-d")
+            shares[name] = owner
+            dims[name] = dims[owner]
+            labels[name] = f"shares {owner!r}"
             continue
-        source, dest = old.part(name).state_dict(), new.part(name).state_dict()
-        bad = [k for k in dest if k not in source or source[k].shape != dest[k].shape]
-        if bad:
-            raise RecipeError(
-                f"stage {stage!r}: part {name!r} differs from the previous stage's ({bad[0]}); "
-                "set `fresh = true` in the stage to start from new weights"
-            )
-        new.part(name).load_state_dict(source)
+        if spec.type is None:
+            raise RecipeError(f"{path}: set `type` (a head) or `share` (another head's name)")
+        heads[name] = build_component(plugins, "head", spec.type, spec.options, path,
+                                      in_dim=dims[spec.input], **context)
+        dims[name] = int(heads[name].out_dim)
+        labels[name] = plugins.registry.get("head", spec.type).qualified
+    parts = [*encoders, *heads, *shares]
+    for name in stage.train.freeze:
+        if name not in parts:
+            raise RecipeError(f"train.freeze: {name!r} is not a part; {did_you_mean(name, parts)}")
+    inputs = {name: spec.input for name, spec in stage.model.heads.items()}
+    return Network(encoders, heads, inputs, frozenset(stage.train.freeze), shares, labels)
 
 
-def parse_feature(spec: str, path: str) -> tuple[str, str]:
-    """``"target:proj"`` -> ("target", "proj"); a bare name means the online branch."""
-    branch, name = spec.split(":", 1) if ":" in spec else ("online", spec)
-    if branch not in ("online", "target"):
-        raise RecipeError(f"{path}: branch {branch!r} must be 'online' or 'target'")
-    return branch, name
-
-
-def check_need(need: Need, who: str, stage: rc.Stage, network: Network,
-               target: EMATarget | None) -> None:
-    """Raise a RecipeError saying what to add when the recipe does not provide ``need``."""
-    if need.kind == "output":
-        if need.name not in network.names():
-            raise RecipeError(
-                f"{who} reads {need.describe()}, but the model has no part {need.name!r}: add "
-                f"[model.heads.{need.name}] or pass the head name the recipe uses; "
-                f"{did_you_mean(need.name, network.names())}"
-            )
-        if need.branch == "target":
-            if target is None:
-                parts = network.dependencies(need.name)
-                raise RecipeError(
-                    f"{who} needs a target branch: add [model.target] with parts = {parts}"
-                )
-            if need.name not in target.network.names():
-                raise RecipeError(
-                    f"{who} reads target:{need.name}: add {need.name!r} to model.target.parts"
-                )
-    elif need.kind == "views" and stage.augment.views < need.count:
-        raise RecipeError(f"{who} needs {need.count} views: set augment.views = {need.count}")
-    elif need.kind == "labels" and stage.clusterer is None:
-        raise RecipeError(f"{who} reads pseudo-labels: add a [clusterer] section (the E-step)")
-    elif need.kind == "bank" and stage.memory_bank is None:
-        raise RecipeError(f"{who} reads a memory bank: add a [memory_bank] section")
-    elif need.kind == "reference" and stage.data.reference is None:
-        raise RecipeError(f"{who} reads the reference set: set data.reference")
-
-
-def build_optimizer(train: rc.Train, network: Network) -> tuple[torch.optim.Optimizer, list[float]]:
-    """SGD/Adam/AdamW over trainable parameters, one group per ``lr_mult`` prefix."""
-    opt = train.optimizer
-    groups: dict[float, list[nn.Parameter]] = {}
-    for prefix in opt.lr_mult:
-        if not any(n.startswith(prefix) for n, _ in network.named_parameters()):
-            raise RecipeError(f"train.optimizer.lr_mult.{prefix}: no parameter starts with it "
-                              "(names look like 'heads.pred.0.weight')")
-    for name, param in network.named_parameters():
-        if not param.requires_grad:
-            continue
-        mult = next((m for p, m in opt.lr_mult.items() if name.startswith(p)), 1.0)
-        groups.setdefault(mult, []).append(param)
-    if not groups:
-        raise RecipeError("train.freeze leaves no trainable parameter")
-    param_groups = [{"params": ps, "lr": opt.lr * m} for m, ps in groups.items()]
-    kind = opt.type.lower()
-    if kind == "sgd":
-        optimizer = torch.optim.SGD(param_groups, lr=opt.lr, momentum=opt.momentum,
-                                    weight_decay=opt.weight_decay)
-    elif kind in ("adam", "adamw"):
-        cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
-        optimizer = cls(param_groups, lr=opt.lr, betas=tuple(opt.betas),
-                        weight_decay=opt.weight_decay)
-    else:
-        raise RecipeError(f"train.optimizer.type: unknown optimizer {opt.type!r}; "
-                          f"{did_you_mean(opt.type, ['sgd', 'adam', 'adamw'])}")
-    return optimizer, [g["lr"] for g in param_groups]
-
-
-def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSet],
-            device: torch.device, previous: Network | None = None,
-            steps_per_epoch: int = 1) -> Composed:
-    """Build and check everything ``stage`` needs, on ``device``."""
-    main = datasets(stage.data.name)
-    reference = datasets(stage.data.reference) if stage.data.reference else None
-    if stage.data.source not in ("main", "reference"):
-        raise RecipeError("data.source: must be 'main' or 'reference'")
-    if stage.data.source == "reference" and reference is None:
-        raise RecipeError("data.source = 'reference' needs data.reference = '<dataset>'")
-    train_set = reference if stage.data.source == "reference" else main
-    n_clusters = stage.data.n_clusters or train_set.num_classes
-    if not n_clusters:
-        raise RecipeError(f"data.n_clusters: {train_set.name} has no class count; set it")
-
-    network = build_network(plugins, stage, train_set, n_clusters)
-    if previous is not None and not stage.fresh:
-        carry_weights(network, previous, stage.name)
-    network.to(device)
-    if stage.train.channels_last:
-        network.to(memory_format=torch.channels_last)
-
-    target = None
+def state_specs(stage: rc.Stage) -> dict[str, tuple[str, rc.State]]:
+    """Every named state of ``stage`` with its recipe path, short forms first: ``[model.target]``
+    is the ``ema`` state ``target``, ``[memory_bank]`` the ``memory_bank`` state ``bank``."""
+    specs: dict[str, tuple[str, rc.State]] = {}
     if stage.model.target is not None:
-        for part in stage.model.target.parts:
-            if part not in network.names():
-                raise RecipeError(f"model.target.parts: {part!r} is not a part; "
-                                  f"{did_you_mean(part, network.names())}")
-        total = stage.train.epochs * steps_per_epoch
-        target = EMATarget(network, stage.model.target.parts, stage.model.target.momentum,
-                           stage.model.target.schedule, total).to(device)
-    model = Model(online=network, target=target)
+        t = stage.model.target
+        options = {"parts": t.parts, "momentum": t.momentum, "schedule": t.schedule, **t.options}
+        specs["target"] = ("model.target", rc.State("ema", options=options))
+    if stage.memory_bank is not None:
+        mb = stage.memory_bank
+        options = {"source": mb.source, "momentum": mb.momentum, "view": mb.view, **mb.options}
+        specs["bank"] = ("memory_bank", rc.State("memory_bank", options=options))
+    for name, spec in stage.state.items():
+        if name in specs:
+            raise RecipeError(f"state.{name}: the name is taken by the short form "
+                              f"[{specs[name][0]}]; rename one of them")
+        specs[name] = (f"state.{name}", spec)
+    return specs
 
+
+def build_state(plugins: Plugins, stage: rc.Stage, network: Network, n_images: int,
+                n_clusters: int, steps_per_epoch: int, problems: Problems) -> dict[str, nn.Module]:
+    """The stage's named state, in recipe order; ``pseudo`` is added when it has an E-step."""
+    state: dict[str, nn.Module] = {}
+    context = {"network": network, "n_images": n_images, "n_clusters": n_clusters,
+               "steps_per_epoch": steps_per_epoch,
+               "total_steps": stage.train.epochs * steps_per_epoch}
+    with problems.collect():
+        specs = state_specs(stage)
+        for index, (name, (path, spec)) in enumerate(specs.items()):
+            with problems.collect():
+                generator = torch.Generator().manual_seed(stage.train.seed + index)
+                state[name] = build_component(plugins, "state", spec.type, spec.options, path,
+                                              generator=generator, **context)
+    if stage.clusterer is not None and PSEUDO not in state:
+        state[PSEUDO] = PseudoLabels(n_images, n_clusters)
+    return state
+
+
+def build_views(plugins: Plugins, stage: rc.Stage, data: ImageSet) -> tuple[list[nn.Module],
+                                                                             nn.Module]:
+    """One view pipeline per view, and the evaluation transform."""
     aug = stage.augment
     types = aug.type if isinstance(aug.type, list) else [aug.type] * aug.views
     if len(types) != aug.views:
         raise RecipeError(f"augment.type: {len(types)} pipelines for {aug.views} views")
-    size = aug.size or _side(train_set)
-    mean, std = (train_set.mean, train_set.std) if aug.normalize else (None, None)
-    context = {"size": size, "channels": train_set.channels, "mean": mean, "std": std}
+    size = aug.size or _side(data)
+    mean, std = (data.mean, data.std) if aug.normalize else (None, None)
+    context = {"size": size, "channels": data.channels, "mean": mean, "std": std}
     views = [build_component(plugins, "augmentation", t, aug.options, "augment", **context)
-             .to(device) for t in types]
-    evaluate = eval_transform(size, train_set.channels, mean, std).to(device)
+             for t in types]
+    return views, eval_transform(size, data.channels, mean, std)
 
+
+def build_losses(plugins: Plugins, stage: rc.Stage, n_clusters: int,
+                 problems: Problems) -> list[WeightedLoss]:
     losses = []
     for name, spec in stage.losses.items():
-        fn = build_component(plugins, "loss", spec.type, spec.options, f"losses.{name}",
-                             n_clusters=n_clusters)
-        if isinstance(fn, nn.Module):
-            fn.to(device)
-        who = f"loss {name!r} ({plugins.registry.get('loss', spec.type).qualified})"
-        for need in fn.needs():
-            check_need(need, who, stage, network, target)
-        losses.append(WeightedLoss(name, spec.type, fn, spec.weight, spec.start_epoch))
-    if not losses:
-        raise RecipeError("losses: the recipe has no loss; add a [losses.<name>] table")
+        with problems.collect():
+            fn = build_component(plugins, "loss", spec.type, spec.options, f"losses.{name}",
+                                 n_clusters=n_clusters)
+            label = plugins.registry.get("loss", spec.type).qualified
+            losses.append(WeightedLoss(name, label, fn, spec.weight, spec.start_epoch))
+    if not stage.losses:
+        problems.add("losses: the recipe has no loss; add a [losses.<name>] table")
+    return losses
 
-    clusterer = pseudo = None
-    if stage.clusterer is not None:
-        spec = stage.clusterer
-        clusterer = build_component(plugins, "clusterer", spec.type, spec.options, "clusterer",
-                                    n_clusters=n_clusters)
-        branch, part = parse_feature(spec.features, "clusterer.features")
-        check_need(Need.output(part, branch), "clusterer.features", stage, network, target)
-        pseudo = PseudoLabels(len(train_set), n_clusters).to(device)
-        if spec.per_batch and not callable(getattr(clusterer, "update", None)):
-            raise RecipeError(f"clusterer.per_batch: {spec.type!r} has no update(features) "
-                              "method; use a per-batch clusterer or set per_batch = false")
 
-    bank = None
-    if stage.memory_bank is not None:
-        mb = stage.memory_bank
-        branch, part = parse_feature(mb.source, "memory_bank.source")
-        check_need(Need.output(part, branch), "memory_bank.source", stage, network, target)
-        gen = torch.Generator().manual_seed(stage.train.seed)
-        bank = MemoryBank(len(train_set), network.out_dim(part), mb.source, mb.momentum, mb.view,
-                          gen).to(device)
+def build_clusterer(plugins: Plugins, stage: rc.Stage, n_clusters: int) -> Any | None:
+    spec = stage.clusterer
+    if spec is None:
+        return None
+    clusterer = build_component(plugins, "clusterer", spec.type, spec.options, "clusterer",
+                                n_clusters=n_clusters)
+    if spec.per_batch and not callable(getattr(clusterer, "update", None)):
+        raise RecipeError(f"clusterer.per_batch: {spec.type!r} has no update(features) "
+                          "method; use a per-batch clusterer or set per_batch = false")
+    return clusterer
 
-    assign = stage.eval.assign
+
+def build_optimizer(plugins: Plugins, train: rc.Train,
+                    network: Network) -> tuple[torch.optim.Optimizer, list[float]]:
+    """The registered optimizer over the trainable parameters, one group per ``lr_mult``
+    prefix (and per decay setting with ``no_decay_norm_bias``)."""
+    opt = train.optimizer
+    try:
+        groups = param_groups(network.named_parameters(), opt.lr, opt.weight_decay, opt.lr_mult,
+                              opt.no_decay_norm_bias)
+    except ValueError as exc:
+        raise RecipeError(f"train.optimizer: {exc}") from None
+    optimizer = build_component(plugins, "optimizer", opt.type, opt.options, "train.optimizer",
+                                params=groups, lr=opt.lr, weight_decay=opt.weight_decay)
+    return optimizer, [g["lr"] for g in optimizer.param_groups]
+
+
+def build_schedule(plugins: Plugins, train: rc.Train, steps_per_epoch: int) -> Any:
+    return build_component(plugins, "schedule", train.schedule.type, train.schedule.options,
+                           "train.schedule", steps_per_epoch=steps_per_epoch,
+                           epochs=train.epochs)
+
+
+def build_sampler(plugins: Plugins, train: rc.Train) -> Any:
+    return build_component(plugins, "sampler", train.sampler.type, train.sampler.options,
+                           "train.sampler")
+
+
+# -- need checks ------------------------------------------------------------------------------
+def parse_feature(spec: str, path: str) -> tuple[str, str]:
+    """``"target:proj"`` -> ("target", "proj"); a bare name means the online branch."""
+    if spec.count(":") > 1:
+        raise RecipeError(f"{path}: {spec!r} must be 'PART' or 'BRANCH:PART'")
+    return source_parts(spec)
+
+
+def parse_assign(assign: str) -> tuple[str, str] | None:
+    """``eval.assign``: None for ``"clusterer"``, else (branch, head) of ``"head:[BRANCH:]NAME"``."""
     if assign == "clusterer":
-        if clusterer is None:
-            raise RecipeError("eval.assign = 'clusterer' needs a [clusterer] section; "
-                              "or set eval.assign = 'head:<cluster head name>'")
-    elif assign.startswith("head:"):
-        check_need(Need.output(assign[5:]), "eval.assign", stage, network, target)
-    else:
-        raise RecipeError(f"eval.assign: {assign!r} must be 'clusterer' or 'head:<name>'")
+        return None
+    if not assign.startswith("head:") or not assign[5:]:
+        raise RecipeError(f"eval.assign: {assign!r} must be 'clusterer' or "
+                          "'head:<name>' (or 'head:<branch>:<name>')")
+    return parse_feature(assign[5:], "eval.assign")
+
+
+def declared_needs(composed_parts: Mapping[str, Any], stage: rc.Stage,
+                   plugins: Plugins) -> list[tuple[str, Need]]:
+    """(who, need) for every component of the stage that reads the step or the model."""
+    found: list[tuple[str, Need]] = []
+    for who, component in composed_parts.items():
+        needs = getattr(component, "needs", None)
+        if callable(needs):
+            found.extend((who, need) for need in needs())
+    spec = stage.clusterer
+    if spec is not None:
+        branch, part = parse_feature(spec.features, "clusterer.features")
+        found.append(("clusterer.features", Need.output(part, branch, reads="any")))
+    assigned = parse_assign(stage.eval.assign)
+    if assigned is None and spec is None:
+        found.append(("eval.assign = 'clusterer'", Need.labels()))
+    elif assigned is not None:
+        found.append(("eval.assign", Need.output(assigned[1], assigned[0], reads="scores")))
     if stage.eval.features:
         branch, part = parse_feature(stage.eval.features, "eval.features")
-        check_need(Need.output(part, branch), "eval.features", stage, network, target)
+        found.append(("eval.features", Need.output(part, branch, reads="any")))
+    return found
 
-    if stage.train.sampler not in ("shuffle", "cluster_balanced"):
-        raise RecipeError(f"train.sampler: {stage.train.sampler!r} must be 'shuffle' or "
-                          "'cluster_balanced'")
-    if stage.train.sampler == "cluster_balanced" and clusterer is None:
-        raise RecipeError("train.sampler = 'cluster_balanced' weights images by their E-step "
-                          "cluster: add a [clusterer] section")
-    optimizer, base_lrs = build_optimizer(stage.train, network)
-    return Composed(stage, train_set, main, reference, n_clusters, model, views, evaluate,
-                    losses, clusterer, pseudo, bank, optimizer, base_lrs)
+
+def check_needs(plugins: Plugins, needs: list[tuple[str, Need]], ctx: NeedContext,
+                problems: Problems) -> None:
+    """Check each need with its kind's registered checker; an unknown kind is a problem."""
+    kinds = plugins.registry.names("need")
+    for who, need in needs:
+        if not plugins.registry.has("need", need.kind):
+            problems.add(f"{who} declares a need of unknown kind {need.kind!r}; "
+                         f"{did_you_mean(need.kind, kinds)} (a plugin adds kinds with "
+                         "register_need_kinds)")
+            continue
+        problem = plugins.registry.get("need", need.kind).obj(need, ctx)
+        if problem:
+            problems.add(f"{who} {problem}")
+
+
+# -- compose ----------------------------------------------------------------------------------
+def _n_clusters(stage: rc.Stage, data: ImageSet) -> int:
+    n_clusters = stage.data.n_clusters or data.num_classes
+    if not n_clusters:
+        raise RecipeError(f"data.n_clusters: {data.name} has no class count; set it")
+    return n_clusters
+
+
+def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSet],
+            device: torch.device, previous: StageOutputs | None = None,
+            steps_per_epoch: int = 1,
+            earlier: Mapping[str, StageOutputs] | None = None) -> Composed:
+    """Build and check everything ``stage`` needs, on ``device``.
+
+    ``previous`` is the hand-off of the stage before (parts with the same name carry their
+    weights); ``earlier`` every finished stage by name (for ``init_from``). Raises one
+    ``CompositionError`` listing every problem found.
+    """
+    problems = Problems()
+    main = datasets(stage.data.name)
+    reference = datasets(stage.data.reference) if stage.data.reference else None
+    if stage.data.source == "reference" and reference is None:
+        raise RecipeError("data.source = 'reference' needs data.reference = '<dataset>'")
+    train_set = reference if stage.data.source == "reference" and reference else main
+    n_clusters = _n_clusters(stage, train_set)
+
+    network = build_network(plugins, stage, train_set, n_clusters)
+    with problems.collect():
+        start_network(stage, network, previous, earlier or {})
+    state = build_state(plugins, stage, network, len(train_set), n_clusters, steps_per_epoch,
+                        problems)
+    with problems.collect():
+        start_state(stage, state, earlier or {})
+    network.to(device)
+    for module in state.values():
+        module.to(device)
+    if stage.train.channels_last:
+        network.to(memory_format=torch.channels_last)
+    branches = {name: s for name, s in state.items() if isinstance(s, Branch)}
+    model = Model(online=network, branches=branches)
+
+    views: list[nn.Module] = []
+    evaluate: nn.Module = nn.Identity()
+    with problems.collect():
+        views, evaluate = build_views(plugins, stage, train_set)
+    losses = build_losses(plugins, stage, n_clusters, problems)
+    clusterer = sampler = schedule = None
+    with problems.collect():
+        clusterer = build_clusterer(plugins, stage, n_clusters)
+    with problems.collect():
+        sampler = build_sampler(plugins, stage.train)
+    with problems.collect():
+        schedule = build_schedule(plugins, stage.train, steps_per_epoch)
+
+    readers: dict[str, Any] = {f"state {n!r}": s for n, s in state.items()}
+    readers.update({f"loss {w.name!r} ({w.label})": w.fn for w in losses})
+    if sampler is not None:
+        readers[f"train.sampler ({stage.train.sampler.type})"] = sampler
+    with problems.collect():
+        needs = declared_needs(readers, stage, plugins)
+        ctx = NeedContext(stage=stage, network=network,
+                          branches={"online": network, **{n: b.network for n, b in
+                                                          branches.items()}},
+                          state=state, state_types=_state_types(plugins, stage),
+                          has_estep=clusterer is not None)
+        check_needs(plugins, needs, ctx, problems)
+
+    optimizer, base_lrs = None, []
+    with problems.collect():
+        optimizer, base_lrs = build_optimizer(plugins, stage.train, network)
+    hooks = Hooks()
+    with problems.collect():
+        hooks.extend((f"state.{n}", s) for n, s in state.items())
+        hooks.extend((network.describe_part(n), network.part(n)) for n in network.owned())
+        hooks.extend((f"losses.{w.name}", w.fn) for w in losses)
+        hooks.extend([("clusterer", clusterer), ("train.sampler", sampler)])
+    problems.raise_if_any()
+    for module in [*views, evaluate, *(w.fn for w in losses)]:
+        if isinstance(module, nn.Module):
+            module.to(device)
+    return Composed(stage, train_set, main, reference, n_clusters, model, state, views, evaluate,
+                    losses, clusterer, sampler, optimizer, base_lrs, schedule, hooks)
+
+
+def _state_types(plugins: Plugins, stage: rc.Stage) -> dict[str, str]:
+    """Each state's registered type name (aliases and ``plugin.`` prefixes resolved)."""
+    registry = plugins.registry
+    types = {name: registry.get("state", spec.type).name if registry.has("state", spec.type)
+             else spec.type for name, (_, spec) in state_specs(stage).items()}
+    if stage.clusterer is not None:
+        types.setdefault(PSEUDO, "pseudo_labels")
+    return types

@@ -63,6 +63,42 @@ def register_clusterers(register: RegisterFn) -> None:
 
 
 @hookspec
+def register_state_types(register: RegisterFn) -> None:
+    """State types for ``[state.NAME] type = ...``: ``factory(**options) -> nn.Module`` (its
+    buffers are checkpointed), optionally with ``needs()`` and lifecycle hooks
+    (``corekit.lifecycle``). The composer passes whichever of ``network``, ``n_images``,
+    ``n_clusters``, ``total_steps``, ``steps_per_epoch``, ``generator`` the factory accepts.
+    Fired once at plugin load."""
+
+
+@hookspec
+def register_schedules(register: RegisterFn) -> None:
+    """Learning-rate schedules: ``factory(steps_per_epoch, epochs, **options)`` with
+    ``factor(step) -> float``, the multiplier of the base lr at 1-based step ``step``.
+    Fired once at plugin load."""
+
+
+@hookspec
+def register_optimizers(register: RegisterFn) -> None:
+    """Optimizers: ``factory(params, lr, weight_decay, **options) -> torch.optim.Optimizer``,
+    where ``params`` are the parameter groups the core builds (lr multipliers, no decay on norm
+    and bias). Fired once at plugin load."""
+
+
+@hookspec
+def register_samplers(register: RegisterFn) -> None:
+    """Samplers: ``factory(**options)`` with ``order(n, count, generator, states) -> (count,)``
+    dataset indices of one epoch, optionally with ``needs()``. Fired once at plugin load."""
+
+
+@hookspec
+def register_need_kinds(register: RegisterFn) -> None:
+    """Need kinds: ``register(kind, check)`` with ``check(need, ctx) -> str | None`` (None when
+    met, else what to add to the recipe); components then declare ``Need(kind, ...)``.
+    Fired once at plugin load."""
+
+
+@hookspec
 def register_recipes(register: RegisterFn) -> None:
     """Recipes: ``register(name, path_to_toml)``; a recipe file may carry per-dataset presets.
     Fired once at plugin load."""

@@ -7,12 +7,18 @@ import copy
 import torch
 from torch import nn
 
+ENCODER_OUTPUT = "embedding"
+
 
 class Network(nn.Module):
     """Encoders (image -> features) and heads (a named input -> features), computed lazily.
 
     ``inputs[head]`` names the encoder or head a head reads, so heads chain
-    (``backbone -> proj -> pred``). Parts in ``frozen`` run without gradient in eval mode.
+    (``backbone -> proj -> pred``). ``shares[head] = owner`` applies ``owner``'s module to
+    ``head``'s own input (DigPro's one predictor on the noisy and the clean projection): the
+    module and its parameters exist once, the outputs are cached per head name. Parts in
+    ``frozen`` run without gradient in eval mode. ``labels[name]`` says what built a part, for
+    messages.
     """
 
     def __init__(
@@ -21,23 +27,47 @@ class Network(nn.Module):
         heads: dict[str, nn.Module],
         inputs: dict[str, str],
         frozen: frozenset[str] = frozenset(),
+        shares: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
         self.heads = nn.ModuleDict(heads)
         self.inputs = dict(inputs)
+        self.shares = dict(shares or {})
+        self.labels = dict(labels or {})
         self.frozen = frozenset(frozen)
         for name in self.frozen:
             self.part(name).requires_grad_(False)
 
+    def owner(self, name: str) -> str:
+        """The part whose module ``name`` runs (itself unless it shares another head's)."""
+        return self.shares.get(name, name)
+
     def part(self, name: str) -> nn.Module:
+        name = self.owner(name)
         return self.encoders[name] if name in self.encoders else self.heads[name]
 
     def names(self) -> list[str]:
+        return [*self.encoders.keys(), *self.heads.keys(), *self.shares.keys()]
+
+    def owned(self) -> list[str]:
+        """Parts with a module of their own (what a checkpoint and a stage hand-off hold)."""
         return [*self.encoders.keys(), *self.heads.keys()]
 
     def out_dim(self, name: str) -> int:
         return int(self.part(name).out_dim)
+
+    def produces(self, name: str) -> str:
+        """What part ``name`` outputs (``corekit.needs.OutputKind``)."""
+        if self.owner(name) in self.encoders:
+            return str(getattr(self.part(name), "produces", ENCODER_OUTPUT))
+        return str(self.part(name).produces)
+
+    def describe_part(self, name: str) -> str:
+        kind = "encoder" if self.owner(name) in self.encoders else "head"
+        label = self.labels.get(name)
+        return f"{kind} {name!r}" + (f", {label}" if label else "")
 
     def dependencies(self, name: str) -> list[str]:
         """``name`` and every part it reads, input first."""
@@ -50,12 +80,10 @@ class Network(nn.Module):
         """The output of part ``name`` on image batch ``x``, memoised in ``cache``."""
         if name in cache:
             return cache[name]
-        if name in self.encoders:
-            source = x
-        else:
-            source = self.compute(self.inputs[name], x, cache)
+        source = x if self.owner(name) in self.encoders else \
+            self.compute(self.inputs[name], x, cache)
         module = self.part(name)
-        if name in self.frozen:
+        if self.owner(name) in self.frozen:
             module.eval()
             with torch.no_grad():
                 out = module(source)
@@ -71,13 +99,19 @@ class Network(nn.Module):
         return self
 
     def subnetwork(self, parts: list[str]) -> Network:
-        """A deep copy of ``parts`` and everything they read (used for the EMA target)."""
+        """A deep copy of ``parts``, everything they read and the heads they share (used for
+        an EMA target); one deep copy, so a shared module stays shared in the copy."""
         keep: list[str] = []
         for name in parts:
             for dep in self.dependencies(name):
-                if dep not in keep:
-                    keep.append(dep)
-        encoders = {n: copy.deepcopy(self.encoders[n]) for n in keep if n in self.encoders}
-        heads = {n: copy.deepcopy(self.heads[n]) for n in keep if n in self.heads}
-        inputs = {n: self.inputs[n] for n in heads}
-        return Network(encoders, heads, inputs)
+                for needed in (self.owner(dep), dep):
+                    if needed not in keep:
+                        keep.append(needed)
+        modules = {n: self.part(n) for n in keep if n not in self.shares}
+        copied = copy.deepcopy(modules)
+        encoders = {n: m for n, m in copied.items() if n in self.encoders}
+        heads = {n: m for n, m in copied.items() if n in self.heads}
+        inputs = {n: self.inputs[n] for n in keep if n in self.inputs}
+        shares = {n: self.shares[n] for n in keep if n in self.shares}
+        labels = {n: self.labels[n] for n in keep if n in self.labels}
+        return Network(encoders, heads, inputs, shares=shares, labels=labels)

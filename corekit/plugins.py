@@ -13,6 +13,7 @@ import os
 import traceback
 from collections.abc import Iterable
 from importlib import metadata
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -20,7 +21,7 @@ import attrs
 import pluggy
 
 from corekit import hookspecs
-from corekit.errors import ComponentError, PluginError
+from corekit.errors import ComponentError, PluginError, RecipeError, did_you_mean
 from corekit.registry import KINDS, Registry
 
 ENTRY_POINT_GROUP = "deepclust"
@@ -32,6 +33,11 @@ HOOKS: dict[str, str] = {
     "loss": "register_losses",
     "pseudo_labeler": "register_pseudo_labelers",
     "clusterer": "register_clusterers",
+    "state": "register_state_types",
+    "schedule": "register_schedules",
+    "optimizer": "register_optimizers",
+    "sampler": "register_samplers",
+    "need": "register_need_kinds",
     "recipe": "register_recipes",
 }
 assert set(HOOKS) == set(KINDS)
@@ -65,6 +71,15 @@ class Plugins:
 
     def versions(self) -> dict[str, str | None]:
         return {p.name: p.version for p in self.info if p.status == "loaded"}
+
+    def find_recipe(self, name: str) -> Path:
+        """The TOML file of registered recipe ``name``; unknown names suggest neighbours."""
+        try:
+            return Path(self.registry.get("recipe", name).obj)
+        except ComponentError:
+            names = self.registry.names("recipe")
+            raise RecipeError(f"unknown recipe {name!r}; {did_you_mean(name, names)} "
+                              f"(or pass a path to a .toml file){self.failure_note()}") from None
 
     def failures(self) -> list[PluginInfo]:
         return [p for p in self.info if p.status == "failed"]

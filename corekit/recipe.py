@@ -17,7 +17,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -32,18 +32,24 @@ def _opts() -> Any:
 
 @attrs.define
 class Component:
-    """A named component and the options passed to its factory."""
+    """A named component and the options passed to its factory. ``init_from = "STAGE:PART"``
+    (encoders) loads the weights of part PART saved by an earlier stage STAGE."""
 
     type: str
+    init_from: str | None = None
     options: dict[str, Any] = _opts()
 
 
 @attrs.define
 class Head:
-    """A head: ``input`` names an encoder or another head it reads."""
+    """A head: ``input`` names an encoder or another head it reads. ``share = "other"`` applies
+    head ``other``'s module (one set of parameters) to this head's own ``input`` instead of
+    building a new one; ``init_from = "STAGE:PART"`` loads an earlier stage's weights."""
 
-    type: str
+    type: str | None = None
     input: str = "backbone"
+    share: str | None = None
+    init_from: str | None = None
     options: dict[str, Any] = _opts()
 
 
@@ -58,12 +64,24 @@ class Loss:
 
 
 @attrs.define
+class State:
+    """A named training state (``[state.NAME]``) of a registered state type; ``init_from =
+    "STAGE:NAME"`` starts it from the state NAME saved by an earlier stage."""
+
+    type: str
+    init_from: str | None = None
+    options: dict[str, Any] = _opts()
+
+
+@attrs.define
 class Target:
-    """An EMA target branch over ``parts`` (encoders and heads) of the online network."""
+    """Short form of ``[state.target] type = "ema"``: an EMA target branch over ``parts``
+    (encoders and heads) of the online network; other keys are options of the ``ema`` type."""
 
     parts: list[str] = attrs.field(factory=lambda: ["backbone"])
     momentum: float = 0.996
-    schedule: str = "constant"  # "constant" or "cosine" (momentum -> 1 over training)
+    schedule: Literal["constant", "cosine"] = "constant"
+    options: dict[str, Any] = _opts()
 
 
 @attrs.define
@@ -83,7 +101,7 @@ class Data:
 
     name: str = "digits"
     reference: str | None = None
-    source: str = "main"
+    source: Literal["main", "reference"] = "main"
     n_clusters: int | None = None
     subset: int | None = None
 
@@ -115,33 +133,49 @@ class Clusterer:
 
 @attrs.define
 class MemoryBank:
-    """A bank of one feature per dataset index, refreshed after each optimizer step."""
+    """Short form of ``[state.bank] type = "memory_bank"``: one feature per dataset index,
+    refreshed after each optimizer step; other keys are options of the ``memory_bank`` type."""
 
     source: str = "online:backbone"
     momentum: float = 0.5
     view: int = 0
+    options: dict[str, Any] = _opts()
 
 
 @attrs.define
 class Optimizer:
-    """Optimizer settings; ``lr_mult`` scales the lr of parameters under a prefix
-    (e.g. ``{"heads.pred" = 10}``)."""
+    """A registered optimizer (``type``) over the trainable parameters. ``lr_mult`` scales the
+    lr of parameters under a prefix (e.g. ``{"heads.pred" = 10}``); ``no_decay_norm_bias``
+    exempts biases and norm weights from weight decay; other keys (``momentum``,
+    ``nesterov``, ``betas``, ...) are options of the optimizer type."""
 
     type: str = "adam"
     lr: float = 3e-4
     weight_decay: float = 0.0
-    momentum: float = 0.9
-    betas: list[float] = attrs.field(factory=lambda: [0.9, 0.999])
     lr_mult: dict[str, float] = attrs.field(factory=dict)
+    no_decay_norm_bias: bool = False
+    options: dict[str, Any] = _opts()
 
 
 @attrs.define
 class Schedule:
-    """Learning rate: linear warm-up per step, then constant or cosine over ``cosine_epochs``."""
+    """A registered learning-rate schedule (``constant``, ``cosine``, ``multistep``,
+    ``fixmatch_cosine``, ...); other keys (``warmup_epochs``, ``cosine_epochs``, ...) are
+    options of the schedule type."""
 
     type: str = "constant"
-    warmup_epochs: float = 0.0
-    cosine_epochs: float | None = None
+    options: dict[str, Any] = _opts()
+
+
+@attrs.define
+class Sampler:
+    """A registered sampler (``shuffle``, ``cluster_balanced``, ...) and its options."""
+
+    type: str = "shuffle"
+    options: dict[str, Any] = _opts()
+
+
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
 
 
 @attrs.define
@@ -154,13 +188,13 @@ class Train:
     steps_per_epoch: int | None = None
     optimizer: Optimizer = attrs.field(factory=Optimizer)
     schedule: Schedule = attrs.field(factory=Schedule)
-    precision: str = "fp32"  # fp32, bf16, fp16, auto
+    precision: Precision = "fp32"
     channels_last: bool = False
     grad_clip: float | None = None
     seed: int = 0
     device: str = "auto"
     freeze: list[str] = attrs.field(factory=list)
-    sampler: str = "shuffle"  # "shuffle" or "cluster_balanced" (needs a [clusterer])
+    sampler: Sampler = attrs.field(factory=Sampler)
     eval_every: int = 1
     checkpoint_every: int = 1
     time_phases: bool = False  # seconds per loop phase into metrics.jsonl (syncs CUDA)
@@ -168,8 +202,9 @@ class Train:
 
 @attrs.define
 class Eval:
-    """How clusters are read off: ``"clusterer"`` (E-step on ``features``) or ``"head:<name>"``
-    (argmax of a head's output)."""
+    """How clusters are read off: ``"clusterer"`` (E-step on ``features``) or
+    ``"head:[BRANCH:]NAME"`` (argmax of a head's output; e.g. ``"head:target:cluster"`` reads
+    the EMA target's copy)."""
 
     assign: str = "clusterer"
     features: str | None = None
@@ -178,14 +213,23 @@ class Eval:
 
 @attrs.define
 class Stage:
-    """One training stage: everything a single run needs."""
+    """One training stage: everything a single run needs.
+
+    Hand-off from the previous stage: every part with the same name carries its weights unless
+    ``fresh = true`` (all parts new) or ``fresh = [parts]``; ``carry = [parts]`` carries only
+    those. ``drop = ["losses.entropy", "model.heads.cluster"]`` removes tables the stage would
+    inherit from the top level.
+    """
 
     name: str = "main"
-    fresh: bool = False
+    fresh: bool | list[str] = False
+    carry: list[str] | None = None
+    drop: list[str] = attrs.field(factory=list)
     data: Data = attrs.field(factory=Data)
     model: Model = attrs.field(factory=Model)
     augment: Augment = attrs.field(factory=Augment)
     losses: dict[str, Loss] = attrs.field(factory=dict)
+    state: dict[str, State] = attrs.field(factory=dict)
     clusterer: Clusterer | None = None
     memory_bank: MemoryBank | None = None
     train: Train = attrs.field(factory=Train)
@@ -202,16 +246,20 @@ class Recipe:
     stages: list[Stage] = attrs.field(factory=list)
     raw: Raw = attrs.field(factory=dict, repr=False)
 
+    def stage(self, name: str) -> Stage:
+        """The stage called ``name``."""
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise RecipeError(f"--stage {name!r}: no such stage; "
+                          f"{did_you_mean(name, [s.name for s in self.stages])}")
 
-COMPONENT_CLASSES = (Component, Head, Loss, Clusterer)
-META_KEYS = {"name", "description", "extends", "requires", "presets", "stage"}
+
+COMPONENT_CLASSES = (Component, Head, Loss, State, Clusterer, Schedule, Sampler)
+META_KEYS = {"name", "description", "extends", "requires", "presets", "stage", "stages"}
 
 
-def _is_component(cls: type) -> bool:
-    return cls in COMPONENT_CLASSES or (cls is Augment)
-
-
-def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+def unwrap_optional(tp: Any) -> tuple[Any, bool]:
     args = typing.get_args(tp)
     if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
         rest = [a for a in args if a is not type(None)]
@@ -221,14 +269,14 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
 
 def _convert(value: Any, tp: Any, path: str) -> Any:
     """Validate ``value`` against annotation ``tp``; errors name ``path``."""
-    tp, optional = _unwrap_optional(tp)
+    tp, optional = unwrap_optional(tp)
     if value is None:
         if optional:
             return None
         raise RecipeError(f"{path}: a value is required")
     origin = typing.get_origin(tp)
     if attrs.has(tp):
-        if isinstance(value, str) and tp in (Component, Head, Loss, Clusterer):
+        if isinstance(value, str) and tp in COMPONENT_CLASSES:
             value = {"type": value}
         if not isinstance(value, Mapping):
             raise RecipeError(f"{path}: expected a table, got {value!r}")
@@ -252,6 +300,13 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             raise RecipeError(f"{path}: expected a table, got {value!r}")
         return {k: _convert(v, item, f"{path}.{k}") for k, v in value.items()}
     if tp is Any:
+        return value
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            shown = " or ".join(repr(c) for c in choices)
+            raise RecipeError(f"{path}: {value!r} is not one of {shown}; "
+                              f"{did_you_mean(str(value), [str(c) for c in choices])}")
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -369,6 +424,45 @@ def select_data(raw: Raw, data: str | None) -> Raw:
     return merge(out, {"data": {"name": data}})
 
 
+def _named_stage_overrides(raw: Raw) -> list[Raw]:
+    """The ``[[stage]]`` tables with ``stages.<name>`` tables (from a preset or ``--set``)
+    merged into the stage of that name, so a preset can change one stage."""
+    stage_raws = [dict(s) for s in raw.get("stage") or [{}]]
+    by_name = raw.get("stages") or {}
+    if not isinstance(by_name, Mapping):
+        raise RecipeError("stages: expected a table of stage names, e.g. [stages.target.train]")
+    names = [str(s.get("name", "main" if len(stage_raws) == 1 else f"stage{i + 1}"))
+             for i, s in enumerate(stage_raws)]
+    for name, body in by_name.items():
+        if name not in names:
+            raise RecipeError(f"stages.{name}: no stage is called {name!r}; "
+                              f"{did_you_mean(name, names)}")
+        if not isinstance(body, Mapping):
+            raise RecipeError(f"stages.{name}: expected a table")
+        index = names.index(name)
+        stage_raws[index] = merge(stage_raws[index], body)
+    return stage_raws
+
+
+def _drop(merged: Raw, where: str) -> Raw:
+    """Remove each dotted path of the stage's ``drop`` list from its merged table."""
+    drops = merged.get("drop", [])
+    if not isinstance(drops, list) or not all(isinstance(d, str) for d in drops):
+        raise RecipeError(f"{where + '.' if where else ''}drop: expected a list of dotted keys, "
+                          'e.g. drop = ["losses.entropy"]')
+    out = copy.deepcopy(merged)
+    for dotted in drops:
+        *parents, last = dotted.split(".")
+        node: Any = out
+        for key in parents:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if not isinstance(node, dict) or last not in node:
+            raise RecipeError(f"{where + '.' if where else ''}drop: {dotted!r} is not in the "
+                              "stage's recipe (nothing to drop)")
+        del node[last]
+    return out
+
+
 def validate(raw: Raw) -> Recipe:
     """Validate a fully merged raw recipe into a ``Recipe`` with its stages."""
     sections = {k: v for k, v in raw.items() if k not in META_KEYS}
@@ -380,11 +474,11 @@ def validate(raw: Raw) -> Recipe:
     for key in raw.get("presets", {}):
         if not isinstance(raw["presets"][key], Mapping):
             raise RecipeError(f"presets.{key}: expected a table")
-    stage_raws = raw.get("stage") or [{}]
+    stage_raws = _named_stage_overrides(raw)
     stages = []
     for i, stage_raw in enumerate(stage_raws):
         where = f"stage[{i}]" if "stage" in raw else ""
-        merged = merge(sections, stage_raw)
+        merged = _drop(merge(sections, stage_raw), where)
         stages.append(build(Stage, merged, where))
     for i, stage in enumerate(stages):
         if stage.name == "main" and len(stages) > 1:

@@ -10,6 +10,7 @@ the name as the factory's first argument.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
@@ -23,6 +24,11 @@ KINDS: dict[str, str] = {
     "loss": "step -> scalar; factory(**options) -> Loss with needs()",
     "pseudo_labeler": "assignments/scores -> (labels, mask); factory(**options)",
     "clusterer": "features -> ClusterResult; factory(n_clusters, **options) with fit()",
+    "state": "named training state; factory(**options) -> nn.Module with lifecycle hooks",
+    "schedule": "lr factor per step; factory(steps_per_epoch, epochs, **options) with factor()",
+    "optimizer": "factory(params, lr, weight_decay, **options) -> torch.optim.Optimizer",
+    "sampler": "an epoch's image order; factory(**options) with order(n, count, generator, states)",
+    "need": "a need kind's checker: check(need, ctx) -> None or what to add",
     "recipe": "a TOML recipe file; register(name, path)",
 }
 
@@ -31,6 +37,15 @@ class RegisterFn(Protocol):
     """The callback a hook hands to a plugin."""
 
     def __call__(self, name: str, obj: Any, *, aliases: tuple[str, ...] = ()) -> None: ...
+
+
+def register_recipe_dir(register: RegisterFn, folder: Path) -> list[str]:
+    """Register every ``*.toml`` in ``folder`` as a recipe named by its file stem (a plugin's
+    ``register_recipes`` hook is one call of this); returns the names, sorted."""
+    paths = sorted(Path(folder).glob("*.toml"))
+    for path in paths:
+        register(path.stem, path)
+    return [p.stem for p in paths]
 
 
 @attrs.frozen

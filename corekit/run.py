@@ -15,12 +15,13 @@ import torch
 
 from corekit import metrics
 from corekit import recipe as rc
-from corekit.composer import compose
+from corekit.composer import Composed, CompositionError, compose
 from corekit.data import ImageSet, load_dataset
 from corekit.engine import checkpoint
 from corekit.engine.devices import resolve_device, resolve_precision
 from corekit.engine.trainer import StageTrainer, steps_per_epoch
-from corekit.network import Network
+from corekit.errors import TrainingError, UserError
+from corekit.handoff import OUTPUTS_FILE, StageOutputs
 from corekit.plugins import Plugins, check_requirements
 from corekit.report import write_report
 
@@ -54,8 +55,8 @@ def _versions(plugins: Plugins) -> dict[str, Any]:
 
 
 def _open_run_dir(out: Path, recipe: rc.Recipe, plugins: Plugins, resume: bool) -> None:
-    """Create the run directory once the first stage's data and model are built, so a run that
-    fails on a bad data name or component leaves no half-empty directory behind."""
+    """Create the run directory once every stage has composed, so a run that fails on a bad
+    data name or component leaves no half-empty directory behind."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.toml").write_text(rc.to_toml(recipe.raw))
     (out / "versions.json").write_text(json.dumps(_versions(plugins), indent=2))
@@ -63,49 +64,120 @@ def _open_run_dir(out: Path, recipe: rc.Recipe, plugins: Plugins, resume: bool) 
         (out / "metrics.jsonl").unlink(missing_ok=True)
 
 
-def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
-          log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
-    """Train every stage of ``recipe`` into ``out``; return and write ``final.json``."""
+def stage_dir(out: Path, stage: rc.Stage) -> Path:
+    """Where ``stage`` keeps its checkpoint and outputs: ``RUN/stages/<name>``."""
+    return out / "stages" / stage.name
+
+
+def _datasets(cache: DataCache, stage: rc.Stage) -> Callable[[str], ImageSet]:
+    def datasets(name: str) -> ImageSet:
+        return cache(name, stage.data.subset, stage.train.seed)
+    return datasets
+
+
+def _steps(stage: rc.Stage, datasets: Callable[[str], ImageSet]) -> int:
+    source = stage.data.reference if stage.data.source == "reference" else stage.data.name
+    train_set = datasets(source or stage.data.name)
+    return steps_per_epoch(len(train_set), stage.train.batch_size, stage.train.drop_last,
+                           stage.train.steps_per_epoch)
+
+
+def check_recipe(recipe: rc.Recipe, plugins: Plugins, cache: DataCache) -> list[Composed]:
+    """Compose every stage, each on the hand-off of the one before, without training; one
+    ``CompositionError`` lists every problem of every stage."""
     check_requirements(recipe.requires, plugins, recipe.name)
-    payload = checkpoint.load(out / "checkpoint.pt") if resume else None
-    opened = False
+    problems: list[str] = []
+    composed: list[Composed] = []
+    earlier: dict[str, StageOutputs] = {}
+    previous: StageOutputs | None = None
+    for stage in recipe.stages:
+        prefix = f"stage {stage.name!r}: " if len(recipe.stages) > 1 else ""
+        datasets = _datasets(cache, stage)
+        try:
+            built = compose(plugins, stage, datasets, torch.device("cpu"), previous,
+                            _steps(stage, datasets), earlier)
+        except CompositionError as exc:
+            problems.extend(prefix + p for p in exc.problems)
+            previous = None
+            continue
+        except UserError as exc:
+            problems.append(prefix + str(exc))
+            previous = None
+            continue
+        previous = built.outputs()
+        earlier[stage.name] = previous
+        composed.append(built)
+    if problems:
+        raise CompositionError(problems)
+    return composed
+
+
+def _finished(out: Path, stage: rc.Stage) -> bool:
+    return (stage_dir(out, stage) / OUTPUTS_FILE).exists()
+
+
+def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
+          log: Callable[[str], None] = print, progress: bool = True,
+          only: str | None = None) -> dict[str, Any]:
+    """Train every stage of ``recipe`` into ``out``; return and write ``final.json``.
+
+    Every stage is composed first (``check_recipe``), so a mistake in a later stage stops the
+    run before the first one trains. With ``resume`` finished stages are skipped and the
+    interrupted one continues from its checkpoint. ``only = NAME`` reruns stage NAME alone
+    from the saved outputs of the stages before it.
+    """
     first = recipe.stages[0]
     device = resolve_device(first.train.device)
     cache = DataCache(device)
-    previous: Network | None = None
+    check_recipe(recipe, plugins, cache)
+    target = recipe.stage(only) if only else None
+    if resume and target is None and all(_finished(out, s) for s in recipe.stages):
+        raise TrainingError(f"the run in {out} is finished (every stage saved its outputs); "
+                            "rerun one stage with --stage NAME, or train into a new --out")
+    earlier: dict[str, StageOutputs] = {}
+    previous: StageOutputs | None = None
     result: dict[str, float] = {}
+    opened = False
     t0 = time.perf_counter()
     for index, stage in enumerate(recipe.stages):
-        if payload is not None and index < payload["stage"]:
+        folder = stage_dir(out, stage)
+        before_target = target is not None and recipe.stages.index(target) > index
+        if before_target or (resume and target is None and _finished(out, stage)):
+            if not _finished(out, stage):
+                raise TrainingError(f"--stage {only}: stage {stage.name!r} before it has no "
+                                    f"saved outputs in {folder}; train the run up to it first")
+            previous = earlier[stage.name] = StageOutputs.load(folder)
+            continue
+        if target is not None and stage is not target:
             continue
         seed_everything(stage.train.seed)
         dtype = resolve_precision(stage.train.precision, device)
-
-        def datasets(name: str, _s=stage) -> ImageSet:
-            return cache(name, _s.data.subset, _s.train.seed)
-
-        train_set = datasets(stage.data.reference if stage.data.source == "reference"
-                             else stage.data.name)
-        steps = steps_per_epoch(len(train_set), stage.train.batch_size, stage.train.drop_last,
-                                stage.train.steps_per_epoch)
-        composed = compose(plugins, stage, datasets, device, previous, steps)
+        datasets = _datasets(cache, stage)
+        composed = compose(plugins, stage, datasets, device, previous, _steps(stage, datasets),
+                           earlier)
         if not opened:
-            _open_run_dir(out, recipe, plugins, resume)
+            _open_run_dir(out, recipe, plugins, resume or target is not None)
             opened = True
-        trainer = StageTrainer(composed, out, device, dtype, index, log, progress)
-        if payload is not None and index == payload["stage"]:
-            trainer.load_state_dict(payload)
-            log(f"resumed {stage.name} after epoch {payload['epoch'] + 1}")
-        log(f"stage {stage.name}: {len(train_set)} images of {train_set.name}, "
-            f"{composed.n_clusters} clusters, {stage.train.epochs} epochs x {trainer.steps} steps "
-            f"on {device}")
-        result = trainer.run()
-        previous = composed.model.online
+        trainer = StageTrainer(composed, out, device, dtype, index, log, progress, folder)
         payload = None
+        if resume and trainer.checkpoint_path.exists():
+            payload = checkpoint.load(trainer.checkpoint_path)
+            log(f"resumed {stage.name} after epoch {payload['epoch'] + 1}")
+        elif resume and index == 0:
+            raise TrainingError(f"no checkpoint at {trainer.checkpoint_path}; start without "
+                                "--resume")
+        log(f"stage {stage.name}: {len(composed.train_set)} images of "
+            f"{composed.train_set.name}, {composed.n_clusters} clusters, {stage.train.epochs} "
+            f"epochs x {trainer.steps} steps on {device}")
+        result = trainer.run(payload)
+        previous = earlier[stage.name] = composed.outputs()
+        previous.save(folder)
+        (folder / "final.json").write_text(json.dumps(result, indent=2))
     final = {**result, "recipe": recipe.name, "data": recipe.stages[-1].data.name,
              "seconds": time.perf_counter() - t0, "device": str(device)}
-    (out / "final.json").write_text(json.dumps(final, indent=2))
-    write_report(out)
+    if target is None or target is recipe.stages[-1]:
+        (out / "final.json").write_text(json.dumps(final, indent=2))
+        write_report(out)
     return final
 
 
@@ -129,20 +201,29 @@ def train_seeds(recipe: rc.Recipe, out: Path, plugins: Plugins, seeds: int,
     return final
 
 
+def last_checkpoint(run_dir: Path, recipe: rc.Recipe) -> tuple[int, Path]:
+    """The index and checkpoint of the last stage of ``run_dir`` that wrote one."""
+    for index in reversed(range(len(recipe.stages))):
+        path = stage_dir(run_dir, recipe.stages[index]) / "checkpoint.pt"
+        if path.exists():
+            return index, path
+    raise TrainingError(f"no checkpoint in {run_dir}/stages; train the run first")
+
+
 def evaluate_run(run_dir: Path, plugins: Plugins) -> dict[str, float]:
     """Re-evaluate the last checkpoint of ``run_dir`` with its own resolved recipe."""
     recipe = rc.validate(rc.load_toml(run_dir / "recipe.toml"))
-    payload = checkpoint.load(run_dir / "checkpoint.pt")
-    stage = recipe.stages[payload["stage"]]
+    index, path = last_checkpoint(run_dir, recipe)
+    payload = checkpoint.load(path)
+    stage = recipe.stages[index]
+    earlier = {s.name: StageOutputs.load(stage_dir(run_dir, s)) for s in recipe.stages[:index]}
+    previous = earlier[recipe.stages[index - 1].name] if index else None
     device = resolve_device(stage.train.device)
-    cache = DataCache(device)
-
-    def datasets(name: str) -> ImageSet:
-        return cache(name, stage.data.subset, stage.train.seed)
-
-    composed = compose(plugins, stage, datasets, device)
-    trainer = StageTrainer(composed, run_dir, device, resolve_precision(stage.train.precision,
-                                                                        device),
-                           payload["stage"], print, progress=False)
+    datasets = _datasets(DataCache(device), stage)
+    composed = compose(plugins, stage, datasets, device, previous, _steps(stage, datasets),
+                       earlier)
+    trainer = StageTrainer(composed, run_dir, device,
+                           resolve_precision(stage.train.precision, device), index, print,
+                           progress=False, stage_dir=path.parent)
     trainer.load_state_dict(payload)
     return trainer.evaluate()

@@ -50,3 +50,56 @@ def run_tiny(raw: dict[str, Any], out: Path, plugins: Plugins, **kwargs: Any) ->
     from corekit.run import train
 
     return train(rc.validate(raw), out, plugins, log=lambda _: None, progress=False, **kwargs)
+
+
+def _free_port() -> int:
+    """A TCP port on localhost that nothing listens on right now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _rank_main(rank: int, fn: Any, world_size: int, port: int, out_dir: str,
+               args: tuple[Any, ...]) -> None:
+    """One spawned rank of :func:`run_on_ranks`: join the gloo group, run ``fn``, save its
+    return value to ``out_dir/<rank>.pt``, leave the group."""
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world_size, timeout=timedelta(seconds=60))
+    try:
+        result = fn(rank, world_size, *args)
+        torch.save(result, os.path.join(out_dir, f"{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def run_on_ranks(fn: Any, world_size: int = 2, *args: Any) -> list[Any]:
+    """Run ``fn(rank, world_size, *args)`` on ``world_size`` CPU processes joined in one gloo
+    process group (``torch.distributed`` initialised, as under torchrun) and return the ranks'
+    return values in rank order.
+
+    ``fn`` must be picklable (a module-level function of an importable module, e.g. a test
+    module) and so must ``args`` and the return values (tensors included; they come back
+    through ``torch.save``). A rank that raises fails the whole call with its traceback.
+    Each call spawns fresh interpreters (about a second or two each), so batch a test's
+    checks into one ``fn``.
+    """
+    import tempfile
+
+    import torch
+    import torch.multiprocessing as mp
+
+    if world_size < 1:
+        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    with tempfile.TemporaryDirectory(prefix="deepclust-ranks-") as out_dir:
+        mp.spawn(_rank_main, args=(fn, world_size, _free_port(), out_dir, tuple(args)),
+                 nprocs=world_size, join=True)
+        return [torch.load(os.path.join(out_dir, f"{rank}.pt"), weights_only=False)
+                for rank in range(world_size)]

@@ -1,6 +1,13 @@
-"""Built-in heads: feature -> what a loss reads. Each has an ``out_dim`` attribute."""
+"""Built-in heads: feature -> what a loss reads.
+
+Each head has an ``out_dim`` attribute and a ``produces`` attribute naming what it outputs (a
+``corekit.needs.OutputKind``: ``embedding``, ``unit``, ``logits`` or ``probs``), which the
+composer checks against what each loss ``reads``.
+"""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from torch import nn
 from torch.nn import functional as F
@@ -9,7 +16,10 @@ from torch.nn import functional as F
 class MLPProjector(nn.Sequential):
     """Projection MLP ``Linear → [BN] → ReLU → … → Linear`` (SimCLR's g(·), Chen et al. 2020
     §2.1; BYOL/ProPos projector 512→4096→256 with BN, hadis.md §2.3; CC's heads without BN,
-    cc.md §2.3). ``normalize`` L2-normalises the output rows."""
+    cc.md §2.3). ``normalize`` L2-normalises the output rows.
+
+    ``produces`` is ``"unit"`` with ``normalize``, else ``"embedding"``.
+    """
 
     def __init__(self, in_dim: int, hidden: int = 2048, out_dim: int = 128, layers: int = 2,
                  batch_norm: bool = True, normalize: bool = False) -> None:
@@ -25,6 +35,7 @@ class MLPProjector(nn.Sequential):
             blocks.append(L2Normalize())
         super().__init__(*blocks)
         self.out_dim = out_dim
+        self.produces = "unit" if normalize else "embedding"
 
 
 class L2Normalize(nn.Module):
@@ -36,7 +47,10 @@ class L2Normalize(nn.Module):
 
 class Predictor(MLPProjector):
     """BYOL predictor q(·) ``Linear → BN → ReLU → Linear`` (Grill et al. 2020 §3.1); weights
-    N(0, 0.01²), biases 0 as in ProPos (hadis.md §2.3). ``out_dim`` defaults to ``in_dim``."""
+    N(0, 0.01²), biases 0 as in ProPos (hadis.md §2.3). ``out_dim`` defaults to ``in_dim``.
+
+    ``produces = "embedding"`` (raw, un-normalised predictions; losses normalise them).
+    """
 
     def __init__(self, in_dim: int, hidden: int = 4096, out_dim: int | None = None,
                  init_std: float = 0.01) -> None:
@@ -50,10 +64,14 @@ class Predictor(MLPProjector):
 
 class ClusterHead(nn.Module):
     """Cluster head ``Linear → ReLU → Linear → softmax`` over ``n_clusters`` (CC's g_C,
-    Li et al. 2021 §3.3; cc.md §2.4). ``output="logits"`` skips the softmax."""
+    Li et al. 2021 §3.3; cc.md §2.4). ``output="logits"`` skips the softmax.
+
+    ``produces`` is ``output``: ``"probs"`` (rows on the simplex, what CC's losses read) or
+    ``"logits"``.
+    """
 
     def __init__(self, in_dim: int, n_clusters: int, hidden: int | None = None,
-                 output: str = "probs") -> None:
+                 output: Literal["probs", "logits"] = "probs") -> None:
         super().__init__()
         if output not in ("probs", "logits"):
             raise ValueError(f"output must be 'probs' or 'logits', not {output!r}")
@@ -62,6 +80,7 @@ class ClusterHead(nn.Module):
                                  nn.Linear(width, n_clusters))
         self.output = output
         self.out_dim = n_clusters
+        self.produces: Literal["probs", "logits"] = output
 
     def forward(self, h):
         logits = self.mlp(h)
@@ -69,12 +88,16 @@ class ClusterHead(nn.Module):
 
 
 class LinearL2(nn.Module):
-    """A linear map followed by L2 normalisation (IDFD's 128-d embedding, cidfd.md §2)."""
+    """A linear map followed by L2 normalisation (IDFD's 128-d embedding, cidfd.md §2).
+
+    ``produces = "unit"``.
+    """
 
     def __init__(self, in_dim: int, out_dim: int = 128) -> None:
         super().__init__()
         self.linear = nn.Linear(in_dim, out_dim)
         self.out_dim = out_dim
+        self.produces = "unit"
 
     def forward(self, x):
         return F.normalize(self.linear(x), dim=1)

@@ -1,13 +1,25 @@
 """Built-in losses. Each is a plain function of tensors (readable next to its equation) and a
-small callable that reads the named outputs of a step and declares them in ``needs()``."""
+small callable that reads the named outputs of a step and declares them in ``needs()``.
+
+The plain functions see one batch and know nothing of processes. The callables of batch-level
+losses (whose value couples the samples of a batch) pass their inputs through
+``corekit.distributed.gather`` first, so under torchrun every rank computes the loss of the
+global batch, exactly the single-process value; per-sample means need no gather.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import attrs
 import torch
 from torch.nn import functional as F
 
-from corekit.step import Need, Step
+from corekit.distributed import gather
+from corekit.needs import Need
+
+if TYPE_CHECKING:
+    from corekit.step import Step
 
 
 def nt_xent(za: torch.Tensor, zb: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
@@ -37,28 +49,39 @@ def marginal_entropy_gap(probs: torch.Tensor) -> torch.Tensor:
 
 @attrs.define
 class NTXent:
-    """NT-Xent between views 0 and 1 of head ``head`` (SimCLR Eq. 1; cc.md §2.5)."""
+    """NT-Xent between views 0 and 1 of head ``head`` (SimCLR Eq. 1; cc.md §2.5).
+
+    Reads an embedding (``unit`` rows too; normalised inside). Both views are gathered over
+    ranks (with gradient) before the loss, so every other view of the global batch is a
+    negative, as on one device (cc.md P6).
+    """
 
     head: str = "proj"
     temperature: float = 0.5
 
     def needs(self) -> list[Need]:
-        return [Need.output(self.head), Need.views(2)]
+        return [Need.output(self.head, reads="embedding"), Need.views(2)]
 
     def __call__(self, step: Step) -> torch.Tensor:
-        return nt_xent(step.output(self.head, 0), step.output(self.head, 1), self.temperature)
+        return nt_xent(gather(step.output(self.head, 0)), gather(step.output(self.head, 1)),
+                       self.temperature)
 
 
 @attrs.define
 class BatchMarginalEntropy:
     """Σ over views of ``log M − H(p^v)``: pushes each view's batch cluster marginal towards
-    uniform (CC Eq. 6, code form, cc.md §2.6 and P4). Reads probabilities, not logits."""
+    uniform (CC Eq. 6, code form, cc.md §2.6 and P4). Reads probabilities, not logits.
+
+    The marginal is a batch estimate, so each view's probabilities are gathered over ranks
+    (with gradient) first: the marginal of the global batch, as on one device (cc.md P6).
+    """
 
     head: str = "cluster"
     views: int = 2
 
     def needs(self) -> list[Need]:
-        return [Need.output(self.head), Need.views(self.views)]
+        return [Need.output(self.head, reads="probs"), Need.views(self.views)]
 
     def __call__(self, step: Step) -> torch.Tensor:
-        return sum(marginal_entropy_gap(step.output(self.head, v)) for v in range(self.views))
+        return sum(marginal_entropy_gap(gather(step.output(self.head, v)))
+                   for v in range(self.views))

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 import torch
 
-from corekit.step import Need, Step
+from corekit.needs import Need
+
+if TYPE_CHECKING:
+    from corekit.step import Step
 
 
 @attrs.define
 class ConfidenceThreshold:
     """FixMatch-style confident labels (Sohn et al. 2020, Eq. 4; SPICE stage 3, spice.md):
-    ``labels = argmax p``, ``mask = max p ≥ threshold`` over head ``head`` on view ``view``."""
+    ``labels = argmax p``, ``mask = max p ≥ threshold`` over head ``head`` on view ``view``.
+
+    Reads probabilities (a threshold on logits would mean nothing). Per sample, so no gather.
+    """
 
     head: str = "cluster"
     threshold: float = 0.95
     view: int = 0
 
     def needs(self) -> list[Need]:
-        return [Need.output(self.head), Need.views(self.view + 1)]
+        return [Need.output(self.head, reads="probs"), Need.views(self.view + 1)]
 
     def __call__(self, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():

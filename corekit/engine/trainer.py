@@ -15,14 +15,14 @@ from tqdm import tqdm
 
 from corekit import metrics
 from corekit.components.clusterers import ClusterResult
-from corekit.composer import Composed, parse_feature
+from corekit.composer import Composed, parse_assign, parse_feature
 from corekit.data import ImageSet
 from corekit.engine import checkpoint
 from corekit.engine.devices import autocast
 from corekit.engine.metrics_log import MetricsLog
 from corekit.engine.phases import PhaseTimer
-from corekit.engine.schedule import lr_factor
 from corekit.errors import TrainingError
+from corekit.lifecycle import StageContext
 from corekit.network import Network
 from corekit.step import Step
 
@@ -33,23 +33,22 @@ def steps_per_epoch(n_images: int, batch_size: int, drop_last: bool, cap: int | 
     return min(steps, cap) if cap else steps
 
 
-def _lifecycle(composed: Composed, method: str) -> list[Any]:
-    """Every component that defines ``method`` (``on_epoch_start``, ``after_optimizer_step``)."""
-    parts: list[Any] = [composed.model.target, composed.bank]
-    parts += [composed.model.online.part(n) for n in composed.model.online.names()]
-    parts += [loss.fn for loss in composed.losses]
-    return [p for p in parts if p is not None and callable(getattr(p, method, None))]
-
-
 class StageTrainer:
-    """Runs one composed stage; writes metrics.jsonl and checkpoints into ``run_dir``."""
+    """Runs one composed stage: writes ``metrics.jsonl`` into ``run_dir`` and its checkpoint
+    into ``stage_dir`` (default ``run_dir/stages/<stage name>``).
+
+    Public seams for benches and tests: ``make_step`` (a Step on given views),
+    ``loss_terms`` (every active loss of a step), ``train_step`` (one full M-step),
+    ``e_step``, ``evaluate``, ``state_dict`` / ``load_state_dict`` and ``run``.
+    """
 
     def __init__(self, composed: Composed, run_dir: Path, device: torch.device,
                  dtype: torch.dtype | None, stage_index: int, log: Callable[[str], None],
-                 progress: bool = True) -> None:
+                 progress: bool = True, stage_dir: Path | None = None) -> None:
         self.c = composed
         self.train_cfg = composed.stage.train
         self.run_dir = run_dir
+        self.stage_dir = stage_dir or run_dir / "stages" / composed.stage.name
         self.device = device
         self.dtype = dtype
         self.stage_index = stage_index
@@ -63,16 +62,25 @@ class StageTrainer:
         self.global_step = 0
         self.start_epoch = 0
         self._cluster_cache: tuple[tuple[int, str], ClusterResult] | None = None
-        self.checkpoint_path = run_dir / "checkpoint.pt"
+        self.checkpoint_path = self.stage_dir / "checkpoint.pt"
         self.metrics = MetricsLog(run_dir)
         self.phases = PhaseTimer(enabled=self.train_cfg.time_phases, device=device)
+        self.hooks = composed.hooks
+        self.ctx = StageContext(stage=composed.stage.name, epochs=self.train_cfg.epochs,
+                                steps_per_epoch=self.steps, model=composed.model,
+                                state=composed.state, out_dir=self.stage_dir, log=log,
+                                features=lambda spec: self.features(spec, composed.train_set))
+        readers = [w.fn for w in composed.losses] + [composed.sampler]
+        self.reads_labels = any(need.kind == "labels" for r in readers
+                                for need in (r.needs() if callable(getattr(r, "needs", None))
+                                             else []))
 
     # -- features and assignments -------------------------------------------------------
     @torch.no_grad()
     def features(self, spec: str, data: ImageSet) -> torch.Tensor:
         """Part ``spec`` (``branch:name``) of every image, eval transform, eval mode."""
         branch, name = parse_feature(spec, "features")
-        net: Network = self.c.model.online if branch == "online" else self.c.model.target.network
+        net: Network = self.c.model.network(branch)
         was_training = net.training
         net.eval()
         out = []
@@ -110,11 +118,12 @@ class StageTrainer:
 
     def assignments(self) -> torch.Tensor:
         """Cluster ids of every training image, as ``eval.assign`` says."""
-        assign = self.c.stage.eval.assign
-        if assign == "clusterer":
+        assigned = parse_assign(self.c.stage.eval.assign)
+        if assigned is None:
             spec = self.c.stage.eval.features or self.c.stage.clusterer.features
             return self.cluster(spec).labels
-        return self.features(f"online:{assign[5:]}", self.c.train_set).argmax(dim=1)
+        branch, head = assigned
+        return self.features(f"{branch}:{head}", self.c.train_set).argmax(dim=1)
 
     def evaluate(self) -> dict[str, float]:
         """Assignments and, where the set has labels and is the main set, NMI/ACC/ARI."""
@@ -126,14 +135,14 @@ class StageTrainer:
 
     # -- the M-step ---------------------------------------------------------------------
     def _set_lr(self) -> float:
-        factor = lr_factor(self.train_cfg.schedule, self.global_step, self.steps,
-                           self.train_cfg.epochs)
+        factor = self.c.schedule.factor(self.global_step)
         for group, base in zip(self.c.optimizer.param_groups, self.c.base_lrs, strict=True):
             group["lr"] = base * factor
         return self.c.base_lrs[0] * factor
 
-    def _views(self, x: torch.Tensor) -> list[torch.Tensor]:
-        views = [pipeline(x) for pipeline in self.c.views]
+    def views(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Every view pipeline on ``images`` (B, C, H, W), float in [0, 1]."""
+        views = [pipeline(images) for pipeline in self.c.views]
         if self.train_cfg.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         return views
@@ -144,27 +153,42 @@ class StageTrainer:
             return None
         return ref.batch(torch.randint(len(ref), (self.batch_size,), generator=generator))
 
+    def make_step(self, indices: torch.Tensor, views: list[torch.Tensor], epoch: int,
+                  reference: torch.Tensor | None = None) -> Step:
+        """A Step over ``views`` (V tensors (B, C, H, W)) of the images ``indices`` (B,)."""
+        return Step(model=self.c.model, views=views, indices=indices, epoch=epoch,
+                    global_step=self.global_step, epochs=self.train_cfg.epochs,
+                    states=self.c.state, reference=reference)
+
+    def loss_terms(self, step: Step) -> dict[str, torch.Tensor]:
+        """Every loss active at ``step.epoch``, in recipe order, unweighted, in float32."""
+        terms: dict[str, torch.Tensor] = {}
+        with autocast(self.device, self.dtype):
+            for loss in self.c.losses:
+                if loss.active(step.epoch):
+                    terms[loss.name] = loss.fn(step).float()
+        return terms
+
     def train_step(self, indices: torch.Tensor, images: torch.Tensor, epoch: int,
                    generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """One M-step on ``images`` (float in [0, 1]) with dataset ``indices``."""
+        """One M-step on ``images`` (float in [0, 1]) with dataset ``indices``: lifecycle
+        ``on_step_start`` → losses → ``before_backward`` → backward → optimizer →
+        ``after_optimizer_step`` → per-batch E-step."""
         self.global_step += 1
         lr = self._set_lr()
         phase = self.phases
         with phase("augment"):
-            views = self._views(images)
+            views = self.views(images)
             reference = self._reference_batch(generator)
-        step = Step(model=self.c.model, views=views, indices=indices, epoch=epoch,
-                    global_step=self.global_step, epochs=self.train_cfg.epochs,
-                    pseudo=self.c.pseudo, bank=self.c.bank, reference=reference)
-        terms: dict[str, torch.Tensor] = {}
-        with phase("forward"), autocast(self.device, self.dtype):
-            for loss in self.c.losses:
-                if loss.active(epoch):
-                    terms[loss.name] = loss.fn(step).float()
+        step = self.make_step(indices, views, epoch, reference)
+        with phase("forward"):
+            self.hooks.fire("on_step_start", step)
+            terms = self.loss_terms(step)
         total = sum(self._weight(name) * value for name, value in terms.items())
         if not torch.isfinite(total).item():
             self._raise_non_finite(epoch, terms)
         with phase("backward"):
+            self.hooks.fire("before_backward", step)
             self.c.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(total).backward()
         with phase("optimizer"):
@@ -175,8 +199,7 @@ class StageTrainer:
             self.scaler.step(self.c.optimizer)
             self.scaler.update()
         with phase("after_step"):
-            for part in self._after_step:
-                part.after_optimizer_step(step)
+            self.hooks.fire("after_optimizer_step", step)
         if self.c.stage.clusterer is not None and self.c.stage.clusterer.per_batch:
             with phase("estep"):
                 self._update_assignments(step)
@@ -217,21 +240,17 @@ class StageTrainer:
                        if isinstance(loss.fn, nn.Module)}
         payload: dict[str, Any] = {
             "stage": self.stage_index,
+            "stage_name": c.stage.name,
             "epoch": epoch,
             "global_step": self.global_step,
             "online": c.model.online.state_dict(),
+            "state": {name: module.state_dict() for name, module in c.state.items()},
             "optimizer": c.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "losses": loss_states,
             "views": [v.state_dict() for v in c.views],
             "rng": torch.get_rng_state(),
         }
-        if c.model.target is not None:
-            payload["target"] = c.model.target.state_dict()
-        if c.pseudo is not None:
-            payload["pseudo"] = {"labels": c.pseudo.labels, "centroids": c.pseudo.centroids}
-        if c.bank is not None:
-            payload["bank"] = c.bank.state_dict()
         if self.device.type == "cuda":
             payload["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return payload
@@ -239,6 +258,8 @@ class StageTrainer:
     def load_state_dict(self, payload: dict[str, Any]) -> None:
         c = self.c
         c.model.online.load_state_dict(payload["online"])
+        for name, module in c.state.items():
+            module.load_state_dict(payload["state"][name])
         c.optimizer.load_state_dict(payload["optimizer"])
         self.scaler.load_state_dict(payload["scaler"])
         for loss in c.losses:
@@ -246,12 +267,6 @@ class StageTrainer:
                 loss.fn.load_state_dict(payload["losses"][loss.name])
         for view, state in zip(c.views, payload["views"], strict=True):
             view.load_state_dict(state)
-        if c.model.target is not None:
-            c.model.target.load_state_dict(payload["target"])
-        if c.pseudo is not None:
-            c.pseudo.write(payload["pseudo"]["labels"], payload["pseudo"]["centroids"])
-        if c.bank is not None:
-            c.bank.load_state_dict(payload["bank"])
         torch.set_rng_state(payload["rng"])
         if "cuda_rng" in payload and self.device.type == "cuda":
             torch.cuda.set_rng_state(payload["cuda_rng"], self.device)
@@ -259,29 +274,34 @@ class StageTrainer:
         self.start_epoch = payload["epoch"] + 1
 
     # -- the loop -----------------------------------------------------------------------
-    def run(self) -> dict[str, float]:
-        """Train every remaining epoch of the stage; return the final evaluation."""
+    def _context(self, epoch: int) -> StageContext:
+        self.ctx.epoch, self.ctx.global_step = epoch, self.global_step
+        return self.ctx
+
+    def run(self, resume: dict[str, Any] | None = None) -> dict[str, float]:
+        """Train every remaining epoch of the stage (from ``resume``, a checkpoint payload);
+        return the final evaluation."""
         cfg, c = self.train_cfg, self.c
-        self._after_step = _lifecycle(c, "after_optimizer_step")
-        on_epoch = _lifecycle(c, "on_epoch_start")
         c.model.online.train()
-        if c.model.target is not None:
-            c.model.target.network.train()
+        for branch in c.model.branches.values():
+            branch.network.train()
+        self.hooks.fire("on_stage_start", self._context(0))
+        if resume is not None:
+            self.load_state_dict(resume)
         result: dict[str, float] = {}
         for epoch in range(self.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
-            for part in on_epoch:
-                part.on_epoch_start(epoch, cfg.epochs)
+            self.hooks.fire("on_epoch_start", self._context(epoch))
             record: dict[str, Any] = {"stage": c.stage.name, "epoch": epoch}
             clus = c.stage.clusterer
             if clus is not None and ((epoch == 0 and clus.before_training)
                                      or (epoch > 0 and clus.every and epoch % clus.every == 0)):
                 record.update(self.e_step(epoch))
-            if clus is not None and not c.pseudo.ready and any(
-                    need.kind == "labels" for loss in c.losses for need in loss.fn.needs()):
+            if clus is not None and not c.pseudo.ready and self.reads_labels:
                 record.update(self.e_step(epoch))
             sums = self._epoch(epoch)
             record.update({k: v for k, v in sums.items()})
+            self.hooks.fire("on_epoch_end", self._context(epoch))
             record.update(self.phases.take())
             record["seconds"] = time.perf_counter() - t0
             record["images_per_second"] = self.steps * self.batch_size / record["seconds"]
@@ -293,13 +313,14 @@ class StageTrainer:
             self.log(_summary(record, cfg.epochs))
             if last or (cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0):
                 checkpoint.save_atomic(self.state_dict(epoch), self.checkpoint_path)
+        self.hooks.fire("on_stage_end", self._context(cfg.epochs - 1))
         if not result:
             result = self.evaluate()
         return result
 
     def _epoch(self, epoch: int) -> dict[str, float]:
         generator = torch.Generator().manual_seed(self.train_cfg.seed * 100_003 + epoch)
-        order = self._order(generator)[:self.steps * self.batch_size]
+        order = self._order(generator)
         totals: dict[str, torch.Tensor] = {}
         loaded = self.phases.iterate("data", self.c.train_set.batches(order, self.batch_size))
         batches = tqdm(loaded, total=self.steps,
@@ -312,16 +333,9 @@ class StageTrainer:
         return {k: float(v) / max(self.steps, 1) for k, v in totals.items()}
 
     def _order(self, generator: torch.Generator) -> torch.Tensor:
-        """This epoch's image order: a shuffle, or (``sampler = "cluster_balanced"``) draws with
-        replacement weighted ``w_i = N / |cluster(i)|`` from the last E-step (hadis.md §2.5)."""
-        n = len(self.c.train_set)
-        if self.train_cfg.sampler == "shuffle":
-            return torch.randperm(n, generator=generator)
-        labels = self.c.pseudo.labels.cpu()
-        counts = torch.bincount(labels, minlength=self.c.n_clusters).float()
-        weights = n / counts[labels]
-        return torch.multinomial(weights, self.steps * self.batch_size, replacement=True,
-                                 generator=generator)
+        """This epoch's image order, drawn by the recipe's sampler."""
+        return self.c.sampler.order(len(self.c.train_set), self.steps * self.batch_size,
+                                    generator, self.c.state)
 
 
 def _summary(record: dict[str, Any], epochs: int) -> str:

@@ -1,0 +1,82 @@
+"""Building one registered component from its recipe table, with its options checked."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from typing import Any, Literal
+
+from corekit import recipe as rc
+from corekit.contracts import check_contract
+from corekit.errors import ComponentError, RecipeError, did_you_mean
+from corekit.plugins import Plugins
+from corekit.registry import Entry
+
+CONTEXT_ARGS = ("in_channels", "in_dim", "image_size", "n_clusters", "size", "channels",
+                "mean", "std", "network", "n_images", "total_steps", "steps_per_epoch",
+                "epochs", "generator", "params")
+
+
+def _signature(entry: Entry) -> inspect.Signature:
+    try:
+        return inspect.signature(entry.obj)
+    except (TypeError, ValueError):
+        return inspect.Signature()
+
+
+def _hints(obj: Any) -> dict[str, Any]:
+    try:
+        target = obj.__init__ if inspect.isclass(obj) else obj
+        return typing.get_type_hints(target)
+    except Exception:
+        return {}
+
+
+def option_problem(value: Any, hint: Any) -> str | None:
+    """Why ``value`` does not fit annotation ``hint`` (plain scalars and ``Literal``), or None."""
+    basic = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
+    hint, _ = rc.unwrap_optional(hint)
+    if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        if value in choices:
+            return None
+        shown = " or ".join(repr(c) for c in choices)
+        return f"{value!r} is not one of {shown}; " \
+               f"{did_you_mean(str(value), [str(c) for c in choices])}"
+    if hint in basic:
+        if (isinstance(value, bool) and hint is not bool) or not isinstance(value, basic[hint]):
+            return f"expected {hint.__name__}, got {value!r}"
+    return None
+
+
+def build_component(plugins: Plugins, kind: str, spec_type: str, options: dict[str, Any],
+                    path: str, **context: Any) -> Any:
+    """Look up ``spec_type`` and call its factory with the recipe ``options`` plus whichever
+    ``context`` values (``in_channels``, ``n_clusters``, ...) its signature accepts; the result
+    must fit the kind's protocol (``corekit.contracts``)."""
+    try:
+        entry = plugins.registry.get(kind, spec_type)
+    except ComponentError as exc:
+        raise ComponentError(f"{path}.type: {exc}{plugins.failure_note()}") from None
+    params = _signature(entry).parameters
+    if entry.is_prefix:
+        params = dict(list(params.items())[1:])
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    hints = _hints(entry.obj)
+    for key, value in options.items():
+        if key not in params and not accepts_any:
+            valid = [k for k in params if k not in CONTEXT_ARGS]
+            raise RecipeError(
+                f"{path}.{key}: unknown option of {kind} {spec_type!r} ({entry.qualified}); "
+                f"{did_you_mean(key, valid)}"
+            )
+        problem = option_problem(value, hints[key]) if key in hints else None
+        if problem:
+            raise RecipeError(f"{path}.{key}: {problem}")
+    kwargs = {k: v for k, v in context.items() if k in params and k not in options}
+    try:
+        built = plugins.registry.build(kind, spec_type, **kwargs, **options)
+    except (TypeError, ValueError) as exc:
+        raise RecipeError(f"{path}: cannot build {kind} {spec_type!r}: {exc}") from exc
+    check_contract(kind, built, f"{path} ({entry.qualified})")
+    return built

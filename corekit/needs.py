@@ -1,0 +1,178 @@
+"""What a component reads from a step (``Need``) and how the composer checks it.
+
+Every component that reads the step declares ``needs() -> list[Need]``. Before anything trains,
+the composer checks every need of every component of every stage against what the recipe
+builds and reports all unmet needs in one message, each with the line to add.
+
+Need kinds are a registry kind like any other (``register_need_kinds``): the core registers
+``output``, ``views``, ``labels``, ``state`` and ``reference``; a plugin that adds a state type
+with its own requirements registers a checker for a new kind, and the composer checks it without
+being edited. An undeclared kind is an error, never silently accepted.
+
+Outputs are typed: every encoder and head declares what it ``produces`` (an ``OutputKind``),
+and an ``output`` need says what it ``reads``. A loss that reads an embedding from a head that
+produces probabilities is a compose-time error naming both ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import attrs
+
+from corekit.errors import did_you_mean
+
+if TYPE_CHECKING:
+    from corekit.network import Network
+    from corekit.recipe import Stage
+
+OutputKind = Literal["embedding", "unit", "logits", "probs"]
+"""What a part produces: ``embedding`` (B×D features), ``unit`` (B×D rows of unit L2 norm),
+``logits`` (B×K unnormalised scores), ``probs`` (B×K rows on the simplex)."""
+
+ReadKind = Literal["embedding", "unit", "logits", "probs", "scores", "any"]
+"""What a need reads. ``embedding`` accepts ``embedding`` and ``unit`` (a unit vector is an
+embedding); ``scores`` accepts ``logits`` and ``probs``; ``any`` accepts every kind."""
+
+OUTPUT_KINDS: tuple[str, ...] = ("embedding", "unit", "logits", "probs")
+ACCEPTS: dict[str, frozenset[str]] = {
+    "embedding": frozenset({"embedding", "unit"}),
+    "unit": frozenset({"unit"}),
+    "logits": frozenset({"logits"}),
+    "probs": frozenset({"probs"}),
+    "scores": frozenset({"logits", "probs"}),
+    "any": frozenset(OUTPUT_KINDS),
+}
+
+
+@attrs.frozen
+class Need:
+    """Something a component reads from the step.
+
+    ``kind`` names a registered need kind. The core's kinds and their fields:
+    ``output`` (part ``name`` on ``branch``, read as ``reads``), ``views`` (at least ``count``
+    views), ``labels`` (E-step pseudo-labels), ``state`` (a ``[state.<name>]`` of ``type``),
+    ``reference`` (a second dataset).
+    """
+
+    kind: str
+    name: str = ""
+    branch: str = "online"
+    count: int = 0
+    reads: ReadKind = "embedding"
+    type: str = ""
+
+    @classmethod
+    def output(cls, name: str, branch: str = "online", reads: ReadKind = "embedding") -> Need:
+        return cls("output", name, branch, reads=reads)
+
+    @classmethod
+    def views(cls, count: int) -> Need:
+        return cls("views", count=count)
+
+    @classmethod
+    def labels(cls) -> Need:
+        return cls("labels")
+
+    @classmethod
+    def state(cls, name: str, type: str = "") -> Need:  # noqa: A002 - the recipe key is `type`
+        return cls("state", name, type=type)
+
+    @classmethod
+    def reference(cls) -> Need:
+        return cls("reference")
+
+    def describe(self) -> str:
+        if self.kind == "output":
+            return f"{self.branch}:{self.name} ({self.reads})"
+        if self.kind == "views":
+            return f"{self.count} views"
+        if self.kind == "state":
+            return f"state {self.name!r}" + (f" of type {self.type!r}" if self.type else "")
+        return self.kind
+
+
+@attrs.frozen
+class NeedContext:
+    """What a need checker may look at: the stage's recipe, its built network, the branches
+    (``online`` and every EMA state), the named state with its registered types, and whether an
+    E-step exists."""
+
+    stage: Stage
+    network: Network
+    branches: Mapping[str, Network]
+    state: Mapping[str, Any]
+    state_types: Mapping[str, str]
+    has_estep: bool
+
+
+class NeedCheck(Protocol):
+    """A need kind's checker: ``None`` when the need is met, else what to add to the recipe."""
+
+    def __call__(self, need: Need, ctx: NeedContext) -> str | None: ...
+
+
+def check_output(need: Need, ctx: NeedContext) -> str | None:
+    """A part of the right kind on an existing branch."""
+    if need.branch not in ctx.branches:
+        if need.branch == "target":
+            parts = ctx.network.dependencies(need.name) if need.name in ctx.network.names() \
+                else ["backbone", need.name]
+            return f"needs a target branch: add [model.target] with parts = {parts}"
+        return (f"reads branch {need.branch!r}, which this stage does not have; branches: "
+                f"{sorted(ctx.branches)} ({did_you_mean(need.branch, ctx.branches)})")
+    branch = ctx.branches[need.branch]
+    if need.name not in branch.names():
+        if need.branch != "online" and need.name in ctx.network.names():
+            return (f"reads {need.branch}:{need.name}: add {need.name!r} to the parts of "
+                    f"the {need.branch!r} EMA (model.target.parts for the target)")
+        return (f"reads {need.describe()}, but the model has no part {need.name!r}: add "
+                f"[model.heads.{need.name}] or pass the head name the recipe uses; "
+                f"{did_you_mean(need.name, ctx.network.names())}")
+    if need.reads not in ACCEPTS:
+        return f"declares reads = {need.reads!r}; valid: {sorted(ACCEPTS)}"
+    produced = branch.produces(need.name)
+    if produced not in ACCEPTS[need.reads]:
+        return (f"reads {need.branch}:{need.name} as {need.reads}, but part {need.name!r} "
+                f"({branch.describe_part(need.name)}) produces {produced}: point the loss "
+                f"at a part that produces {' or '.join(sorted(ACCEPTS[need.reads]))}")
+    return None
+
+
+def check_views(need: Need, ctx: NeedContext) -> str | None:
+    if ctx.stage.augment.views < need.count:
+        return f"needs {need.count} views: set augment.views = {need.count}"
+    return None
+
+
+def check_labels(need: Need, ctx: NeedContext) -> str | None:
+    if not ctx.has_estep:
+        return "reads pseudo-labels: add a [clusterer] section (the E-step)"
+    return None
+
+
+def check_state(need: Need, ctx: NeedContext) -> str | None:
+    if need.name not in ctx.state:
+        example = need.type or "<type>"
+        return (f"reads {need.describe()}: add [state.{need.name}] with type = {example!r}; "
+                f"{did_you_mean(need.name, ctx.state)}")
+    if need.type and ctx.state_types.get(need.name) != need.type:
+        return (f"reads {need.describe()}, but [state.{need.name}] is of type "
+                f"{ctx.state_types.get(need.name)!r}")
+    return None
+
+
+def check_reference(need: Need, ctx: NeedContext) -> str | None:
+    if ctx.stage.data.reference is None:
+        return "reads the reference set: set data.reference"
+    return None
+
+
+CORE_NEED_KINDS: dict[str, Callable[[Need, NeedContext], str | None]] = {
+    "output": check_output,
+    "views": check_views,
+    "labels": check_labels,
+    "state": check_state,
+    "reference": check_reference,
+}

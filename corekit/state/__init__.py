@@ -1,0 +1,16 @@
+"""Named training state: ``[state.NAME] type = ...`` tables, several per stage.
+
+A state type is a registry kind (``register_state_types``). Its factory returns an
+``nn.Module`` (so it is checkpointed with the run and resumes exactly) that may implement any
+lifecycle hook (``corekit.lifecycle``) and ``needs()``. Losses read state by name:
+``step.state("bank_w")``. The core's types: ``ema`` (a target branch), ``memory_bank``
+(index-keyed), ``queue`` (FIFO) and ``pseudo_labels`` (the E-step's buffer).
+"""
+
+from corekit.state.base import Branch, State, check_state
+from corekit.state.ema import EMA
+from corekit.state.memory_bank import MemoryBank
+from corekit.state.pseudo_labels import PseudoLabels
+from corekit.state.queue import Queue
+
+__all__ = ["EMA", "Branch", "MemoryBank", "PseudoLabels", "Queue", "State", "check_state"]
