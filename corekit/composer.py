@@ -109,9 +109,9 @@ class Composed:
         """The E-step's pseudo-label buffer (state ``pseudo``), if the stage has an E-step."""
         return self.state.get(PSEUDO)
 
-    def outputs(self) -> StageOutputs:
-        """What this stage hands to the next: part weights and named state."""
-        return StageOutputs.of(self.stage.name, self.model.online, self.state)
+    def outputs(self, epochs: int = 0) -> StageOutputs:
+        """What this stage hands to the next after ``epochs`` epochs: weights and state."""
+        return StageOutputs.of(self.stage.name, self.model.online, self.state, epochs)
 
 
 # -- named builders ---------------------------------------------------------------------------
@@ -131,9 +131,9 @@ def _head_order(heads: dict[str, rc.Head], encoders: set[str]) -> list[str]:
                 continue
             known = source in heads or (key == "input" and source in encoders)
             if not known:
-                what = "a head" if key == "share" else "an encoder or a head"
+                what = "not a head" if key == "share" else "neither an encoder nor a head"
                 raise RecipeError(
-                    f"model.heads.{name}.{key}: {source!r} is not {what}; "
+                    f"model.heads.{name}.{key}: {source!r} is {what}; "
                     f"{did_you_mean(source, [*heads] if key == 'share' else [*encoders, *heads])}"
                 )
             visit(source)
@@ -256,8 +256,7 @@ def build_losses(plugins: Plugins, stage: rc.Stage, n_clusters: int,
         with problems.collect():
             fn = build_component(plugins, "loss", spec.type, spec.options, f"losses.{name}",
                                  n_clusters=n_clusters)
-            label = plugins.registry.get("loss", spec.type).qualified
-            losses.append(WeightedLoss(name, label, fn, spec.weight, spec.start_epoch))
+            losses.append(WeightedLoss(name, spec.type, fn, spec.weight, spec.start_epoch))
     if not stage.losses:
         problems.add("losses: the recipe has no loss; add a [losses.<name>] table")
     return losses
@@ -412,7 +411,8 @@ def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSe
         schedule = build_schedule(plugins, stage.train, steps_per_epoch)
 
     readers: dict[str, Any] = {f"state {n!r}": s for n, s in state.items()}
-    readers.update({f"loss {w.name!r} ({w.label})": w.fn for w in losses})
+    readers.update({f"loss {w.name!r} ({plugins.registry.get('loss', w.label).qualified})": w.fn
+                    for w in losses})
     if sampler is not None:
         readers[f"train.sampler ({stage.train.sampler.type})"] = sampler
     with problems.collect():

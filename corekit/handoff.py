@@ -27,19 +27,21 @@ OUTPUTS_FILE = "outputs.pt"
 
 @attrs.define
 class StageOutputs:
-    """Per-part weights and per-name state of a finished stage, on the CPU."""
+    """Per-part weights and per-name state of a stage after ``epochs`` epochs, on the CPU."""
 
     stage: str
     parts: dict[str, Tensors]
     state: dict[str, Tensors]
+    epochs: int = 0
 
     @classmethod
-    def of(cls, stage: str, network: Network, state: Mapping[str, nn.Module]) -> StageOutputs:
+    def of(cls, stage: str, network: Network, state: Mapping[str, nn.Module],
+           epochs: int = 0) -> StageOutputs:
         def cpu(module: nn.Module) -> Tensors:
             return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
         return cls(stage, {n: cpu(network.part(n)) for n in network.owned()},
-                   {n: cpu(s) for n, s in state.items()})
+                   {n: cpu(s) for n, s in state.items()}, epochs)
 
     def save(self, folder: Path) -> Path:
         path = folder / OUTPUTS_FILE

@@ -112,8 +112,14 @@ def check_recipe(recipe: rc.Recipe, plugins: Plugins, cache: DataCache) -> list[
     return composed
 
 
-def _finished(out: Path, stage: rc.Stage) -> bool:
+def _saved(out: Path, stage: rc.Stage) -> bool:
     return (stage_dir(out, stage) / OUTPUTS_FILE).exists()
+
+
+def _finished(out: Path, stage: rc.Stage) -> bool:
+    """The stage saved its outputs after all of its (possibly raised) ``train.epochs``."""
+    folder = stage_dir(out, stage)
+    return _saved(out, stage) and StageOutputs.load(folder).epochs >= stage.train.epochs
 
 
 def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
@@ -143,7 +149,7 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
         folder = stage_dir(out, stage)
         before_target = target is not None and recipe.stages.index(target) > index
         if before_target or (resume and target is None and _finished(out, stage)):
-            if not _finished(out, stage):
+            if not _saved(out, stage):
                 raise TrainingError(f"--stage {only}: stage {stage.name!r} before it has no "
                                     f"saved outputs in {folder}; train the run up to it first")
             previous = earlier[stage.name] = StageOutputs.load(folder)
@@ -170,7 +176,7 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
             f"{composed.train_set.name}, {composed.n_clusters} clusters, {stage.train.epochs} "
             f"epochs x {trainer.steps} steps on {device}")
         result = trainer.run(payload)
-        previous = earlier[stage.name] = composed.outputs()
+        previous = earlier[stage.name] = composed.outputs(stage.train.epochs)
         previous.save(folder)
         (folder / "final.json").write_text(json.dumps(result, indent=2))
     final = {**result, "recipe": recipe.name, "data": recipe.stages[-1].data.name,

@@ -78,7 +78,7 @@ class Cosine(_WarmedUp):
 
     def after_warmup(self, e: float) -> float:
         span = self.cosine_epochs or max(self.epochs - self.warmup_epochs, 1e-9)
-        return 0.5 * (1 + math.cos(math.pi * (e - self.warmup_epochs) / span))
+        return 0.5 * (1 + math.cos(math.pi * min(e - self.warmup_epochs, span) / span))
 
 
 def _increasing(instance: Any, attribute: attrs.Attribute, value: tuple[float, ...]) -> None:

@@ -60,7 +60,7 @@ def test_head_wiring_errors():
 
 
 def test_eval_assign_and_sampler_checks():
-    assert "needs a [clusterer]" in error(clusterer=None)
+    assert "add a [clusterer]" in error(clusterer=None)
     assert "must be 'clusterer' or 'head:" in error(eval={"assign": "argmax"})
     assert "cluster_balanced" in error(clusterer=None, eval={"assign": "head:proj"},
                                        train={"sampler": "cluster_balanced"})

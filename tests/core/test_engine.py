@@ -14,13 +14,14 @@ from corekit.testing import plugin_set, run_tiny, tiny_recipe
 from tests.core import toy_plugin
 
 PLUGINS = plugin_set(toy_plugin, name="toy")
+CKPT = "stages/main/checkpoint.pt"
 
 
 def test_run_directory_contents(tmp_path):
     final = run_tiny(tiny_recipe(), tmp_path, PLUGINS)
     assert set(final) >= {"nmi", "acc", "ari", "empty_clusters"}
-    for name in ("final.json", "metrics.jsonl", "recipe.toml", "versions.json", "checkpoint.pt",
-                 "report.md"):
+    for name in ("final.json", "metrics.jsonl", "recipe.toml", "versions.json",
+                 "stages/main/checkpoint.pt", "stages/main/outputs.pt", "report.md"):
         assert (tmp_path / name).exists(), name
     versions = json.loads((tmp_path / "versions.json").read_text())
     assert versions["plugins"]["core"] and "toy" in versions["plugins"]
@@ -40,8 +41,8 @@ def test_exact_resume(tmp_path):
                     log=lambda _: None, progress=False)
     for key in ("nmi", "acc", "ari"):
         assert resumed[key] == full[key]
-    a = checkpoint.load(tmp_path / "full" / "checkpoint.pt")
-    b = checkpoint.load(tmp_path / "resumed" / "checkpoint.pt")
+    a = checkpoint.load(tmp_path / "full" / CKPT)
+    b = checkpoint.load(tmp_path / "resumed" / CKPT)
     for name, value in a["online"].items():
         assert torch.equal(value, b["online"][name]), name
     assert torch.equal(a["losses"]["centre"]["centre"], b["losses"]["centre"]["centre"])
@@ -56,13 +57,13 @@ def test_nan_loss_stops_with_step_term_and_checkpoint(tmp_path):
         run_tiny(raw, tmp_path, PLUGINS)
     msg = str(err.value)
     assert "step 4 (epoch 1)" in msg and "bad (toy.nan_loss)" in msg
-    assert str(tmp_path / "checkpoint.pt") in msg
+    assert str(tmp_path / CKPT) in msg
 
 
 def test_stateful_loss_updates_inside_forward_with_gradient(tmp_path):
     raw = tiny_recipe(losses={"centre": {"type": "toy.momentum_centre", "dim": 16}})
     run_tiny(raw, tmp_path, PLUGINS)
-    state = checkpoint.load(tmp_path / "checkpoint.pt")["losses"]["centre"]["centre"]
+    state = checkpoint.load(tmp_path / CKPT)["losses"]["centre"]["centre"]
     assert state.abs().sum() > 0
 
 
@@ -78,7 +79,7 @@ def test_second_encoder_frozen_and_reference_set(tmp_path):
     seed_everything(0)
     stage = rc.validate(raw).stages[0]
     fresh = build_network(PLUGINS, stage, load_dataset("digits"), 10)
-    trained = checkpoint.load(tmp_path / "checkpoint.pt")["online"]
+    trained = checkpoint.load(tmp_path / CKPT)["online"]
     frozen = {k: v for k, v in fresh.state_dict().items() if k.startswith("encoders.other.")}
     assert frozen and all(torch.equal(v, trained[k]) for k, v in frozen.items())
     moved = [k for k, v in fresh.state_dict().items()
@@ -160,7 +161,7 @@ def test_bf16_channels_last_grad_clip_memory_bank(tmp_path):
     raw["model"]["backbone"] = {"type": "small_cnn", "width": 8, "out_dim": 16}
     final = run_tiny(raw, tmp_path, PLUGINS)
     assert 0 <= final["nmi"] <= 1
-    bank = checkpoint.load(tmp_path / "checkpoint.pt")["bank"]["features"]
+    bank = checkpoint.load(tmp_path / CKPT)["state"]["bank"]["features"]
     assert bank.shape == (256, 16)
     assert torch.allclose(bank.norm(dim=1), torch.ones(256), atol=1e-5)
 
