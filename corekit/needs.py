@@ -135,8 +135,8 @@ def check_output(need: Need, ctx: NeedContext) -> str | None:
     produced = branch.produces(need.name)
     if produced not in ACCEPTS[need.reads]:
         return (f"reads {need.branch}:{need.name} as {need.reads}, but part {need.name!r} "
-                f"({branch.describe_part(need.name)}) produces {produced}: point the loss "
-                f"at a part that produces {' or '.join(sorted(ACCEPTS[need.reads]))}")
+                f"({branch.describe_part(need.name)}) produces {produced}: read a part "
+                f"that produces {' or '.join(sorted(ACCEPTS[need.reads]))}")
     return None
 
 

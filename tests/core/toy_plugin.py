@@ -82,6 +82,9 @@ def register_losses(register):
     register("encoder_agreement", EncoderAgreement)
     register("reference_mean", ReferenceMean)
     register("always_nan", AlwaysNaN, aliases=("nan_loss",))
+    register("hook_recorder", HookRecorder)
+    register("bank_pull", BankPull)
+    register("probs_reader", ProbsReader)
 
 
 class OnlineCentroids:
@@ -112,3 +115,86 @@ class OnlineCentroids:
 @hookimpl
 def register_clusterers(register):
     register("online_centroids", OnlineCentroids)
+
+
+class HookRecorder(nn.Module):
+    """A loss that records every lifecycle call it receives, in order, as (hook, epoch, step);
+    on each epoch end it extracts whole-set features of ``features`` through the context."""
+
+    calls: list[tuple[str, int, int]]
+
+    def __init__(self, features: str = "online:proj") -> None:
+        super().__init__()
+        self.features = features
+        self.calls = []
+        self.extracted: list[tuple[int, ...]] = []
+
+    def needs(self) -> list[Need]:
+        return [Need.output("proj")]
+
+    def forward(self, step: Step) -> torch.Tensor:
+        self.calls.append(("loss", step.epoch, step.global_step))
+        return step.output("proj", 0).pow(2).mean()
+
+    def on_stage_start(self, ctx) -> None:
+        self.calls.append(("on_stage_start", ctx.epoch, ctx.global_step))
+
+    def on_epoch_start(self, ctx) -> None:
+        self.calls.append(("on_epoch_start", ctx.epoch, ctx.global_step))
+
+    def on_step_start(self, step: Step) -> None:
+        self.calls.append(("on_step_start", step.epoch, step.global_step))
+
+    def before_backward(self, step: Step) -> None:
+        self.calls.append(("before_backward", step.epoch, step.global_step))
+
+    def after_optimizer_step(self, step: Step) -> None:
+        self.calls.append(("after_optimizer_step", step.epoch, step.global_step))
+
+    def on_epoch_end(self, ctx) -> None:
+        self.calls.append(("on_epoch_end", ctx.epoch, ctx.global_step))
+        self.extracted.append(tuple(ctx.features(self.features).shape))
+
+    def on_stage_end(self, ctx) -> None:
+        self.calls.append(("on_stage_end", ctx.epoch, ctx.global_step))
+
+
+@attrs.define
+class BankPull:
+    """Reads two named memory banks: ``−mean cos`` of the batch to its rows in each."""
+
+    banks: list[str] = attrs.field(factory=lambda: ["bank_a", "bank_b"])
+    head: str = "proj"
+
+    def needs(self) -> list[Need]:
+        return [Need.output(self.head)] + [Need.state(b, "memory_bank") for b in self.banks]
+
+    def __call__(self, step: Step) -> torch.Tensor:
+        z = F.normalize(step.output(self.head, 0), dim=1)
+        rows = [step.state(b).read()[step.indices] for b in self.banks]
+        return -sum((z * r).sum(1).mean() for r in rows)
+
+
+@attrs.define
+class ProbsReader:
+    """Reads a head as probabilities (the batch marginal's entropy gap)."""
+
+    head: str = "cluster"
+
+    def needs(self) -> list[Need]:
+        return [Need.output(self.head, reads="probs"), Need("toy_flag", "on")]
+
+    def __call__(self, step: Step) -> torch.Tensor:
+        p = step.output(self.head, 0)
+        marginal = p.mean(0)
+        return (marginal * marginal.clamp_min(1e-12).log()).sum()
+
+
+def toy_flag(need: Need, ctx) -> str | None:
+    """A need kind a plugin adds: met when the stage's data.subset is set."""
+    return None if ctx.stage.data.subset else "needs the toy flag: set data.subset"
+
+
+@hookimpl
+def register_need_kinds(register):
+    register("toy_flag", toy_flag)
