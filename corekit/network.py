@@ -100,15 +100,14 @@ class Network(nn.Module):
 
     def subnetwork(self, parts: list[str]) -> Network:
         """A deep copy of ``parts``, everything they read and the heads they share (used for
-        an EMA target); one deep copy, so a shared module stays shared in the copy."""
+        an EMA target); a shared head keeps reading its owner's copy."""
         keep: list[str] = []
         for name in parts:
             for dep in self.dependencies(name):
                 for needed in (self.owner(dep), dep):
                     if needed not in keep:
                         keep.append(needed)
-        modules = {n: self.part(n) for n in keep if n not in self.shares}
-        copied = copy.deepcopy(modules)
+        copied = {n: copy.deepcopy(self.part(n)) for n in keep if n not in self.shares}
         encoders = {n: m for n, m in copied.items() if n in self.encoders}
         heads = {n: m for n, m in copied.items() if n in self.heads}
         inputs = {n: self.inputs[n] for n in keep if n in self.inputs}

@@ -64,7 +64,14 @@ def _free_port() -> int:
 def _rank_main(rank: int, fn: Any, world_size: int, port: int, out_dir: str,
                args: tuple[Any, ...]) -> None:
     """One spawned rank of :func:`run_on_ranks`: join the gloo group, run ``fn``, save its
-    return value to ``out_dir/<rank>.pt``, leave the group."""
+    return value to ``out_dir/<rank>.pt``, leave the group.
+
+    Before leaving, a garbage collection frees the autograd nodes of ``gather`` (reference
+    cycles that hold the process group): left to interpreter exit, freeing the group there
+    aborted the process ("terminate called without an active exception") in about a third
+    of the runs that back-propagated through ``gather``; none in 60 runs with the collection.
+    """
+    import gc
     from datetime import timedelta
 
     import torch
@@ -76,6 +83,9 @@ def _rank_main(rank: int, fn: Any, world_size: int, port: int, out_dir: str,
     try:
         result = fn(rank, world_size, *args)
         torch.save(result, os.path.join(out_dir, f"{rank}.pt"))
+        del result
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

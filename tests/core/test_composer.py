@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from corekit import recipe as rc
-from corekit.composer import compose
+from corekit.composer import CompositionError, compose
 from corekit.errors import ComponentError, RecipeError
 from corekit.run import DataCache
 from corekit.testing import plugin_set, tiny_recipe
@@ -36,19 +36,39 @@ def test_unknown_component_and_option():
     assert "expected" in error(losses={"instance": {"type": "nt_xent", "temperature": "hot"}})
 
 
+def only_problem(**sections) -> str:
+    with pytest.raises(CompositionError) as err:
+        composed(**sections)
+    (problem,) = err.value.problems
+    return problem
+
+
 def test_target_need_says_what_to_add():
-    msg = error(losses={"instance": {"type": "toy.encoder_agreement", "encoder": "other"}})
-    assert "no part 'other'" in msg
-    stage_loss = {"type": "nt_xent"}
-    ok = composed(losses={"instance": stage_loss})
-    assert ok.model.target is None
+    loss = {"agree": {"type": "toy.target_agreement"}}
+    assert "needs a target branch: add [model.target] with parts = ['backbone', 'proj']" in \
+        only_problem(losses=loss)
+    assert "reads target:proj: add 'proj' to the parts" in \
+        only_problem(losses=loss, model={"target": {"parts": ["backbone"]}})
+    ok = composed(losses=loss, model={"target": {"parts": ["proj"]}})
+    assert sorted(ok.model.target.network.names()) == ["backbone", "proj"]
 
 
 def test_views_labels_bank_reference_needs():
-    assert "set augment.views = 2" in error(augment={"views": 1})
-    raw_needs = error(clusterer=None, eval={"assign": "head:proj"},
-                      losses={"instance": {"type": "nt_xent"}, "r": {"type": "toy.reference_mean"}})
-    assert "data.reference" in raw_needs
+    assert "set augment.views = 2" in only_problem(augment={"views": 1})
+    assert "reads pseudo-labels: add a [clusterer] section" in only_problem(
+        clusterer=None, eval={"assign": "head:cluster"},
+        model={"target": {"parts": ["proj"]},
+               "heads": {"cluster": {"type": "cluster_head", "input": "backbone"}}},
+        losses={"agree": {"type": "toy.target_agreement", "labels": True}})
+    assert "add [state.bank_b] with type = 'memory_bank'" in only_problem(
+        state={"bank_a": {"type": "memory_bank", "source": "proj"}},
+        losses={"pull": {"type": "toy.bank_pull"}})
+    assert "[state.bank_b] is of type 'queue'" in only_problem(
+        state={"bank_a": {"type": "memory_bank", "source": "proj"},
+               "bank_b": {"type": "queue", "size": 8, "source": "proj"}},
+        losses={"pull": {"type": "toy.bank_pull"}})
+    assert "reads the reference set: set data.reference" in only_problem(
+        losses={"instance": {"type": "nt_xent"}, "r": {"type": "toy.reference_mean"}})
 
 
 def test_head_wiring_errors():

@@ -61,10 +61,27 @@ def test_nan_loss_stops_with_step_term_and_checkpoint(tmp_path):
 
 
 def test_stateful_loss_updates_inside_forward_with_gradient(tmp_path):
+    """DigPro's shape: the state moves inside the forward and the loss's gradient flows
+    through the update (g' = βg + (1 − β) mean(ẑ) keeps the graph)."""
+    loss = toy_plugin.MomentumCentre(beta=0.9, dim=4)
+    loss.centre.fill_(0.5)
+    z = torch.randn(6, 4, requires_grad=True)
+    step = type("S", (), {"output": lambda self, name, view: z})()
+    loss(step).backward()
+    leaf = z.detach().clone().requires_grad_(True)
+    zn = torch.nn.functional.normalize(leaf, dim=1)
+    with_update = -(zn @ (0.9 * 0.5 + 0.1 * zn.mean(0))).mean()
+    with_update.backward()
+    assert torch.allclose(z.grad, leaf.grad)  # the gradient through the centre's update
+    detached = z.detach().clone().requires_grad_(True)
+    dn = torch.nn.functional.normalize(detached, dim=1)
+    (-(dn @ (0.9 * 0.5 + 0.1 * dn.mean(0)).detach()).mean()).backward()
+    assert not torch.allclose(z.grad, detached.grad)  # a detached update would differ
+    assert torch.allclose(loss.centre, 0.45 + 0.1 * zn.detach().mean(0))
     raw = tiny_recipe(losses={"centre": {"type": "toy.momentum_centre", "dim": 16}})
     run_tiny(raw, tmp_path, PLUGINS)
     state = checkpoint.load(tmp_path / CKPT)["losses"]["centre"]["centre"]
-    assert state.abs().sum() > 0
+    assert state.abs().sum() > 0  # the trained state is checkpointed
 
 
 def test_second_encoder_frozen_and_reference_set(tmp_path):

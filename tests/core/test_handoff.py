@@ -62,6 +62,12 @@ def test_stage_option_reruns_the_second_stage_alone(tmp_path, capsys):
     again = json.loads((out / "final.json").read_text())
     for key in ("nmi", "acc", "ari"):  # same seed, same start: the saved stage-1 weights
         assert again[key] == first[key]
+    tune_bytes = (out / "stages" / "tune" / "outputs.pt").read_bytes()
+    assert main(["train", str(recipe), "--out", str(out), "--stage", "pre",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "stage pre" in printed and "stage tune" not in printed
+    assert (out / "stages" / "tune" / "outputs.pt").read_bytes() == tune_bytes
 
 
 def test_stage_option_needs_the_earlier_outputs(tmp_path, capsys):

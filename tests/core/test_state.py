@@ -41,6 +41,15 @@ def test_queue_truncating_ring_digpro_c7():
     assert int(queue.ptr) == 4
 
 
+def test_queue_truncating_ring_returns_to_zero_when_exactly_full():
+    queue = Queue(tiny_network(1), size=8, dim=1, rule="truncate")
+    queue.push(labelled_rows(10))
+    queue.push(labelled_rows(20))  # ptr + r == size: full, back to 0
+    assert int(queue.ptr) == 0
+    queue.push(labelled_rows(30))
+    assert queue.read().squeeze(1).tolist() == [30, 31, 32, 33, 20, 21, 22, 23]
+
+
 def test_queue_wrapping_ring_overwrites_the_oldest():
     queue = Queue(tiny_network(1), size=10, dim=1, rule="wrap")
     for start in (10, 20, 30):

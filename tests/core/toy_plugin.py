@@ -63,6 +63,22 @@ class ReferenceMean:
 
 
 @attrs.define
+class TargetAgreement:
+    """Reads the target branch's ``head`` and the E-step's labels (a PSL-shaped reader)."""
+
+    head: str = "proj"
+    labels: bool = False
+
+    def needs(self) -> list[Need]:
+        extra = [Need.labels()] if self.labels else []
+        return [Need.output(self.head), Need.output(self.head, "target"), *extra]
+
+    def __call__(self, step: Step) -> torch.Tensor:
+        online, target = step.output(self.head, 0), step.output(self.head, 0, "target")
+        return 1 - F.cosine_similarity(online, target).mean()
+
+
+@attrs.define
 class AlwaysNaN:
     """A loss that goes bad: NaN from epoch ``at_epoch`` on."""
 
@@ -83,6 +99,7 @@ def register_losses(register):
     register("reference_mean", ReferenceMean)
     register("always_nan", AlwaysNaN, aliases=("nan_loss",))
     register("hook_recorder", HookRecorder)
+    register("target_agreement", TargetAgreement)
     register("bank_pull", BankPull)
     register("probs_reader", ProbsReader)
 
