@@ -89,13 +89,12 @@ def installed_recipes() -> list[str]:
 def worker(args: argparse.Namespace) -> None:
     setup(args.threads)
     from corekit import recipe as rc
-    from corekit.cli import recipe_finder
     from corekit.plugins import get_plugins
     from corekit.run import train
 
     plugins = get_plugins()
     overrides = ['train.device="cpu"', *args.set]
-    recipe = rc.resolve(args.recipe, recipe_finder(plugins), data_arg(args.data), overrides)
+    recipe = rc.resolve(args.recipe, plugins.find_recipe, data_arg(args.data), overrides)
     out = Path(args.out)
     t0, c0 = time.perf_counter(), time.process_time()
     final = train(recipe, out, plugins, log=lambda line: print(line, flush=True), progress=False)

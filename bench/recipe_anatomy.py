@@ -59,11 +59,10 @@ from common import (  # noqa: E402
 )
 
 from corekit import recipe as rc  # noqa: E402
-from corekit.cli import recipe_finder  # noqa: E402
 from corekit.composer import compose  # noqa: E402
 from corekit.data import ImageSet  # noqa: E402
 from corekit.engine.phases import PHASES  # noqa: E402
-from corekit.engine.trainer import StageTrainer, _lifecycle  # noqa: E402
+from corekit.engine.trainer import StageTrainer  # noqa: E402
 from corekit.plugins import get_plugins  # noqa: E402
 
 setup()
@@ -84,7 +83,7 @@ def stage_for(recipe: str, size: str, batch: int | None) -> Any:
                  "train.time_phases=true", "train.checkpoint_every=0"]
     if batch:
         overrides.append(f"train.batch_size={batch}")
-    resolved = rc.resolve(recipe, recipe_finder(get_plugins()),
+    resolved = rc.resolve(recipe, get_plugins().find_recipe,
                           "mnist" if size == "cpu" else None, overrides)
     return resolved.stages[0]
 
@@ -97,7 +96,6 @@ def anatomy(recipe: str, size: str, data: ImageSet, source: str, args: argparse.
     composed = compose(get_plugins(), stage, lambda _name: data, CPU, None, 1)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = StageTrainer(composed, Path(tmp), CPU, None, 0, lambda _s: None, False)
-        trainer._after_step = _lifecycle(composed, "after_optimizer_step")
         composed.model.online.train()
         if stage.clusterer is not None:
             trainer.e_step(0)

@@ -11,7 +11,7 @@ other on the same tensors, each timed on its own:
     forward    backbone + projector on both views and the NT-Xent loss (under autocast for bf16)
     backward   zero_grad + loss.backward()
     optimizer  Adam step
-    ema        EMATarget.update of a BYOL-style target over backbone + projector (not part of
+    ema        EMA.update of a BYOL-style target over backbone + projector (not part of
                a simclr-kmeans step; shown for recipes that have a target)
 
 Shares are of ``data + augment + to_cl + forward + backward + optimizer`` (the simclr step).
@@ -75,14 +75,13 @@ from common import (  # noqa: E402
 )
 
 from corekit import recipe as rc  # noqa: E402
-from corekit.cli import recipe_finder  # noqa: E402
 from corekit.components.losses import nt_xent  # noqa: E402
 from corekit.composer import compose  # noqa: E402
 from corekit.data import ImageSet  # noqa: E402
 from corekit.engine.devices import autocast  # noqa: E402
-from corekit.engine.trainer import StageTrainer, _lifecycle  # noqa: E402
+from corekit.engine.trainer import StageTrainer  # noqa: E402
 from corekit.plugins import get_plugins  # noqa: E402
-from corekit.state import EMATarget  # noqa: E402
+from corekit.state import EMA  # noqa: E402
 
 setup()
 
@@ -101,7 +100,7 @@ def dataset_for(backbone: str) -> tuple[ImageSet, str]:
 def stage_raw(backbone: str, batch: int, precision: str, channels_last: bool,
               steps: int | None = None) -> dict[str, Any]:
     """``simclr-kmeans`` (``mnist`` preset for small_cnn; backbone swapped for the ResNet)."""
-    raw = rc.select_data(rc.resolve_raw("simclr-kmeans", recipe_finder(get_plugins())), "mnist")
+    raw = rc.select_data(rc.resolve_raw("simclr-kmeans", get_plugins().find_recipe), "mnist")
     raw = copy.deepcopy(raw)
     raw.pop("presets", None)
     if backbone != "small_cnn":
@@ -139,7 +138,7 @@ class Anatomy:
         self.backbone, self.data, self.batch = backbone, data, batch
         self.precision, self.channels_last = precision, channels_last
         self.c = composed_stage(backbone, data, batch, precision, channels_last)
-        self.ema = EMATarget(self.c.model.online, ["proj"], 0.99)
+        self.ema = EMA(self.c.model.online, ["proj"], 0.99)
         self.order = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))
         self.timer = Timer()
         self.rep = 0
@@ -168,7 +167,7 @@ class Anatomy:
         with t("optimizer"):
             c.optimizer.step()
         with t("ema"):
-            self.ema.update(net, self.rep)
+            self.ema.update(net, self.ema.momentum(self.rep))
 
     def result(self, estep_n: int) -> dict[str, Any]:
         parts = {name: median(s) for name, s in self.timer.samples.items()}
@@ -232,7 +231,6 @@ def engine_vs_bare(backbone: str, data: ImageSet, batch: int, rounds: int,
     c = composed_stage(backbone, data, batch, "fp32", False)
     tmp = tempfile.TemporaryDirectory()
     trainer = StageTrainer(c, Path(tmp.name), CPU, None, 0, lambda _s: None, False)
-    trainer._after_step = _lifecycle(c, "after_optimizer_step")
     c.model.online.train()
     takes_images = "images" in inspect.signature(trainer.train_step).parameters
     engine_gen = torch.Generator().manual_seed(2)

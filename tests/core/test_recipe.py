@@ -104,3 +104,49 @@ def test_child_presets_merge_over_the_parents(tmp_path):
     assert rc.resolve("child", finder(tmp_path), data="mnist").stages[0].train.epochs == 2
     digits = rc.resolve("child", finder(tmp_path), data="digits").stages[0].train
     assert (digits.epochs, digits.batch_size) == (3, 8)
+
+
+def test_fixed_choice_options_are_literals_checked_at_validation():
+    """Core v2 item 7: a typo in a fixed-choice option fails validation with a suggestion
+    (``model.target.schedule = "cosin"`` used to mean constant, silently)."""
+
+    cases = {("model", "target", "schedule"): ("cosin", "did you mean 'cosine'"),
+             ("train", "precision"): ("fp33", "did you mean 'fp32'"),
+             ("data", "source"): ("refrence", "did you mean 'reference'")}
+    for keys, (value, hint) in cases.items():
+        raw = tiny_recipe(model={"target": {"parts": ["proj"]}})
+        node = raw
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+        with pytest.raises(RecipeError) as err:
+            rc.validate(raw)
+        assert ".".join(keys) in str(err.value) and hint in str(err.value), err.value
+    ok = rc.validate(tiny_recipe(model={"target": {"parts": ["proj"], "schedule": "cosine"}}))
+    assert ok.stages[0].model.target.schedule == "cosine"
+
+
+def test_registry_kind_typos_fail_at_compose_with_a_suggestion():
+    """Schedules, optimizers and samplers are registry kinds: a typo is an unknown name."""
+    import torch
+
+    from corekit.composer import CompositionError, compose
+    from corekit.plugins import load_plugins
+    from corekit.run import DataCache
+
+    plugins = load_plugins()
+    raw = tiny_recipe(train={"schedule": {"type": "cosin"}, "optimizer": {"type": "adamm"},
+                             "sampler": "shufle"})
+    stage = rc.validate(raw).stages[0]
+    cache = DataCache(torch.device("cpu"))
+    with pytest.raises(CompositionError) as err:
+        compose(plugins, stage, lambda n: cache(n, 256), torch.device("cpu"))
+    text = str(err.value)
+    assert "train.schedule.type: unknown schedule 'cosin'; did you mean 'cosine'" in text
+    assert "train.optimizer.type: unknown optimizer 'adamm'; did you mean 'adam'" in text
+    assert "train.sampler.type: unknown sampler 'shufle'; did you mean 'shuffle'" in text
+    bad_option = tiny_recipe(train={"schedule": {"type": "cosine", "warmup": 2}})
+    with pytest.raises(CompositionError, match="train.schedule.warmup: unknown option of "
+                                               "schedule 'cosine'.*did you mean 'warmup_epochs'"):
+        compose(plugins, rc.validate(bad_option).stages[0], lambda n: cache(n, 256),
+                torch.device("cpu"))

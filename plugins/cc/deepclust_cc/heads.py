@@ -15,6 +15,9 @@ def cc_instance_head(in_dim: int, out_dim: int = 128, hidden: int | None = None)
 
     ``hidden`` defaults to ``in_dim`` (the official code's width); 328,320 parameters for
     D_h = 512 and ``out_dim = 128`` (cc.md §9.15).
+
+    ``produces = "unit"`` (an ``MLPProjector`` with ``normalize=True``): rows of unit norm,
+    what NT-Xent reads as an embedding.
     """
     return MLPProjector(in_dim, hidden=hidden or in_dim, out_dim=out_dim, layers=2,
                         batch_norm=False, normalize=True)

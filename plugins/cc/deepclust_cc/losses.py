@@ -2,7 +2,10 @@
 sum L_clu = L_cc + R, where R is the core's batch marginal-entropy term.
 
 Each loss is a plain function of the two views' soft assignments (N×M probabilities) and a
-small callable that reads them from a step.
+small callable that reads them from a step. The callables gather both views' probabilities over
+ranks (with gradient) before the loss: the cluster columns have one entry per sample of the
+batch and the marginal is a batch estimate, so the loss of the global batch is the
+single-device loss (cc.md P6). The plain functions stay single-batch.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import attrs
 import torch
 from torch.nn import functional as F
 
-from corekit import Need, Step, marginal_entropy_gap
+from corekit import Need, Step, gather, marginal_entropy_gap
 
 COSINE_EPS = 1e-8
 
@@ -57,31 +60,39 @@ def cc_cluster_loss(ya: torch.Tensor, yb: torch.Tensor, temperature: float = 1.0
 @attrs.define
 class ClusterContrast:
     """L_cc between views 0 and 1 of head ``head`` (probabilities), τ_C = 1.0 (Li et al. 2021
-    Eq. 5; cc.md §2.6). Registered as ``cc_cluster_contrast``."""
+    Eq. 5; cc.md §2.6). Registered as ``cc_cluster_contrast``.
+
+    Reads probabilities; both views are gathered over ranks first (cc.md P6), so a column is
+    the cluster over the global batch.
+    """
 
     head: str = "cluster"
     temperature: float = 1.0
 
     def needs(self) -> list[Need]:
-        return [Need.output(self.head), Need.views(2)]
+        return [Need.output(self.head, reads="probs"), Need.views(2)]
 
     def __call__(self, step: Step) -> torch.Tensor:
-        return cc_cluster_contrast(step.output(self.head, 0), step.output(self.head, 1),
-                                   self.temperature)
+        return cc_cluster_contrast(gather(step.output(self.head, 0)),
+                                   gather(step.output(self.head, 1)), self.temperature)
 
 
 @attrs.define
 class ClusterLoss:
     """L_clu = L_cc + R between views 0 and 1 of head ``head`` (Li et al. 2021 Eq. 6; cc.md
     §2.6, code form of R). Registered as ``cc_cluster_loss``; a recipe may instead list
-    ``cc_cluster_contrast`` and the core's ``batch_marginal_entropy`` as two terms."""
+    ``cc_cluster_contrast`` and the core's ``batch_marginal_entropy`` as two terms.
+
+    Reads probabilities; both views are gathered over ranks first, for the contrast and the
+    marginal alike (cc.md P6).
+    """
 
     head: str = "cluster"
     temperature: float = 1.0
 
     def needs(self) -> list[Need]:
-        return [Need.output(self.head), Need.views(2)]
+        return [Need.output(self.head, reads="probs"), Need.views(2)]
 
     def __call__(self, step: Step) -> torch.Tensor:
-        return cc_cluster_loss(step.output(self.head, 0), step.output(self.head, 1),
-                               self.temperature)
+        return cc_cluster_loss(gather(step.output(self.head, 0)),
+                               gather(step.output(self.head, 1)), self.temperature)

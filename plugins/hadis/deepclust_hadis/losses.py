@@ -39,7 +39,14 @@ class HSD:
     §2.4.2), averaged over both directions: teacher ``target`` on one view, student ``pred``
     on the other. Weight 1, active from the first step (spec D8).
 
-    Reads the same ``pred`` as DSA, so both see one noise draw per view and step (spec P1).
+    Reads the same ``pred`` as DSA, so both see one noise draw per view and step (spec P1);
+    ``pred`` and ``target`` are read as embeddings (both normalised inside).
+
+    No gather, deliberately: the hard pairs are mined within the local batch of each rank, as
+    in the official code (specs/hadis.md §2.4.2, "uses the local batch only (no cross-GPU
+    gather in the official code)"; its ``forward_loss`` calls ``hsd(k, predictor(noise_q))`` on
+    the local ``k``, not ``all_k``). Under DDP the trained objective is therefore the mean over
+    ranks of each rank's local HSD, which equals the single-device loss only on one process.
     """
 
     pred: str = "pred"
@@ -47,7 +54,8 @@ class HSD:
     temperature: float = 0.5
 
     def needs(self) -> list[Need]:
-        return [Need.output(self.pred), Need.output(self.target, "target"), Need.views(2)]
+        return [Need.output(self.pred, reads="embedding"),
+                Need.output(self.target, "target", reads="embedding"), Need.views(2)]
 
     def __call__(self, step: Step) -> torch.Tensor:
         return symmetric(lambda s, t: hsd(teacher_embedding(step, self.target, t),

@@ -7,25 +7,23 @@ the HaDis paper's names.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from deepclust_propos import PSA, PSL
 
-from corekit import hookimpl
+from corekit import RegisterFn, hookimpl, register_recipe_dir
 from deepclust_hadis.losses import HSD
 
 RECIPES = Path(__file__).parent / "recipes"
 
 
 @hookimpl
-def register_losses(register: Callable[..., None]) -> None:
+def register_losses(register: RegisterFn) -> None:
     register("dsa", PSA, aliases=("hadis_dsa",))
     register("pcl", PSL, aliases=("hadis_pcl",))
     register("hsd", HSD, aliases=("hadis_hsd",))
 
 
 @hookimpl
-def register_recipes(register: Callable[..., None]) -> None:
-    for path in sorted(RECIPES.glob("*.toml")):
-        register(path.stem, path)
+def register_recipes(register: RegisterFn) -> None:
+    register_recipe_dir(register, RECIPES)

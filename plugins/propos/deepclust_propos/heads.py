@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from corekit import StageContext
+
 
 class LatentGaussianNoise(nn.Module):
     """``z = q + σ·δ``, ``δ ~ N(0, I)`` drawn fresh per call (ProPos PSA; HaDis Eq. 2 with
@@ -15,7 +17,8 @@ class LatentGaussianNoise(nn.Module):
     relative to the projector's output scale. ``σ = 0`` for 0-based epochs before
     ``start_epoch``: the official code switches the noise off during the LR warm-up, which the
     paper never mentions (spec D6; follow the code). The noise is a training-time operation:
-    in eval mode the head is the identity. ``out_dim = in_dim``.
+    in eval mode the head is the identity. ``out_dim = in_dim``; ``produces = "embedding"``
+    (the raw projection plus noise; not unit norm).
 
     The predictor reads this head, so one draw per view and step feeds every loss that reads
     the prediction (DSA and HSD share it, spec P1): the step caches head outputs per view.
@@ -26,6 +29,7 @@ class LatentGaussianNoise(nn.Module):
         if std < 0:
             raise ValueError(f"std must be >= 0, got {std}")
         self.out_dim = in_dim
+        self.produces = "embedding"
         self.std = float(std)
         self.start_epoch = start_epoch
         self.epoch = 0
@@ -35,9 +39,9 @@ class LatentGaussianNoise(nn.Module):
         """The noise scale of the current epoch: ``std`` from ``start_epoch`` on, else 0."""
         return self.std if self.epoch >= self.start_epoch else 0.0
 
-    def on_epoch_start(self, epoch: int, epochs: int) -> None:
-        """Called by the engine at each epoch start (0-based ``epoch``)."""
-        self.epoch = epoch
+    def on_epoch_start(self, ctx: StageContext) -> None:
+        """Lifecycle hook: the epoch about to run (0-based ``ctx.epoch``) sets ``sigma``."""
+        self.epoch = ctx.epoch
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         sigma = self.sigma

@@ -2,6 +2,9 @@
 
 Each is a plain function of tensors, written next to its equation, plus a small loss class
 that reads the step's outputs for both directions and averages them (specs/hadis.md §2.4).
+Across ranks: PSA is a per-sample mean and stays local; PSL builds prototypes from the batch, so
+its class gathers ``q``, ``k`` and the labels first (as the official code does), and the plain
+functions stay single-batch.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import attrs
 import torch
 from torch.nn import functional as F
 
-from corekit import Need, Step
+from corekit import Need, Step, gather
 from deepclust_propos.directions import symmetric, teacher_embedding
 
 NEGATIVES = ("student", "teacher")
@@ -76,14 +79,20 @@ class PSA:
     HaDis Eq. 3, code form ``−2·cos``), averaged over both directions.
 
     Reads the student prediction ``pred`` (the predictor on the latent-noise head, so the
-    recipe's noise head supplies σ) and the teacher head ``target``, normalised.
+    recipe's noise head supplies σ) and the teacher head ``target``, normalised; both read as
+    embeddings.
+
+    No gather: the loss is a mean of per-sample terms, so under DDP the average of the ranks'
+    gradients already is the global-batch gradient (the official code computes it on the local
+    batch too).
     """
 
     pred: str = "pred"
     target: str = "proj"
 
     def needs(self) -> list[Need]:
-        return [Need.output(self.pred), Need.output(self.target, "target"), Need.views(2)]
+        return [Need.output(self.pred, reads="embedding"),
+                Need.output(self.target, "target", reads="embedding"), Need.views(2)]
 
     def __call__(self, step: Step) -> torch.Tensor:
         return symmetric(lambda s, t: psa(step.output(self.pred, s),
@@ -99,6 +108,13 @@ class PSL:
     ``target`` (normalised) and the batch's pseudo-labels. ``n_clusters`` is supplied by the
     composer. HaDis Eqs. 10-11 weight prototypes by a posterior; the code (followed here) uses
     the hard labels of the last E-step (spec D10).
+
+    Across ranks the prototypes are those of the global batch: ``q`` (with gradient), ``k`` and
+    the labels are gathered before :func:`psl`, as in the official code (ProPos/HaDis
+    ``forward_loss``: ``GatherLayer`` on ``q``, ``concat_all_gather`` on ``k`` and the labels).
+    One difference: the official code finds the absent clusters from the local labels while
+    building prototypes from the gathered ones; here both use the gathered labels, so every rank
+    computes the single-device value (identical on one GPU, the only setting HaDis reports).
     """
 
     n_clusters: int = attrs.field(kw_only=True)
@@ -109,11 +125,12 @@ class PSL:
     absent_logit: float = -10.0
 
     def needs(self) -> list[Need]:
-        return [Need.output(self.proj), Need.output(self.target, "target"), Need.labels(),
+        return [Need.output(self.proj, reads="embedding"),
+                Need.output(self.target, "target", reads="embedding"), Need.labels(),
                 Need.views(2)]
 
     def __call__(self, step: Step) -> torch.Tensor:
-        labels = step.labels()
+        labels = gather(step.labels())
         return symmetric(lambda s, t: psl(
-            step.output(self.proj, s), teacher_embedding(step, self.target, t), labels,
-            self.n_clusters, self.temperature, self.negatives, self.absent_logit))
+            gather(step.output(self.proj, s)), gather(teacher_embedding(step, self.target, t)),
+            labels, self.n_clusters, self.temperature, self.negatives, self.absent_logit))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from corekit import hookimpl
+from corekit import RegisterFn, hookimpl, register_recipe_dir
 from deepclust_propos.heads import LatentGaussianNoise
 from deepclust_propos.losses import PSA, PSL
 
@@ -13,17 +12,16 @@ RECIPES = Path(__file__).parent / "recipes"
 
 
 @hookimpl
-def register_heads(register: Callable[..., None]) -> None:
+def register_heads(register: RegisterFn) -> None:
     register("latent_gaussian_noise", LatentGaussianNoise)
 
 
 @hookimpl
-def register_losses(register: Callable[..., None]) -> None:
+def register_losses(register: RegisterFn) -> None:
     register("propos_psa", PSA, aliases=("psa",))
     register("propos_psl", PSL, aliases=("psl",))
 
 
 @hookimpl
-def register_recipes(register: Callable[..., None]) -> None:
-    for path in sorted(RECIPES.glob("*.toml")):
-        register(path.stem, path)
+def register_recipes(register: RegisterFn) -> None:
+    register_recipe_dir(register, RECIPES)
