@@ -309,7 +309,8 @@ def parse_feature(spec: str, path: str) -> tuple[str, str]:
 
 
 def parse_assign(assign: str) -> tuple[str, str] | None:
-    """``eval.assign``: None for ``"clusterer"``, else (branch, head) of ``"head:[BRANCH:]NAME"``."""
+    """``eval.assign``: None for ``"clusterer"``, else (branch, head) of
+    ``"head:[BRANCH:]NAME"``."""
     if assign == "clusterer":
         return None
     if not assign.startswith("head:") or not assign[5:]:

@@ -99,7 +99,8 @@ def test_carry_fresh_and_init_from(tmp_path):
     bg = compose_stage(raw, 1, pre).model.online.part("bg")
     assert all(torch.equal(v, pre.parts["backbone"][k]) for k, v in bg.state_dict().items())
     bad = two_stage(model={"encoders": {"bg": {"type": "mlp", "init_from": "pree:backbone"}}})
-    with pytest.raises(rc.RecipeError, match="init_from: no earlier stage 'pree' to start from; did you mean 'pre'"):
+    with pytest.raises(rc.RecipeError, match="init_from: no earlier stage 'pree' to start "
+                                             "from; did you mean 'pre'"):
         compose_stage(bad, 1, pre)
 
 

@@ -96,7 +96,11 @@ def test_ema_schedule_override_and_buffers():
     step = type("S", (), {"model": type("M", (), {"online": online})(), "global_step": 1})()
     ema.after_optimizer_step(step)
     assert torch.equal(ema.network.part("proj").weight, online.part("proj").weight)
-    assert ema._override is None  # only the next update
+    with torch.no_grad():
+        online.part("proj").weight.add_(1.0)
+    copied = ema.network.part("proj").weight.clone()
+    ema.after_optimizer_step(step)  # the override applied once: back to m = 0.9
+    assert torch.allclose(ema.network.part("proj").weight, copied + 0.1)
     cosine = EMA(online, ["proj"], momentum=0.99, schedule="cosine", total_steps=100)
     assert cosine.momentum(0) == pytest.approx(0.99) and cosine.momentum(100) == 1.0
     assert cosine.momentum(50) == pytest.approx(1 - 0.01 * 0.5)
