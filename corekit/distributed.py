@@ -36,7 +36,12 @@ def gather(tensor: torch.Tensor) -> torch.Tensor:
         return tensor
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+    out = torch.cat(all_gather(tensor.contiguous()), dim=0)
+    if out.requires_grad:
+        # all_gather's backward writes row-major data into buffers shaped like the incoming
+        # gradient; a transposed gradient (CC's column contrast reads yᵀ) would land scrambled.
+        out.register_hook(lambda grad: grad.contiguous())
+    return out
 
 
 def all_reduce(tensor: torch.Tensor, op: Literal["sum", "mean"] = "sum") -> torch.Tensor:

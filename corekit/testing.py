@@ -113,3 +113,93 @@ def run_on_ranks(fn: Any, world_size: int = 2, *args: Any) -> list[Any]:
                  nprocs=world_size, join=True)
         return [torch.load(os.path.join(out_dir, f"{rank}.pt"), weights_only=False)
                 for rank in range(world_size)]
+
+
+PROBE_OVERRIDES = ("data.subset=256", "train.batch_size=64", "train.steps_per_epoch=3",
+                   'train.device="cpu"')
+"""The settings :func:`loss_probe` applies over a recipe's ``digits`` preset."""
+
+
+def loss_probe(plugins: Plugins, recipe_name: str) -> dict[str, Any]:
+    """The loss values of recipe ``recipe_name`` (its ``digits`` preset with
+    :data:`PROBE_OVERRIDES`, one stage, CPU, float32, one thread), for regression tests.
+
+    Returns ``{"fixed_views": {loss: value}, "train_steps": [{"loss": total, loss: value},
+    ...]}``:
+
+    - ``fixed_views``: every loss term, unweighted, on two (``augment.views``) fixed random
+      views (``torch.rand`` with generator seed 7) of images 0-31, pseudo-labels ``i mod K``,
+      global step 1, the step at the last epoch (every loss active) and the lifecycle at epoch
+      0 (so epoch-gated noise is off and the values are deterministic);
+    - ``train_steps``: three real M-steps (``StageTrainer.train_step``) of a fresh composition
+      after its E-step (if any), at epochs 0, 0 and 6, on the first three batches of the
+      epoch-0 order ``randperm(N)`` drawn from the trainer's epoch generator.
+
+    Each part composes the stage afresh after ``seed_everything(train.seed)``, so the values
+    depend only on the code and the recipe.
+    """
+    import tempfile
+
+    import torch
+
+    from corekit.composer import compose
+    from corekit.engine.trainer import StageTrainer, steps_per_epoch
+    from corekit.run import DataCache, seed_everything
+
+    cpu = torch.device("cpu")
+    stage = rc.resolve(recipe_name, plugins.find_recipe, "digits",
+                       list(PROBE_OVERRIDES)).stages[0]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with tempfile.TemporaryDirectory(prefix="deepclust-probe-") as run_dir:
+
+            def build() -> StageTrainer:
+                seed_everything(stage.train.seed)
+                cache = DataCache(cpu)
+
+                def datasets(name: str):
+                    return cache(name, stage.data.subset, stage.train.seed)
+
+                train_set = datasets(stage.data.name)
+                steps = steps_per_epoch(len(train_set), stage.train.batch_size,
+                                        stage.train.drop_last, stage.train.steps_per_epoch)
+                composed = compose(plugins, stage, datasets, cpu, None, steps)
+                trainer = StageTrainer(composed, Path(run_dir), cpu, None, 0, lambda _: None,
+                                       progress=False)
+                composed.model.online.train()
+                for branch in composed.model.branches.values():
+                    branch.network.train()
+                return trainer
+
+            trainer = build()
+            c = trainer.c
+            generator = torch.Generator().manual_seed(7)
+            size = stage.augment.size or c.train_set.size
+            size = size if isinstance(size, int) else max(size)
+            views = [torch.rand(32, c.train_set.channels, size, size, generator=generator)
+                     for _ in range(stage.augment.views)]
+            if c.pseudo is not None:
+                c.pseudo.write(torch.arange(len(c.train_set)) % c.n_clusters,
+                               torch.zeros(c.n_clusters, 4))
+            trainer.global_step = 1
+            step = trainer.make_step(torch.arange(32), views, stage.train.epochs - 1)
+            trainer.hooks.fire("on_epoch_start", trainer.context(0))
+            fixed = {k: float(v.detach()) for k, v in trainer.loss_terms(step).items()}
+
+            trainer = build()
+            c = trainer.c
+            if c.pseudo is not None:
+                trainer.e_step(0)
+            generator = torch.Generator().manual_seed(stage.train.seed * 100_003)
+            order = torch.randperm(len(c.train_set), generator=generator)
+            batch = trainer.batch_size
+            steps_out = []
+            for k, epoch in enumerate((0, 0, 6)):
+                trainer.hooks.fire("on_epoch_start", trainer.context(epoch))
+                indices = order[k * batch:(k + 1) * batch]
+                out = trainer.train_step(indices, c.train_set.batch(indices), epoch, generator)
+                steps_out.append({key: float(v) for key, v in out.items() if key != "lr"})
+    finally:
+        torch.set_num_threads(threads)
+    return {"fixed_views": fixed, "train_steps": steps_out}

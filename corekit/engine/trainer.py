@@ -134,7 +134,8 @@ class StageTrainer:
         return metrics.evaluate(data.labels.cpu(), pred, self.c.n_clusters)
 
     # -- the M-step ---------------------------------------------------------------------
-    def _set_lr(self) -> float:
+    def set_lr(self) -> float:
+        """Each group's lr = its base lr × the schedule's factor at the current step."""
         factor = self.c.schedule.factor(self.global_step)
         for group, base in zip(self.c.optimizer.param_groups, self.c.base_lrs, strict=True):
             group["lr"] = base * factor
@@ -175,7 +176,7 @@ class StageTrainer:
         ``on_step_start`` → losses → ``before_backward`` → backward → optimizer →
         ``after_optimizer_step`` → per-batch E-step."""
         self.global_step += 1
-        lr = self._set_lr()
+        lr = self.set_lr()
         phase = self.phases
         with phase("augment"):
             views = self.views(images)
@@ -274,7 +275,8 @@ class StageTrainer:
         self.start_epoch = payload["epoch"] + 1
 
     # -- the loop -----------------------------------------------------------------------
-    def _context(self, epoch: int) -> StageContext:
+    def context(self, epoch: int) -> StageContext:
+        """The stage context the lifecycle hooks see, at ``epoch`` and the current step."""
         self.ctx.epoch, self.ctx.global_step = epoch, self.global_step
         return self.ctx
 
@@ -285,13 +287,13 @@ class StageTrainer:
         c.model.online.train()
         for branch in c.model.branches.values():
             branch.network.train()
-        self.hooks.fire("on_stage_start", self._context(0))
+        self.hooks.fire("on_stage_start", self.context(0))
         if resume is not None:
             self.load_state_dict(resume)
         result: dict[str, float] = {}
         for epoch in range(self.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
-            self.hooks.fire("on_epoch_start", self._context(epoch))
+            self.hooks.fire("on_epoch_start", self.context(epoch))
             record: dict[str, Any] = {"stage": c.stage.name, "epoch": epoch}
             clus = c.stage.clusterer
             if clus is not None and ((epoch == 0 and clus.before_training)
@@ -301,7 +303,7 @@ class StageTrainer:
                 record.update(self.e_step(epoch))
             sums = self._epoch(epoch)
             record.update({k: v for k, v in sums.items()})
-            self.hooks.fire("on_epoch_end", self._context(epoch))
+            self.hooks.fire("on_epoch_end", self.context(epoch))
             record.update(self.phases.take())
             record["seconds"] = time.perf_counter() - t0
             record["images_per_second"] = self.steps * self.batch_size / record["seconds"]
@@ -313,7 +315,7 @@ class StageTrainer:
             self.log(_summary(record, cfg.epochs))
             if last or (cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0):
                 checkpoint.save_atomic(self.state_dict(epoch), self.checkpoint_path)
-        self.hooks.fire("on_stage_end", self._context(cfg.epochs - 1))
+        self.hooks.fire("on_stage_end", self.context(cfg.epochs - 1))
         if not result:
             result = self.evaluate()
         return result

@@ -13,7 +13,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.distributed as dist
-from torch.nn import functional as F
 
 from corekit.components.losses import BatchMarginalEntropy, NTXent, marginal_entropy_gap, nt_xent
 from corekit.distributed import all_reduce, gather, rank, world_size
@@ -75,6 +74,12 @@ def _on_rank(r: int, world: int, inputs: dict[str, torch.Tensor]) -> dict:
     result["gathered"] = gathered.detach()
     result["gather_grad"] = x.grad
 
+    # the same read through a transpose, as CC's column contrast reads the gathered
+    # probabilities (yᵀ): the gradient reaching gather is column-major
+    x = torch.full((2, 3), float(r)).requires_grad_()
+    (gather(x).T * weights.T.contiguous() * (r + 1)).sum().backward()
+    result["gather_grad_transposed"] = x.grad
+
     # all_reduce: sum and mean, without gradient
     y = torch.tensor([1.0, 2.0]) * (r + 1)
     result["sum"] = all_reduce(y.requires_grad_(), "sum")
@@ -133,6 +138,14 @@ def test_gather_backpropagates_each_ranks_own_slice(ranks):
     total = sum(s + 1 for s in range(WORLD))
     for r, result in enumerate(ranks):
         torch.testing.assert_close(result["gather_grad"], total * weights[2 * r:2 * r + 2])
+
+
+def test_gather_backpropagates_a_non_contiguous_gradient(ranks):
+    weights = torch.arange(WORLD * 2 * 3, dtype=torch.float32).reshape(WORLD * 2, 3)
+    total = sum(s + 1 for s in range(WORLD))
+    for r, result in enumerate(ranks):
+        torch.testing.assert_close(result["gather_grad_transposed"],
+                                   total * weights[2 * r:2 * r + 2])
 
 
 def test_all_reduce_sums_and_averages(ranks):

@@ -4,12 +4,24 @@ import subprocess
 import sys
 import types
 
+import attrs
 import pytest
+import torch
+from torch import nn
 
-from corekit import hookimpl
+from corekit import Need, hookimpl, metrics
+from corekit import recipe as rc
+from corekit.builder import build_component
 from corekit.cli import main
+from corekit.components.clusterers import ClusterResult
+from corekit.composer import CompositionError
+from corekit.data import load_dataset
+from corekit.engine.trainer import StageTrainer
 from corekit.errors import PluginError
-from corekit.plugins import check_requirements, load_plugins
+from corekit.handoff import StageOutputs
+from corekit.plugins import HOOKS, check_requirements, load_plugins
+from corekit.registry import KINDS
+from corekit.run import DataCache, check_recipe, train
 from corekit.testing import plugin_set
 from tests.core import toy_plugin
 
@@ -110,28 +122,287 @@ def test_pip_installed_plugin_is_found_through_its_entry_point(tmp_path):
     assert 'type = "mylab.mylab_loss"' in shown
 
 
-def test_every_hook_registers_its_kind(tmp_path):
-    recipe = tmp_path / "r.toml"
-    recipe.write_text('[losses.a]\ntype = "nt_xent"\n')
+# -- one usable component through every hook -----------------------------------------------
 
-    def make(name):
-        return lambda register: register(f"every_{name}", lambda **kw: kw)
+class EveryBackbone(nn.Module):
+    """Flatten, then one linear layer."""
 
-    hooks = {
-        "register_backbones": make("backbone"),
-        "register_augmentations": make("augmentation"),
-        "register_heads": make("head"),
-        "register_losses": make("loss"),
-        "register_pseudo_labelers": make("pseudo_labeler"),
-        "register_clusterers": make("clusterer"),
-        "register_recipes": lambda register: register("every_recipe", recipe),
-    }
-    module = _module("every", **{k: hookimpl(v) for k, v in hooks.items()})
-    plugins = load_plugins(extra=[("every", module)])
-    assert plugins.plugin("every").status == "loaded"
-    for kind in ("backbone", "augmentation", "head", "loss", "pseudo_labeler", "clusterer",
-                 "recipe"):
-        assert plugins.registry.get(kind, f"every.every_{kind}").plugin == "every"
+    def __init__(self, in_channels: int, image_size: int, out_dim: int = 16) -> None:
+        super().__init__()
+        self.out_dim = out_dim
+        self.layer = nn.Linear(in_channels * image_size * image_size, out_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.layer(images.flatten(1))
+
+
+class EveryHead(nn.Module):
+    def __init__(self, in_dim: int, out_dim: int = 8) -> None:
+        super().__init__()
+        self.out_dim, self.produces = out_dim, "embedding"
+        self.layer = nn.Linear(in_dim, out_dim)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.layer(features)
+
+
+class EveryView(nn.Module):
+    """Normalised image plus a little noise: one view."""
+
+    def __init__(self, size: int, channels: int, mean=None, std=None, noise: float = 0.05):
+        super().__init__()
+        self.size, self.noise = size, noise
+        self.mean = torch.tensor(mean or [0.0] * channels).view(1, -1, 1, 1)
+        self.std = torch.tensor(std or [1.0] * channels).view(1, -1, 1, 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        assert images.shape[-1] == self.size
+        return (images - self.mean) / self.std + self.noise * torch.randn_like(images)
+
+
+class EveryLoss:
+    """Agreement of two views' projections; reads a plugin need kind and a plugin state."""
+
+    def needs(self) -> list[Need]:
+        return [Need.output("proj"), Need.views(2), Need("every_kind"),
+                Need.state("seen", "every_state")]
+
+    def __call__(self, step) -> torch.Tensor:
+        assert step.state("seen").visits.shape == (64,)
+        return (step.output("proj", 0) - step.output("proj", 1)).pow(2).mean()
+
+
+class EveryLabeler:
+    def __init__(self, threshold: float = 0.5) -> None:
+        self.threshold = threshold
+
+    def needs(self) -> list[Need]:
+        return [Need.output("proj")]
+
+    def __call__(self, step):
+        z = step.output("proj", 0).softmax(dim=1)
+        return z.argmax(dim=1), z.max(dim=1).values >= self.threshold
+
+
+class EveryClusterer:
+    """Cluster ``i mod K`` for image ``i``; counts its fits."""
+
+    def __init__(self, n_clusters: int) -> None:
+        self.n_clusters, self.fits = n_clusters, 0
+
+    def fit(self, features: torch.Tensor) -> ClusterResult:
+        self.fits += 1
+        labels = torch.arange(len(features)) % self.n_clusters
+        return ClusterResult(labels, torch.zeros(self.n_clusters, features.shape[1]), 0.0)
+
+
+class EveryState(nn.Module):
+    """How often each image was trained on, counted after every optimizer step."""
+
+    def __init__(self, n_images: int) -> None:
+        super().__init__()
+        self.register_buffer("visits", torch.zeros(n_images, dtype=torch.long))
+
+    def after_optimizer_step(self, step) -> None:
+        self.visits[step.indices] += 1
+
+
+@attrs.frozen(kw_only=True)
+class EverySchedule:
+    steps_per_epoch: int
+    epochs: int
+    scale: float = 1.0
+
+    def factor(self, step: int) -> float:
+        return self.scale
+
+
+class EverySGD(torch.optim.SGD):
+    pass
+
+
+def every_optimizer(params, lr: float, weight_decay: float = 0.0) -> EverySGD:
+    return EverySGD(params, lr=lr, weight_decay=weight_decay)
+
+
+class EverySampler:
+    """The first ``count`` images in dataset order."""
+
+    def order(self, n, count, generator, states) -> torch.Tensor:
+        return torch.arange(count) % n
+
+
+def every_kind(need: Need, ctx) -> str | None:
+    return None if ctx.stage.data.subset else "needs every_kind: set data.subset"
+
+
+EVERY_RECIPE = """
+name = "every_recipe"
+[data]
+name = "digits"
+subset = 64
+[model.backbone]
+type = "every.every_backbone"
+[model.heads.proj]
+type = "every_head"
+input = "backbone"
+[augment]
+type = "every_view"
+views = 2
+[losses.agree]
+type = "every_loss"
+[state.seen]
+type = "every_state"
+[clusterer]
+type = "every_clusterer"
+features = "proj"
+every = 0
+before_training = false
+[train]
+epochs = 1
+batch_size = 16
+steps_per_epoch = 2
+device = "cpu"
+checkpoint_every = 0
+optimizer = { type = "every_optimizer", lr = 0.1 }
+schedule = { type = "every_schedule", scale = 0.5 }
+sampler = { type = "every_sampler" }
+[eval]
+assign = "clusterer"
+"""
+
+
+def test_every_hook_registers_a_usable_component(tmp_path):
+    """One plugin registers one component through each of the twelve hooks; each is found in
+    the registry under its kind, and a recipe registered through the plugin trains with all of
+    them: the need kind is checked, the sampler orders the epoch, the state counts the visits,
+    the schedule scales the lr of the plugin's optimizer, the clusterer assigns."""
+    path = tmp_path / "every_recipe.toml"
+    path.write_text(EVERY_RECIPE)
+
+    @hookimpl
+    def register_backbones(register):
+        register("every_backbone", EveryBackbone)
+
+    @hookimpl
+    def register_augmentations(register):
+        register("every_view", EveryView)
+
+    @hookimpl
+    def register_heads(register):
+        register("every_head", EveryHead)
+
+    @hookimpl
+    def register_losses(register):
+        register("every_loss", EveryLoss)
+
+    @hookimpl
+    def register_pseudo_labelers(register):
+        register("every_labeler", EveryLabeler)
+
+    @hookimpl
+    def register_clusterers(register):
+        register("every_clusterer", EveryClusterer)
+
+    @hookimpl
+    def register_state_types(register):
+        register("every_state", EveryState)
+
+    @hookimpl
+    def register_schedules(register):
+        register("every_schedule", EverySchedule)
+
+    @hookimpl
+    def register_optimizers(register):
+        register("every_optimizer", every_optimizer)
+
+    @hookimpl
+    def register_samplers(register):
+        register("every_sampler", EverySampler)
+
+    @hookimpl
+    def register_need_kinds(register):
+        register("every_kind", every_kind)
+
+    @hookimpl
+    def register_recipes(register):
+        register("every_recipe", path)
+
+    impls = [register_backbones, register_augmentations, register_heads, register_losses,
+             register_pseudo_labelers, register_clusterers, register_state_types,
+             register_schedules, register_optimizers, register_samplers, register_need_kinds,
+             register_recipes]
+    assert sorted(f.__name__ for f in impls) == sorted(HOOKS.values())
+    plugins = plugin_set(_module("every", **{f.__name__: f for f in impls}), name="every")
+    info = plugins.plugin("every")
+    assert info.status == "loaded", info.error
+    factories = {"backbone": EveryBackbone, "augmentation": EveryView, "head": EveryHead,
+                 "loss": EveryLoss, "pseudo_labeler": EveryLabeler,
+                 "clusterer": EveryClusterer, "state": EveryState, "schedule": EverySchedule,
+                 "optimizer": every_optimizer, "sampler": EverySampler, "need": every_kind,
+                 "recipe": path}
+    assert set(factories) == set(KINDS)
+    for kind, obj in factories.items():
+        name = "every_view" if kind == "augmentation" else f"every_{kind}"
+        name = {"need": "every_kind", "pseudo_labeler": "every_labeler"}.get(kind, name)
+        entry = plugins.registry.get(kind, f"every.{name}")
+        assert entry.obj is obj and entry.plugin == "every"
+        assert info.components[kind] == [name]
+
+    recipe = rc.resolve("every_recipe", plugins.find_recipe)
+    assert plugins.find_recipe("every_recipe") == path
+    (composed,) = check_recipe(recipe, plugins, DataCache(torch.device("cpu")))
+    assert isinstance(composed.optimizer, EverySGD)
+    assert isinstance(composed.schedule, EverySchedule) and composed.schedule.factor(1) == 0.5
+    assert isinstance(composed.sampler, EverySampler)
+    assert isinstance(composed.clusterer, EveryClusterer)
+    assert isinstance(composed.state["seen"], EveryState)
+    assert isinstance(composed.views[0], EveryView)
+    assert isinstance(composed.model.online.part("backbone"), EveryBackbone)
+    assert isinstance(composed.model.online.part("proj"), EveryHead)
+    assert isinstance(composed.losses[0].fn, EveryLoss)
+
+    without_subset = rc.resolve("every_recipe", plugins.find_recipe,
+                                overrides=["data.subset=0"])
+    with pytest.raises(CompositionError, match="needs every_kind: set data.subset"):
+        check_recipe(without_subset, plugins, DataCache(torch.device("cpu")))
+
+    out = tmp_path / "run"
+    final = train(recipe, out, plugins, log=lambda _: None, progress=False)
+    visits = StageOutputs.load(out / "stages" / "main").state["seen"]["visits"]
+    assert visits[:32].tolist() == [1] * 32 and visits[32:].sum() == 0  # sampler + state
+    (record,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert record["lr"] == pytest.approx(0.1 * 0.5)  # schedule x optimizer's base lr
+    subset = load_dataset("digits").subset(64, 0)
+    assert final["nmi"] == pytest.approx(metrics.nmi(subset.labels, torch.arange(64) % 10))
+
+    trainer = StageTrainer(composed, tmp_path / "probe", torch.device("cpu"), None, 0,
+                           lambda _: None, progress=False)
+    images = composed.train_set.batch(torch.arange(8))
+    step = trainer.make_step(torch.arange(8), trainer.views(images), 0)
+    labeler = build_component(plugins, "pseudo_labeler", "every_labeler", {"threshold": 0.0},
+                              "test")
+    labels, mask = labeler(step)
+    assert labels.shape == (8,) and mask.all()
+    assert torch.equal(labels, step.output("proj", 0).argmax(dim=1))
+
+
+def test_scaffolded_plugin_tests_pass(tmp_path, monkeypatch):
+    """The tests ``deepclust new-plugin`` writes pass on the plugin it writes."""
+    import importlib.util
+
+    from corekit.scaffold import new_plugin
+
+    root = new_plugin("scaffoldcheck", tmp_path)
+    monkeypatch.syspath_prepend(str(root))
+    spec = importlib.util.spec_from_file_location("scaffoldcheck_tests",
+                                                  root / "tests" / "test_scaffoldcheck.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tests = sorted(name for name in vars(module) if name.startswith("test_"))
+    assert tests == ["test_loss_is_registered", "test_trains"]
+    module.test_loss_is_registered()
+    module.test_trains(tmp_path / "run")
 
 
 def test_plugin_set_with_several_modules_loads_them_all():

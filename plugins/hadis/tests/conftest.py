@@ -4,17 +4,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
 
 import corekit.builtins  # noqa: F401  (heavy imports at collection, not in a test)
 from corekit import recipe as rc
-from corekit.cli import recipe_finder
 from corekit.composer import Composed, compose
 from corekit.data import ImageSet, load_dataset
+from corekit.engine.trainer import StageTrainer
 from corekit.plugins import Plugins, load_plugins
 from corekit.step import Step
+
+CPU = torch.device("cpu")
 
 
 @pytest.fixture
@@ -29,25 +32,24 @@ def digits() -> ImageSet:
 
 
 @pytest.fixture
-def compose_step(plugins: Plugins, digits: ImageSet) -> Callable[..., tuple[Composed, Step]]:
+def compose_step(plugins: Plugins, digits: ImageSet,
+                 tmp_path: Path) -> Callable[..., tuple[Composed, Step]]:
     """``compose_step(recipe, epoch, *overrides)``: the composed digits preset of ``recipe`` and
-    one step on 32 images at ``epoch``, with every ``on_epoch_start`` hook already called and
-    pseudo-labels ``i mod K``."""
+    one step (global step 1) on 32 images at ``epoch``, made by the stage's trainer after every
+    ``on_epoch_start`` hook has fired for ``epoch``, with pseudo-labels ``i mod K``."""
 
     def build(recipe: str = "hadis", epoch: int = 0, *overrides: str) -> tuple[Composed, Step]:
-        stage = rc.resolve(recipe, recipe_finder(plugins), "digits", list(overrides)).stages[0]
-        composed = compose(plugins, stage, lambda name: digits, torch.device("cpu"))
-        for name in composed.model.online.names():
-            hook = getattr(composed.model.online.part(name), "on_epoch_start", None)
-            if hook is not None:
-                hook(epoch, stage.train.epochs)
+        stage = rc.resolve(recipe, plugins.find_recipe, "digits", list(overrides)).stages[0]
+        composed = compose(plugins, stage, lambda name: digits, CPU)
+        trainer = StageTrainer(composed, tmp_path, CPU, None, 0, lambda _: None, progress=False)
+        trainer.ctx.epoch = epoch
+        trainer.hooks.fire("on_epoch_start", trainer.ctx)
         labels = torch.arange(len(digits)) % composed.n_clusters
         composed.pseudo.write(labels, torch.zeros(composed.n_clusters, 1))
         indices = torch.arange(32)
         images = digits.batch(indices)
-        step = Step(model=composed.model, views=[view(images) for view in composed.views],
-                    indices=indices, epoch=epoch, global_step=1, epochs=stage.train.epochs,
-                    pseudo=composed.pseudo)
+        trainer.global_step = 1
+        step = trainer.make_step(indices, [view(images) for view in composed.views], epoch)
         return composed, step
 
     return build

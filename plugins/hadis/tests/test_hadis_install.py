@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+PLUGINS = Path(__file__).resolve().parents[2]  # plugins/hadis/tests -> plugins
 
 
 def test_pip_install_hadis_pulls_propos_from_the_sibling_folder(tmp_path):

@@ -14,10 +14,13 @@ from deepclust_hadis.plugin import RECIPES
 from deepclust_propos import PSA, PSL
 from deepclust_propos.plugin import RECIPES as PROPOS_RECIPES
 
+from corekit import metrics
 from corekit import recipe as rc
-from corekit.cli import recipe_finder
+from corekit.composer import Composed
+from corekit.engine.trainer import StageTrainer
 from corekit.plugins import Plugins
 from corekit.run import train
+from corekit.step import Step
 
 
 def test_loads_through_its_entry_point(plugins: Plugins) -> None:
@@ -37,19 +40,45 @@ def test_dsa_and_pcl_are_the_propos_objects(plugins: Plugins) -> None:
     assert registry.get("loss", "hsd").obj is HSD
 
 
-def losses_of(compose_step: Callable, epoch: int, *overrides: str) -> dict[str, float]:
-    torch.manual_seed(0)
-    composed, step = compose_step("hadis", epoch, *overrides)
-    torch.manual_seed(1)
+HSD_OVERRIDES = ('losses.hsd.type="hsd"', 'losses.hsd.pred="pred"', 'losses.hsd.target="proj"',
+                 "losses.hsd.temperature=0.5")
+
+
+def loss_values(composed: Composed, step: Step, seed: int = 1) -> dict[str, float]:
+    """Every loss of ``composed`` on ``step``, the noise of both views drawn first from
+    ``seed`` (so two recipes see the same draws)."""
+    torch.manual_seed(seed)
+    step.output("pred", 0), step.output("pred", 1)
     return {loss.name: loss.fn(step).item() for loss in composed.losses}
 
 
 def test_alias_recipes_give_identical_losses(compose_step: Callable) -> None:
-    hadis_names = losses_of(compose_step, 6)
-    propos_names = losses_of(compose_step, 6, 'losses.psa.type="propos_psa"',
-                             'losses.psl.type="propos_psl"')
-    assert hadis_names == propos_names
-    assert set(hadis_names) == {"psa", "psl", "hsd"}
+    """The hadis recipe (DSA, PCL, HSD under HaDis's names) and the propos recipe (PSA, PSL
+    under ProPos's names) with HSD added give the same loss values on one batch, one set of
+    weights and one noise draw: ``dsa``/``pcl`` are ProPos's losses with the same defaults."""
+    epoch = 6  # after the warm-up: the noise is on and PCL is active
+    hadis, hadis_step = compose_step("hadis", epoch)
+    propos, _ = compose_step("propos", epoch, *HSD_OVERRIDES)
+    assert {w.name: w.label for w in hadis.losses} == {"psa": "dsa", "psl": "pcl",
+                                                       "hsd": "hsd"}
+    assert {w.name: w.label for w in propos.losses} == {"psa": "propos_psa",
+                                                        "psl": "propos_psl", "hsd": "hsd"}
+    propos.model.online.load_state_dict(hadis.model.online.state_dict())
+    for name, module in hadis.state.items():
+        propos.state[name].load_state_dict(module.state_dict())
+    propos_step = Step(model=propos.model, views=hadis_step.views, indices=hadis_step.indices,
+                       epoch=epoch, global_step=1, epochs=hadis_step.epochs,
+                       states=propos.state)
+
+    by_hadis = loss_values(hadis, hadis_step)
+    by_propos = loss_values(propos, propos_step)
+    assert set(by_hadis) == {"psa", "psl", "hsd"}
+    assert by_hadis == by_propos
+    redrawn = Step(model=propos.model, views=hadis_step.views, indices=hadis_step.indices,
+                   epoch=epoch, global_step=1, epochs=hadis_step.epochs, states=propos.state)
+    assert loss_values(propos, redrawn, seed=2)["psa"] != by_hadis["psa"]  # the draw matters
+    pcl, psl = (next(w for w in c.losses if w.name == "psl") for c in (hadis, propos))
+    assert pcl.weight == psl.weight == 0.1 and pcl.start_epoch == psl.start_epoch == 5
 
 
 def test_composer_injects_n_clusters_into_pcl(compose_step: Callable) -> None:
@@ -89,8 +118,8 @@ def presets() -> list[str]:
 
 @pytest.mark.parametrize("preset", presets())
 def test_every_preset_validates_with_one_warm_up_length(plugins: Plugins, preset: str) -> None:
-    stage = rc.resolve("hadis", recipe_finder(plugins), preset).stages[0]
-    warm_up = stage.train.schedule.warmup_epochs
+    stage = rc.resolve("hadis", plugins.find_recipe, preset).stages[0]
+    warm_up = stage.train.schedule.options["warmup_epochs"]
     assert stage.losses["psl"].start_epoch == warm_up
     assert stage.model.heads["noisy"].options["start_epoch"] == warm_up
     assert {name: loss.type for name, loss in stage.losses.items()} == {
@@ -111,34 +140,73 @@ PAPER = {
 
 @pytest.mark.parametrize("preset", sorted(PAPER))
 def test_paper_presets_follow_the_spec_table(plugins: Plugins, preset: str) -> None:
-    stage = rc.resolve("hadis", recipe_finder(plugins), preset).stages[0]
+    stage = rc.resolve("hadis", plugins.find_recipe, preset).stages[0]
     size, batch, lr, lam, ema, sampler, k = PAPER[preset]
     assert stage.augment.size == size and stage.augment.normalize
     assert (stage.train.batch_size, stage.train.optimizer.lr) == (batch, lr)
     assert stage.losses["psl"].weight == lam
     assert (stage.model.target.schedule, stage.model.target.momentum) == (ema, 0.996)
-    assert stage.train.sampler == sampler and stage.data.n_clusters == k
+    assert stage.train.sampler.type == sampler and stage.data.n_clusters == k
     assert stage.model.backbone.type == "resnet18_cifar" and stage.train.epochs == 1000
     opt = stage.train.optimizer
-    assert (opt.type, opt.momentum, opt.weight_decay, opt.lr_mult) == (
+    assert (opt.type, opt.options["momentum"], opt.weight_decay, opt.lr_mult) == (
         "sgd", 0.9, 5e-4, {"heads.pred": 10.0})
     assert stage.model.heads["noisy"].options == {"std": 0.001, "start_epoch": 50}
     assert stage.losses["psl"].options["temperature"] == 0.5
     assert stage.clusterer.options == {"n_init": 10, "max_iter": 300}
 
 
-def test_tiny_training_run_writes_final_json(plugins: Plugins, tmp_path: Path) -> None:
-    recipe = rc.resolve("hadis", recipe_finder(plugins), "digits",
+@pytest.fixture
+def evaluations(monkeypatch: pytest.MonkeyPatch) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    """(labels, assignments, K) of every evaluation the engine runs, recorded as it runs it."""
+    seen: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+    original = StageTrainer.assignments
+
+    def spy(self: StageTrainer) -> torch.Tensor:
+        pred = original(self)
+        seen.append((self.c.train_set.labels.cpu(), pred.cpu(), self.c.n_clusters))
+        return pred
+
+    monkeypatch.setattr(StageTrainer, "assignments", spy)
+    return seen
+
+
+def chance_level(labels: torch.Tensor, pred: torch.Tensor, k: int) -> dict[str, float]:
+    """The best NMI/ACC/ARI of 20 shuffles of ``pred``: the run's cluster sizes, but no relation
+    to the images (about 0.01 NMI and 0.14 ACC on digits)."""
+    gen = torch.Generator().manual_seed(0)
+    runs = [metrics.evaluate(labels, pred[torch.randperm(len(pred), generator=gen)], k)
+            for _ in range(20)]
+    return {key: max(run[key] for run in runs) for key in ("nmi", "acc", "ari")}
+
+
+def check_final_metrics(written: dict, evaluations: list) -> None:
+    """``final.json``'s NMI/ACC/ARI are those of the assignments of the last evaluation, and
+    clearly above chance for them (measured on tiny runs: NMI 0.22-0.46 vs chance < 0.02)."""
+    labels, pred, k = evaluations[-1]
+    recomputed = metrics.evaluate(labels, pred, k)
+    assert {key: written[key] for key in ("nmi", "acc", "ari")} == {
+        key: recomputed[key] for key in ("nmi", "acc", "ari")}
+    chance = chance_level(labels, pred, k)
+    assert written["nmi"] > chance["nmi"] + 0.1, (written, chance)
+    assert written["acc"] > chance["acc"] + 0.05, (written, chance)
+    assert written["ari"] > chance["ari"] + 0.05, (written, chance)
+
+
+def test_tiny_training_run_writes_final_json(plugins: Plugins, tmp_path: Path,
+                                             evaluations: list) -> None:
+    recipe = rc.resolve("hadis", plugins.find_recipe, "digits",
                         ["train.epochs=1", "train.steps_per_epoch=3"])
     final = train(recipe, tmp_path, plugins, log=lambda _: None, progress=False)
     written = json.loads((tmp_path / "final.json").read_text())
     assert written["nmi"] == pytest.approx(final["nmi"])
+    check_final_metrics(written, evaluations)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert {"psa", "hsd"} <= set(records[-1]) and "psl" not in records[-1]  # PCL gated
 
 
 @pytest.mark.slow
 def test_digits_preset_clusters_well(plugins: Plugins, tmp_path: Path) -> None:
-    recipe = rc.resolve("hadis", recipe_finder(plugins), "digits")
+    recipe = rc.resolve("hadis", plugins.find_recipe, "digits")
     final = train(recipe, tmp_path, plugins, log=lambda _: None, progress=False)
     assert final["nmi"] > 0.8 and final["acc"] > 0.8  # k-means on raw pixels: NMI 0.742

@@ -1,14 +1,46 @@
-"""Fixtures for the ProPos tests: the core plus only the propos plugin, via its entry point."""
+"""Fixtures for the ProPos tests: the core plus only the propos plugin, via its entry point,
+and the trainer of a composed propos recipe."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
+import torch
 
 import corekit.builtins  # noqa: F401  (heavy imports at collection, not in a test)
+from corekit import recipe as rc
+from corekit.composer import compose
+from corekit.data import ImageSet, load_dataset
+from corekit.engine.trainer import StageTrainer
 from corekit.plugins import Plugins, load_plugins
+
+CPU = torch.device("cpu")
 
 
 @pytest.fixture
 def plugins(monkeypatch: pytest.MonkeyPatch) -> Plugins:
     monkeypatch.setenv("DEEPCLUST_PLUGINS", "propos")
     return load_plugins()
+
+
+@pytest.fixture(scope="session")
+def digits() -> ImageSet:
+    return load_dataset("digits")
+
+
+@pytest.fixture
+def stage_trainer(plugins: Plugins, digits: ImageSet,
+                  tmp_path: Path) -> Callable[..., StageTrainer]:
+    """``stage_trainer(recipe, *overrides)``: the trainer of ``recipe``'s digits preset composed
+    on CPU (``trainer.c`` is the composed stage). To enter epoch ``e``, set
+    ``trainer.ctx.epoch = e`` and fire ``trainer.hooks.fire("on_epoch_start", trainer.ctx)``."""
+
+    def build(recipe: str = "propos", *overrides: str) -> StageTrainer:
+        stage = rc.resolve(recipe, plugins.find_recipe, "digits", list(overrides)).stages[0]
+        composed = compose(plugins, stage, lambda name: digits, CPU)
+        return StageTrainer(composed, tmp_path, CPU, None, 0, lambda _: None, progress=False)
+
+    return build
+

@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from deepclust_propos import PSA, PSL, LatentGaussianNoise
 
+from corekit import metrics
 from corekit import recipe as rc
-from corekit.cli import recipe_finder
+from corekit.engine.trainer import StageTrainer
 from corekit.plugins import Plugins
 from corekit.run import train
 
@@ -40,8 +42,8 @@ def presets() -> list[str]:
 
 @pytest.mark.parametrize("preset", presets())
 def test_every_preset_validates_with_one_warm_up_length(plugins: Plugins, preset: str) -> None:
-    stage = rc.resolve("propos", recipe_finder(plugins), preset).stages[0]
-    warm_up = stage.train.schedule.warmup_epochs
+    stage = rc.resolve("propos", plugins.find_recipe, preset).stages[0]
+    warm_up = stage.train.schedule.options["warmup_epochs"]
     assert stage.losses["psl"].start_epoch == warm_up
     assert stage.model.heads["noisy"].options["start_epoch"] == warm_up
     assert stage.model.heads["pred"].input == "noisy"
@@ -50,7 +52,7 @@ def test_every_preset_validates_with_one_warm_up_length(plugins: Plugins, preset
 
 
 def test_paper_defaults(plugins: Plugins) -> None:
-    stage = rc.resolve("propos", recipe_finder(plugins), "cifar10").stages[0]
+    stage = rc.resolve("propos", plugins.find_recipe, "cifar10").stages[0]
     assert stage.model.backbone.type == "resnet18_cifar"
     assert stage.model.heads["proj"].options == {"hidden": 4096, "out_dim": 256,
                                                   "batch_norm": True}
@@ -61,17 +63,55 @@ def test_paper_defaults(plugins: Plugins) -> None:
     assert stage.augment.options["strength"] == 0.5 and stage.augment.normalize
 
 
-def test_tiny_training_run_writes_final_json(plugins: Plugins, tmp_path: Path) -> None:
-    recipe = rc.resolve("propos", recipe_finder(plugins), "digits",
+@pytest.fixture
+def evaluations(monkeypatch: pytest.MonkeyPatch) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    """(labels, assignments, K) of every evaluation the engine runs, recorded as it runs it."""
+    seen: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+    original = StageTrainer.assignments
+
+    def spy(self: StageTrainer) -> torch.Tensor:
+        pred = original(self)
+        seen.append((self.c.train_set.labels.cpu(), pred.cpu(), self.c.n_clusters))
+        return pred
+
+    monkeypatch.setattr(StageTrainer, "assignments", spy)
+    return seen
+
+
+def chance_level(labels: torch.Tensor, pred: torch.Tensor, k: int) -> dict[str, float]:
+    """The best NMI/ACC/ARI of 20 shuffles of ``pred``: the run's cluster sizes, but no relation
+    to the images (about 0.01 NMI and 0.14 ACC on digits)."""
+    gen = torch.Generator().manual_seed(0)
+    runs = [metrics.evaluate(labels, pred[torch.randperm(len(pred), generator=gen)], k)
+            for _ in range(20)]
+    return {key: max(run[key] for run in runs) for key in ("nmi", "acc", "ari")}
+
+
+def check_final_metrics(written: dict, evaluations: list) -> None:
+    """``final.json``'s NMI/ACC/ARI are those of the assignments of the last evaluation, and
+    clearly above chance for them (measured on tiny runs: NMI 0.22-0.46 vs chance < 0.02)."""
+    labels, pred, k = evaluations[-1]
+    recomputed = metrics.evaluate(labels, pred, k)
+    assert {key: written[key] for key in ("nmi", "acc", "ari")} == {
+        key: recomputed[key] for key in ("nmi", "acc", "ari")}
+    chance = chance_level(labels, pred, k)
+    assert written["nmi"] > chance["nmi"] + 0.1, (written, chance)
+    assert written["acc"] > chance["acc"] + 0.05, (written, chance)
+    assert written["ari"] > chance["ari"] + 0.05, (written, chance)
+
+
+def test_tiny_training_run_writes_final_json(plugins: Plugins, tmp_path: Path,
+                                             evaluations: list) -> None:
+    recipe = rc.resolve("propos", plugins.find_recipe, "digits",
                         ["train.epochs=1", "train.steps_per_epoch=3"])
     final = train(recipe, tmp_path, plugins, log=lambda _: None, progress=False)
     written = json.loads((tmp_path / "final.json").read_text())
     assert written["nmi"] == pytest.approx(final["nmi"])
-    assert 0.0 <= written["nmi"] <= 1.0
+    check_final_metrics(written, evaluations)
 
 
 @pytest.mark.slow
 def test_digits_preset_clusters_well(plugins: Plugins, tmp_path: Path) -> None:
-    recipe = rc.resolve("propos", recipe_finder(plugins), "digits")
+    recipe = rc.resolve("propos", plugins.find_recipe, "digits")
     final = train(recipe, tmp_path, plugins, log=lambda _: None, progress=False)
     assert final["nmi"] > 0.8 and final["acc"] > 0.8  # k-means on raw pixels: NMI 0.742
