@@ -9,6 +9,7 @@ naming the recipe key and what to add.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -224,9 +225,11 @@ def build_state(plugins: Plugins, stage: rc.Stage, network: Network, n_images: i
                "total_steps": stage.train.epochs * steps_per_epoch}
     with problems.collect():
         specs = state_specs(stage)
-        for index, (name, (path, spec)) in enumerate(specs.items()):
+        for name, (path, spec) in specs.items():
             with problems.collect():
-                generator = torch.Generator().manual_seed(stage.train.seed + index)
+                # seeded by (seed, name): adding a state never changes another's init
+                generator = torch.Generator().manual_seed(stage.train.seed * 1_000_003
+                                                          + zlib.crc32(name.encode()))
                 state[name] = build_component(plugins, "state", spec.type, spec.options, path,
                                               generator=generator, **context)
     if stage.clusterer is not None and PSEUDO not in state:

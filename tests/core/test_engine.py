@@ -207,6 +207,12 @@ def test_cli_listings(capsys):
     assert main(["components", "clusterer"]) == 0
     out = capsys.readouterr().out
     assert "core.kmeans" in out and "core.spherical_kmeans" in out
+    assert main(["components", "loss"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("loss components:\n") and "losss" not in out
+    assert main(["components"]) == 0
+    headers = [line for line in capsys.readouterr().out.splitlines() if line.endswith(":")]
+    assert "state components:" in headers and "need components:" in headers
     assert main(["recipes"]) == 0
     assert "core.simclr-kmeans" in capsys.readouterr().out
     assert main(["components", "lossez"]) == 2
