@@ -287,6 +287,7 @@ class StageTrainer:
         c.model.online.train()
         for branch in c.model.branches.values():
             branch.network.train()
+        self.stage_dir.mkdir(parents=True, exist_ok=True)
         self.hooks.fire("on_stage_start", self.context(0))
         if resume is not None:
             self.load_state_dict(resume)

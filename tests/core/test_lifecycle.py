@@ -41,6 +41,8 @@ def test_hooks_fire_in_the_declared_order(tmp_path):
     expected.append(("on_stage_end", 1, 4))
     assert recorder.calls == expected
     assert recorder.extracted == [(256, 16), (256, 16)]  # target:proj of the whole set
+    saved = tmp_path / "stages" / "main" / "hook_calls.txt"  # a component's own stage output
+    assert saved.read_text() == f"{len(expected)}\n"
 
 
 def test_target_ema_moves_after_the_optimizer_step(tmp_path):

@@ -79,6 +79,27 @@ def test_memory_bank_momentum_and_fixed_updates():
     assert torch.equal(bank.read()[1:], torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
 
 
+def test_memory_bank_encode_init_and_fixed_rows(tmp_path):
+    from corekit.composer import compose
+    from corekit.engine.trainer import StageTrainer
+    from corekit.run import DataCache
+
+    raw = tiny_recipe(state={"emb": {"type": "memory_bank", "source": "online:backbone",
+                                     "init": "encode", "update": "fixed"}})
+    stage = rc.validate(raw).stages[0]
+    cache = DataCache(torch.device("cpu"))
+    c = compose(PLUGINS, stage, lambda n: cache(n, 256), torch.device("cpu"), None, 3)
+    trainer = StageTrainer(c, tmp_path, torch.device("cpu"), None, 0, lambda _: None,
+                           progress=False)
+    random_rows = c.state["emb"].read().clone()
+    trainer.hooks.fire("on_stage_start", trainer.context(0))
+    encoded = torch.nn.functional.normalize(trainer.features("online:backbone", c.train_set))
+    assert torch.allclose(c.state["emb"].read(), encoded, atol=1e-6)
+    assert not torch.allclose(random_rows, encoded, atol=1e-3)
+    trainer.run()  # "fixed": training never moves the rows after the encode at stage start
+    assert torch.allclose(c.state["emb"].read(), encoded, atol=1e-6)
+
+
 def test_ema_schedule_override_and_buffers():
     online = tiny_network(2)
     online.encoders["backbone"].register_buffer("stat", torch.zeros(1))

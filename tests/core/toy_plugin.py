@@ -174,6 +174,7 @@ class HookRecorder(nn.Module):
 
     def on_stage_end(self, ctx) -> None:
         self.calls.append(("on_stage_end", ctx.epoch, ctx.global_step))
+        (ctx.out_dir / "hook_calls.txt").write_text(f"{len(self.calls)}\n")
 
 
 @attrs.define
