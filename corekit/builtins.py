@@ -16,6 +16,7 @@ from corekit.components import (
     samplers,
     schedules,
 )
+from corekit.data import BUILTIN_DATASETS
 from corekit.hookspecs import hookimpl
 from corekit.registry import RegisterFn, register_recipe_dir
 
@@ -102,6 +103,12 @@ def register_samplers(register: RegisterFn) -> None:
 def register_need_kinds(register: RegisterFn) -> None:
     for kind, check in needs.CORE_NEED_KINDS.items():
         register(kind, check)
+
+
+@hookimpl
+def register_datasets(register: RegisterFn) -> None:
+    for name, loader in BUILTIN_DATASETS.items():
+        register(name, loader)
 
 
 @hookimpl

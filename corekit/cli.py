@@ -64,7 +64,7 @@ def cmd_check(args: argparse.Namespace, plugins: Plugins) -> int:
     from corekit.run import DataCache, check_recipe
 
     recipe = _resolve(args, plugins)
-    cache = DataCache(resolve_device(recipe.stages[0].train.device))
+    cache = DataCache(resolve_device(recipe.stages[0].train.device), plugins.datasets())
     composed = check_recipe(recipe, plugins, cache)
     for c in composed:
         losses = ", ".join(w.name for w in c.losses)

@@ -99,6 +99,13 @@ def register_need_kinds(register: RegisterFn) -> None:
 
 
 @hookspec
+def register_datasets(register: RegisterFn) -> None:
+    """Data sets for ``--data NAME`` / ``data.name = "NAME[:PATH]"``: ``loader(folder) ->
+    ImageSet`` (``folder`` is the PATH, or None), deterministic (seeded) when it generates
+    images. Fired once at plugin load."""
+
+
+@hookspec
 def register_recipes(register: RegisterFn) -> None:
     """Recipes: ``register(name, path_to_toml)``; a recipe file may carry per-dataset presets.
     Fired once at plugin load."""

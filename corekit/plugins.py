@@ -38,6 +38,7 @@ HOOKS: dict[str, str] = {
     "optimizer": "register_optimizers",
     "sampler": "register_samplers",
     "need": "register_need_kinds",
+    "dataset": "register_datasets",
     "recipe": "register_recipes",
 }
 assert set(HOOKS) == set(KINDS)
@@ -80,6 +81,11 @@ class Plugins:
             names = self.registry.names("recipe")
             raise RecipeError(f"unknown recipe {name!r}; {did_you_mean(name, names)} "
                               f"(or pass a path to a .toml file){self.failure_note()}") from None
+
+    def datasets(self) -> dict[str, Any]:
+        """Every registered dataset loader by name (aliases included), for ``load_dataset``."""
+        return {name: self.registry.get("dataset", name).obj
+                for name in self.registry.names("dataset")}
 
     def failures(self) -> list[PluginInfo]:
         return [p for p in self.info if p.status == "failed"]

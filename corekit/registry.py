@@ -29,6 +29,7 @@ KINDS: dict[str, str] = {
     "optimizer": "factory(params, lr, weight_decay, **options) -> torch.optim.Optimizer",
     "sampler": "an epoch's image order; factory(**options) with order(n, count, generator, states)",
     "need": "a need kind's checker: check(need, ctx) -> None or what to add",
+    "dataset": "a data set: loader(folder or None) -> ImageSet, used as --data NAME[:PATH]",
     "recipe": "a TOML recipe file; register(name, path)",
 }
 

@@ -6,7 +6,7 @@ import json
 import platform
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import torch
 from corekit import metrics
 from corekit import recipe as rc
 from corekit.composer import Composed, CompositionError, compose
-from corekit.data import ImageSet, load_dataset
+from corekit.data import BUILTIN_DATASETS, ImageSet, Loader, load_dataset
 from corekit.engine import checkpoint
 from corekit.engine.devices import resolve_device, resolve_precision
 from corekit.engine.trainer import StageTrainer, steps_per_epoch
@@ -33,16 +33,19 @@ def seed_everything(seed: int) -> None:
 
 
 class DataCache:
-    """Datasets loaded once per run and moved to the device."""
+    """Datasets loaded once per run and moved to the device. ``loaders`` are the registered
+    datasets (``Plugins.datasets()``); by default the core's."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device,
+                 loaders: Mapping[str, Loader] = BUILTIN_DATASETS) -> None:
         self.device = device
+        self.loaders = loaders
         self._sets: dict[str, ImageSet] = {}
 
     def __call__(self, name: str, subset: int | None = None, seed: int = 0) -> ImageSet:
         key = f"{name}|{subset}|{seed}"
         if key not in self._sets:
-            data = load_dataset(name)
+            data = load_dataset(name, loaders=self.loaders)
             if subset:
                 data = data.subset(subset, seed)
             self._sets[key] = data.to(self.device)
@@ -134,7 +137,7 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
     """
     first = recipe.stages[0]
     device = resolve_device(first.train.device)
-    cache = DataCache(device)
+    cache = DataCache(device, plugins.datasets())
     check_recipe(recipe, plugins, cache)
     target = recipe.stage(only) if only else None
     if resume and target is None and all(_finished(out, s) for s in recipe.stages):
@@ -225,7 +228,7 @@ def evaluate_run(run_dir: Path, plugins: Plugins) -> dict[str, float]:
     earlier = {s.name: StageOutputs.load(stage_dir(run_dir, s)) for s in recipe.stages[:index]}
     previous = earlier[recipe.stages[index - 1].name] if index else None
     device = resolve_device(stage.train.device)
-    datasets = _datasets(DataCache(device), stage)
+    datasets = _datasets(DataCache(device, plugins.datasets()), stage)
     composed = compose(plugins, stage, datasets, device, previous, _steps(stage, datasets),
                        earlier)
     trainer = StageTrainer(composed, run_dir, device,

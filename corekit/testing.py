@@ -1,33 +1,76 @@
 """Helpers for testing plugins in isolation (import from your plugin's tests).
 
 ``plugin_set(module)`` loads the core plus just your plugin module (no other installed
-plugin), so a test sees exactly what your plugin registers. ``tiny_recipe`` gives a recipe
-dict that trains in a second on a slice of ``digits``; ``run_tiny`` trains it.
+plugin), so a test sees exactly what your plugin registers; ``load_only("name")`` does the same
+for installed plugins, through their entry points. ``tiny_recipe`` gives a recipe dict that
+trains in a second on a slice of ``digits``; ``run_tiny`` trains it; ``compose_trainer`` gives
+the trainer of a recipe's preset without training.
+
+``FakeStep`` stands in for :class:`corekit.Step` when calling a loss on fixed tensors;
+``run_on_ranks`` runs a function on several gloo processes and ``ddp_mean`` /
+``rank_slice`` are what a rank does with its gradient and its share of the batch.
+
+``record_evaluations``, ``chance_level`` and ``assert_above_chance`` check that a tiny run's
+final NMI/ACC/ARI are those of its last evaluation and above chance; ``loss_probe``,
+``regression_probe`` and ``assert_losses_match`` compare a recipe's loss values with recorded
+ones.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corekit import recipe as rc
 from corekit.plugins import Plugins, load_plugins
 
+if TYPE_CHECKING:
+    import pytest
+    import torch
 
-def plugin_set(*modules: ModuleType, name: str = "under_test") -> Plugins:
-    """The core's components plus ``modules``, with every installed plugin switched off."""
-    names = [name if len(modules) == 1 else f"{name}{i}" for i in range(len(modules))]
+    from corekit.data import ImageSet
+    from corekit.engine.trainer import StageTrainer
+
+
+@contextmanager
+def _only_plugins(names: Sequence[str]) -> Iterator[None]:
+    """``DEEPCLUST_PLUGINS`` set to ``names`` inside the block, restored after it."""
     saved = os.environ.get("DEEPCLUST_PLUGINS")
     os.environ["DEEPCLUST_PLUGINS"] = ",".join(names)
     try:
-        return load_plugins(extra=list(zip(names, modules, strict=True)))
+        yield
     finally:
         if saved is None:
             os.environ.pop("DEEPCLUST_PLUGINS")
         else:
             os.environ["DEEPCLUST_PLUGINS"] = saved
+
+
+def _names(plugins: str | Sequence[str]) -> list[str]:
+    items = plugins.split(",") if isinstance(plugins, str) else list(plugins)
+    return [name.strip() for name in items if name.strip()]
+
+
+def plugin_set(*modules: ModuleType, name: str = "under_test") -> Plugins:
+    """The core's components plus ``modules``, with every installed plugin switched off."""
+    names = [name if len(modules) == 1 else f"{name}{i}" for i in range(len(modules))]
+    with _only_plugins(names):
+        return load_plugins(extra=list(zip(names, modules, strict=True)))
+
+
+def load_only(plugins: str | Sequence[str]) -> Plugins:
+    """The core plus only the installed plugins ``plugins`` (``"propos,hadis"`` or a list of
+    names), loaded through their entry points as ``DEEPCLUST_PLUGINS=propos,hadis`` would; the
+    environment is restored afterwards. List a plugin's base plugins too (hadis needs propos)."""
+    names = _names(plugins)
+    if not names:
+        raise ValueError("load_only needs at least one plugin name")
+    with _only_plugins(names):
+        return load_plugins()
 
 
 def tiny_recipe(**sections: Any) -> dict[str, Any]:
@@ -50,6 +93,124 @@ def run_tiny(raw: dict[str, Any], out: Path, plugins: Plugins, **kwargs: Any) ->
     from corekit.run import train
 
     return train(rc.validate(raw), out, plugins, log=lambda _: None, progress=False, **kwargs)
+
+
+def compose_trainer(plugins: Plugins, recipe: str, run_dir: Path, *overrides: str,
+                    dataset: ImageSet, data: str = "digits") -> StageTrainer:
+    """The trainer of the first stage of ``recipe``'s ``data`` preset (with ``overrides``, as
+    on the command line), composed on CPU with ``dataset`` standing for every data set the
+    stage names, writing into ``run_dir``; nothing is trained. ``trainer.c`` is the composed
+    stage. To enter epoch ``e``, set ``trainer.ctx.epoch = e`` and fire
+    ``trainer.hooks.fire("on_epoch_start", trainer.ctx)``."""
+    import torch
+
+    from corekit.composer import compose
+    from corekit.engine.trainer import StageTrainer
+
+    cpu = torch.device("cpu")
+    stage = rc.resolve(recipe, plugins.find_recipe, data, list(overrides)).stages[0]
+    composed = compose(plugins, stage, lambda name: dataset, cpu)
+    return StageTrainer(composed, run_dir, cpu, None, 0, lambda _: None, progress=False)
+
+
+class FakeStep:
+    """Just enough of :class:`corekit.Step` to call a loss on fixed tensors:
+    ``output(name, view, branch)`` returns ``outputs[(branch, name, view)]`` as given (with its
+    autograd graph) and ``labels()`` returns ``labels``.
+
+    >>> step = FakeStep({("online", "proj", 0): za, ("online", "proj", 1): zb})
+    >>> NTXent(head="proj")(step)
+
+    An output or labels the loss asks for but the test did not give raise ``KeyError``.
+    """
+
+    def __init__(self, outputs: Mapping[tuple[str, str, int], torch.Tensor],
+                 labels: torch.Tensor | None = None) -> None:
+        self.outputs = dict(outputs)
+        self._labels = labels
+
+    def output(self, name: str, view: int = 0, branch: str = "online") -> torch.Tensor:
+        key = (branch, name, view)
+        if key not in self.outputs:
+            raise KeyError(f"FakeStep has no output {key!r}; it has {sorted(self.outputs)}")
+        return self.outputs[key]
+
+    def labels(self) -> torch.Tensor:
+        if self._labels is None:
+            raise KeyError("FakeStep was made without labels: pass FakeStep(outputs, labels)")
+        return self._labels
+
+
+EvaluationRecord = tuple["torch.Tensor", "torch.Tensor", int]
+"""(labels, assignments, K) of one evaluation, as :func:`record_evaluations` records it."""
+
+
+def record_evaluations(monkeypatch: pytest.MonkeyPatch) -> list[EvaluationRecord]:
+    """Record every evaluation the engine runs from now on (until ``monkeypatch`` is undone):
+    returns the list that each call of ``StageTrainer.assignments`` appends its (ground-truth
+    labels, assignments, K) to, on CPU. Wrap it in a fixture::
+
+        @pytest.fixture
+        def evaluations(monkeypatch):
+            return record_evaluations(monkeypatch)
+    """
+    from corekit.engine.trainer import StageTrainer
+
+    seen: list[EvaluationRecord] = []
+    original = StageTrainer.assignments
+
+    def spy(self: StageTrainer) -> torch.Tensor:
+        pred = original(self)
+        seen.append((self.c.train_set.labels.cpu(), pred.cpu(), self.c.n_clusters))
+        return pred
+
+    monkeypatch.setattr(StageTrainer, "assignments", spy)
+    return seen
+
+
+SCORES = ("nmi", "acc", "ari")
+"""The clustering scores :func:`chance_level` and :func:`assert_above_chance` look at."""
+
+
+def chance_level(labels: torch.Tensor, pred: torch.Tensor, k: int, shuffles: int = 20,
+                 seed: int = 0) -> dict[str, float]:
+    """The best NMI/ACC/ARI of ``shuffles`` random permutations of ``pred`` (generator seeded
+    with ``seed``): the run's cluster sizes, but no relation to the images (about 0.01 NMI and
+    0.14 ACC on digits)."""
+    import torch
+
+    from corekit import metrics
+
+    gen = torch.Generator().manual_seed(seed)
+    runs = [metrics.evaluate(labels, pred[torch.randperm(len(pred), generator=gen)], k)
+            for _ in range(shuffles)]
+    return {key: max(run[key] for run in runs) for key in SCORES}
+
+
+DEFAULT_MARGINS = {"nmi": 0.1, "acc": 0.05, "ari": 0.05}
+"""How far above :func:`chance_level` :func:`assert_above_chance` wants a tiny run (measured on
+tiny digits runs of cc, propos and hadis: NMI 0.22-0.46 against a chance level under 0.02)."""
+
+
+def assert_above_chance(final: Mapping[str, Any], evaluations: Sequence[EvaluationRecord],
+                        margins: Mapping[str, float] | None = None) -> None:
+    """``final``'s (e.g. ``final.json``'s) NMI/ACC/ARI are exactly those of the assignments of
+    the last of ``evaluations`` (from :func:`record_evaluations`), and each exceeds its
+    :func:`chance_level` for those assignments by its margin (``margins`` defaults to
+    :data:`DEFAULT_MARGINS`; give a subset of the scores to check fewer)."""
+    from corekit import metrics
+
+    assert evaluations, "no evaluation was recorded: is the fixture (record_evaluations) used?"
+    margins = DEFAULT_MARGINS if margins is None else margins
+    unknown = set(margins) - set(SCORES)
+    if unknown:
+        raise ValueError(f"margins for unknown scores {sorted(unknown)}; known: {SCORES}")
+    labels, pred, k = evaluations[-1]
+    recomputed = metrics.evaluate(labels, pred, k)
+    assert {key: final[key] for key in SCORES} == {key: recomputed[key] for key in SCORES}
+    chance = chance_level(labels, pred, k)
+    for key, margin in margins.items():
+        assert final[key] > chance[key] + margin, (key, margin, dict(final), chance)
 
 
 def _free_port() -> int:
@@ -115,9 +276,33 @@ def run_on_ranks(fn: Any, world_size: int = 2, *args: Any) -> list[Any]:
                 for rank in range(world_size)]
 
 
+def rank_slice(n: int, rank: int, world_size: int) -> slice:
+    """The rows of a global batch of ``n`` that rank ``rank`` of ``world_size`` holds: equal
+    contiguous shares in rank order (``n`` must divide evenly)."""
+    if n % world_size:
+        raise ValueError(f"a batch of {n} does not split evenly over {world_size} ranks")
+    share = n // world_size
+    return slice(rank * share, (rank + 1) * share)
+
+
+def ddp_mean(grad: torch.Tensor) -> torch.Tensor:
+    """What DDP makes of a parameter gradient: its mean over the ranks of the process group
+    (a new tensor; ``grad`` is left alone). Call it on every rank, inside ``run_on_ranks``. It
+    uses ``torch.distributed`` directly, not ``corekit.distributed``, so it can check that."""
+    import torch.distributed as dist
+
+    mean = grad.clone()
+    dist.all_reduce(mean)
+    mean /= dist.get_world_size()
+    return mean
+
+
 PROBE_OVERRIDES = ("data.subset=256", "train.batch_size=64", "train.steps_per_epoch=3",
                    'train.device="cpu"')
 """The settings :func:`loss_probe` applies over a recipe's ``digits`` preset."""
+
+PROBE_EPOCHS = (0, 0, 6)
+"""The epochs of the train steps :func:`loss_probe` records."""
 
 
 def loss_probe(plugins: Plugins, recipe_name: str) -> dict[str, Any]:
@@ -132,8 +317,8 @@ def loss_probe(plugins: Plugins, recipe_name: str) -> dict[str, Any]:
       global step 1, the step at the last epoch (every loss active) and the lifecycle at epoch
       0 (so epoch-gated noise is off and the values are deterministic);
     - ``train_steps``: three real M-steps (``StageTrainer.train_step``) of a fresh composition
-      after its E-step (if any), at epochs 0, 0 and 6, on the first three batches of the
-      epoch-0 order ``randperm(N)`` drawn from the trainer's epoch generator.
+      after its E-step (if any), at epochs :data:`PROBE_EPOCHS` (0, 0, 6), on the first three
+      batches of the epoch-0 order ``randperm(N)`` drawn from the trainer's epoch generator.
 
     Each part composes the stage afresh after ``seed_everything(train.seed)``, so the values
     depend only on the code and the recipe.
@@ -195,7 +380,7 @@ def loss_probe(plugins: Plugins, recipe_name: str) -> dict[str, Any]:
             order = torch.randperm(len(c.train_set), generator=generator)
             batch = trainer.batch_size
             steps_out = []
-            for k, epoch in enumerate((0, 0, 6)):
+            for k, epoch in enumerate(PROBE_EPOCHS):
                 trainer.hooks.fire("on_epoch_start", trainer.context(epoch))
                 indices = order[k * batch:(k + 1) * batch]
                 out = trainer.train_step(indices, c.train_set.batch(indices), epoch, generator)
@@ -203,3 +388,34 @@ def loss_probe(plugins: Plugins, recipe_name: str) -> dict[str, Any]:
     finally:
         torch.set_num_threads(threads)
     return {"fixed_views": fixed, "train_steps": steps_out}
+
+
+def regression_probe(plugins: str | Sequence[str], recipe: str) -> dict[str, Any]:
+    """:func:`loss_probe` of ``recipe`` with the core plus only the installed ``plugins``
+    (:func:`load_only`; ``"propos,hadis"`` or a list of names)."""
+    return loss_probe(load_only(plugins), recipe)
+
+
+def assert_losses_match(probe: Mapping[str, Any], recorded: Mapping[str, Any], part: str,
+                        rel: float = 1e-6) -> None:
+    """Part ``part`` of a :func:`loss_probe` result equals the same part of ``recorded`` (a
+    probe of the same recipe saved earlier, e.g. as JSON from another commit) to a relative
+    ``rel`` (no absolute slack):
+
+    - ``"fixed_views"``: the same loss terms in the same order, each value within ``rel``;
+    - ``"train_steps"``: one step per :data:`PROBE_EPOCHS` on both sides and, step by step,
+      the same keys (total ``loss`` and terms, in any order), each value within ``rel``.
+    """
+    import pytest
+
+    got, want = probe[part], recorded[part]
+    if part == "fixed_views":
+        assert list(got) == list(want)
+        assert got == pytest.approx(want, rel=rel, abs=0)
+    elif part == "train_steps":
+        assert len(got) == len(want) == len(PROBE_EPOCHS)
+        for index, (step, expected) in enumerate(zip(got, want, strict=True)):
+            assert sorted(step) == sorted(expected), f"step {index + 1}: other loss terms"
+            assert step == pytest.approx(expected, rel=rel, abs=0), f"step {index + 1}"
+    else:
+        raise ValueError(f"part must be 'fixed_views' or 'train_steps', got {part!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from corekit.data.dataset import ImageSet
@@ -18,42 +18,50 @@ from corekit.data.sources import (
 from corekit.data.stream import StreamingImageSet
 from corekit.errors import did_you_mean
 
-_LOADERS: dict[str, Callable[[Path | None], ImageSet]] = {
-    "digits": lambda root: load_digits_set(),
+Loader = Callable[[Path | None], "ImageSet | StreamingImageSet"]
+
+
+def _digits(root: Path | None) -> ImageSet:
+    if root is not None:
+        raise DataError("dataset 'digits' takes no path; use 'digits'")
+    return load_digits_set()
+
+
+def _imagefolder(root: Path | None) -> ImageSet | StreamingImageSet:
+    if root is None:
+        raise DataError("dataset 'imagefolder' needs a folder: use 'imagefolder:PATH'")
+    return load_imagefolder(root)
+
+
+BUILTIN_DATASETS: dict[str, Loader] = {
+    "digits": _digits,
     "mnist": lambda root: load_mnist(root, "all"),
     "mnist-train": lambda root: load_mnist(root, "train"),
     "mnist-test": lambda root: load_mnist(root, "test"),
     "cifar10": load_cifar10,
     "cifar20": load_cifar20,
     "stl10": load_stl10,
-    "imagefolder": lambda root: load_imagefolder(root),
+    "imagefolder": _imagefolder,
 }
-DATASET_NAMES: tuple[str, ...] = tuple(_LOADERS)
-_NO_ARGUMENT = frozenset({"digits"})
-_NEEDS_ARGUMENT = frozenset({"imagefolder"})
+"""The core's data sets (registered like a plugin's through ``register_datasets``): each
+loader takes the folder of ``NAME:PATH`` (or None) and returns the set."""
+DATASET_NAMES: tuple[str, ...] = tuple(BUILTIN_DATASETS)
 
-__all__ = ["DATASET_NAMES", "DataError", "ImageSet", "StreamingImageSet", "load_dataset"]
+__all__ = ["BUILTIN_DATASETS", "DATASET_NAMES", "DataError", "ImageSet", "Loader",
+           "StreamingImageSet", "load_dataset"]
 
 
-def load_dataset(spec: str, root: Path | None = None) -> ImageSet | StreamingImageSet:
-    """Load a data set from a spec ``NAME`` or ``NAME:PATH``.
-
-    Names: digits, mnist, mnist-train, mnist-test, cifar10, cifar20, stl10, imagefolder.
-    ``PATH`` (or ``root`` when no path is given) is the folder holding the files; it is
-    required for ``imagefolder`` and not accepted for ``digits``.
-    """
-    name, sep, argument = spec.strip().partition(":")
+def load_dataset(spec: str, root: Path | None = None,
+                 loaders: Mapping[str, Loader] = BUILTIN_DATASETS
+                 ) -> ImageSet | StreamingImageSet:
+    """Load a data set from a spec ``NAME`` or ``NAME:PATH`` with one of ``loaders`` (the
+    registered datasets; by default the core's: digits, mnist, mnist-train, mnist-test,
+    cifar10, cifar20, stl10, imagefolder). ``PATH`` (or ``root`` when no path is given) is the
+    folder holding the files."""
+    name, _, argument = spec.strip().partition(":")
     name = name.lower()
-    if name not in _LOADERS:
-        raise DataError(_unknown_message(name))
-    if sep and name in _NO_ARGUMENT:
-        raise DataError(f"dataset {name!r} takes no path; use {name!r}")
+    if name not in loaders:
+        raise DataError(f"unknown dataset {name!r}; {did_you_mean(name, loaders)} "
+                        f"(valid: {', '.join(loaders)}; your own images: imagefolder:PATH)")
     folder = Path(argument).expanduser() if argument else root
-    if name in _NEEDS_ARGUMENT and folder is None:
-        raise DataError(f"dataset {name!r} needs a folder: use '{name}:PATH'")
-    return _LOADERS[name](folder)
-
-
-def _unknown_message(name: str) -> str:
-    return (f"unknown dataset {name!r}; {did_you_mean(name, DATASET_NAMES)} "
-            f"(valid: {', '.join(DATASET_NAMES)}; your own images: imagefolder:PATH)")
+    return loaders[name](folder)

@@ -16,20 +16,10 @@ import torch.distributed as dist
 
 from corekit.components.losses import BatchMarginalEntropy, NTXent, marginal_entropy_gap, nt_xent
 from corekit.distributed import all_reduce, gather, rank, world_size
-from corekit.testing import run_on_ranks
+from corekit.testing import FakeStep, ddp_mean, rank_slice, run_on_ranks
 
 WORLD = 2
 N, D_IN, D, M = 8, 5, 4, 3  # global batch, input width, embedding width, clusters
-
-
-class FakeStep:
-    """The two methods a loss adapter calls on a step."""
-
-    def __init__(self, outputs: dict[tuple[str, str, int], torch.Tensor]) -> None:
-        self.outputs = outputs
-
-    def output(self, name: str, view: int = 0, branch: str = "online") -> torch.Tensor:
-        return self.outputs[(branch, name, view)]
 
 
 def _inputs() -> dict[str, torch.Tensor]:
@@ -86,14 +76,11 @@ def _on_rank(r: int, world: int, inputs: dict[str, torch.Tensor]) -> dict:
     result["mean"] = all_reduce(y, "mean")
 
     # the losses on this rank's half of the batch
-    n = N // world
-    mine = slice(r * n, (r + 1) * n)
+    mine = rank_slice(N, r, world)
     losses = _losses(inputs["xa"][mine], inputs["xb"][mine], inputs["w_emb"], inputs["w_clu"],
                      use_adapters=True)
     for terms in losses.values():
-        terms["w_ddp"] = terms["w"].clone()
-        dist.all_reduce(terms["w_ddp"])  # what DDP does to a parameter gradient: the mean
-        terms["w_ddp"] /= world
+        terms["w_ddp"] = ddp_mean(terms["w"])  # what DDP does to a parameter gradient: the mean
     result["losses"] = losses
     return result
 
@@ -158,11 +145,10 @@ def test_all_reduce_sums_and_averages(ranks):
 @pytest.mark.parametrize("name", ["nt_xent", "entropy"])
 def test_two_ranks_give_the_full_batch_loss(ranks, name):
     full = _losses(**_inputs(), use_adapters=False)[name]
-    n = N // WORLD
     for r, result in enumerate(ranks):
         terms = result["losses"][name]
         torch.testing.assert_close(terms["loss"], full["loss"])
-        mine = slice(r * n, (r + 1) * n)
+        mine = rank_slice(N, r, WORLD)
         # input gradient: world_size × the full-batch slice (gather sums every rank's copy)
         torch.testing.assert_close(terms["xa"], WORLD * full["xa"][mine])
         torch.testing.assert_close(terms["xb"], WORLD * full["xb"][mine])

@@ -236,10 +236,17 @@ def every_kind(need: Need, ctx) -> str | None:
     return None if ctx.stage.data.subset else "needs every_kind: set data.subset"
 
 
+def every_data(root):
+    """A dataset a plugin adds: scikit-learn's digits, under another name."""
+    if root is not None:
+        raise ValueError("every_data takes no path")
+    return load_dataset("digits")
+
+
 EVERY_RECIPE = """
 name = "every_recipe"
 [data]
-name = "digits"
+name = "every_data"
 subset = 64
 [model.backbone]
 type = "every.every_backbone"
@@ -273,7 +280,7 @@ assign = "clusterer"
 
 
 def test_every_hook_registers_a_usable_component(tmp_path):
-    """One plugin registers one component through each of the twelve hooks; each is found in
+    """One plugin registers one component through each of the thirteen hooks; each is found in
     the registry under its kind, and a recipe registered through the plugin trains with all of
     them: the need kind is checked, the sampler orders the epoch, the state counts the visits,
     the schedule scales the lr of the plugin's optimizer, the clusterer assigns."""
@@ -325,13 +332,17 @@ def test_every_hook_registers_a_usable_component(tmp_path):
         register("every_kind", every_kind)
 
     @hookimpl
+    def register_datasets(register):
+        register("every_data", every_data)
+
+    @hookimpl
     def register_recipes(register):
         register("every_recipe", path)
 
     impls = [register_backbones, register_augmentations, register_heads, register_losses,
              register_pseudo_labelers, register_clusterers, register_state_types,
              register_schedules, register_optimizers, register_samplers, register_need_kinds,
-             register_recipes]
+             register_datasets, register_recipes]
     assert sorted(f.__name__ for f in impls) == sorted(HOOKS.values())
     plugins = plugin_set(_module("every", **{f.__name__: f for f in impls}), name="every")
     info = plugins.plugin("every")
@@ -340,18 +351,19 @@ def test_every_hook_registers_a_usable_component(tmp_path):
                  "loss": EveryLoss, "pseudo_labeler": EveryLabeler,
                  "clusterer": EveryClusterer, "state": EveryState, "schedule": EverySchedule,
                  "optimizer": every_optimizer, "sampler": EverySampler, "need": every_kind,
-                 "recipe": path}
+                 "dataset": every_data, "recipe": path}
     assert set(factories) == set(KINDS)
     for kind, obj in factories.items():
         name = "every_view" if kind == "augmentation" else f"every_{kind}"
-        name = {"need": "every_kind", "pseudo_labeler": "every_labeler"}.get(kind, name)
+        name = {"need": "every_kind", "pseudo_labeler": "every_labeler",
+                "dataset": "every_data"}.get(kind, name)
         entry = plugins.registry.get(kind, f"every.{name}")
         assert entry.obj is obj and entry.plugin == "every"
         assert info.components[kind] == [name]
 
     recipe = rc.resolve("every_recipe", plugins.find_recipe)
     assert plugins.find_recipe("every_recipe") == path
-    (composed,) = check_recipe(recipe, plugins, DataCache(torch.device("cpu")))
+    (composed,) = check_recipe(recipe, plugins, DataCache(torch.device("cpu"), plugins.datasets()))
     assert isinstance(composed.optimizer, EverySGD)
     assert isinstance(composed.schedule, EverySchedule) and composed.schedule.factor(1) == 0.5
     assert isinstance(composed.sampler, EverySampler)
@@ -365,7 +377,7 @@ def test_every_hook_registers_a_usable_component(tmp_path):
     without_subset = rc.resolve("every_recipe", plugins.find_recipe,
                                 overrides=["data.subset=0"])
     with pytest.raises(CompositionError, match="needs every_kind: set data.subset"):
-        check_recipe(without_subset, plugins, DataCache(torch.device("cpu")))
+        check_recipe(without_subset, plugins, DataCache(torch.device("cpu"), plugins.datasets()))
 
     out = tmp_path / "run"
     final = train(recipe, out, plugins, log=lambda _: None, progress=False)
