@@ -11,6 +11,7 @@ from corekit.components.losses import (
     marginal_entropy_gap,
     nt_xent,
 )
+from corekit.data import BUILTIN_DATASETS, DataError, ImageSet, load_dataset
 from corekit.distributed import all_reduce, gather
 from corekit.errors import ComponentError, PluginError, RecipeError, TrainingError, UserError
 from corekit.hookspecs import hookimpl
@@ -22,10 +23,10 @@ from corekit.step import Model, Step
 
 __version__ = "0.1.0"
 __all__ = [
-    "EMA", "HOOKS", "BatchMarginalEntropy", "Branch", "ClusterHead", "ClusterResult",
-    "ComponentError", "L2Normalize", "Lifecycle", "LinearL2", "MLPProjector", "MemoryBank",
-    "Model", "NTXent", "Need", "NeedContext", "OutputKind", "PluginError", "Predictor",
-    "PseudoLabels", "Queue", "RecipeError", "RegisterFn", "StageContext", "State", "Step",
-    "TrainingError", "UserError", "__version__", "all_reduce", "gather", "hookimpl",
-    "marginal_entropy_gap", "nt_xent", "register_recipe_dir",
+    "BUILTIN_DATASETS", "BatchMarginalEntropy", "Branch", "ClusterHead", "ClusterResult",
+    "ComponentError", "DataError", "EMA", "HOOKS", "ImageSet", "L2Normalize", "Lifecycle",
+    "LinearL2", "MLPProjector", "MemoryBank", "Model", "NTXent", "Need", "NeedContext",
+    "OutputKind", "PluginError", "Predictor", "PseudoLabels", "Queue", "RecipeError", "RegisterFn",
+    "StageContext", "State", "Step", "TrainingError", "UserError", "__version__", "all_reduce",
+    "gather", "hookimpl", "load_dataset", "marginal_entropy_gap", "nt_xent", "register_recipe_dir",
 ]
