@@ -30,15 +30,32 @@ def cmd_plugins(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def cmd_components(args: argparse.Namespace, plugins: Plugins) -> int:
+    from corekit.describe import describe, render
+
     kinds = [args.kind] if args.kind else [k for k in KINDS if k != "recipe"]
     for kind in kinds:
         if kind not in KINDS:
             raise UserError(f"unknown kind {kind!r}; {did_you_mean(kind, KINDS)}")
+    if args.name:
+        if not args.kind:
+            raise UserError("name a kind too: deepclust components KIND NAME")
+        entries = [plugins.registry.get(args.kind, args.name)]
+    else:
+        entries = [e for kind in kinds for e in plugins.registry.entries(kind)]
+    infos = [describe(entry) for entry in entries]
+    if args.json:
+        print(json.dumps(infos, indent=2, default=str))
+        return 0
+    if args.name:
+        print("\n".join(render(infos[0])))
+        return 0
+    for kind in kinds:
         print(f"{kind} components:")
-        for entry in plugins.registry.entries(kind):
-            alias = f" (aliases: {', '.join(entry.aliases)})" if entry.aliases else ""
-            doc = (entry.obj.__doc__ or "").strip().split("\n")[0] if kind != "recipe" else ""
-            print(f"  {entry.qualified:<34}{alias} {doc}")
+        for info in (i for i in infos if i["kind"] == kind):
+            alias = f" (aliases: {', '.join(info['aliases'])})" if info["aliases"] else ""
+            summary = info["summary"]
+            summary = summary if len(summary) <= 80 else summary[:79] + "…"
+            print(f"  {info['qualified']:<34}{alias} {summary}")
     return 0
 
 
@@ -137,6 +154,8 @@ def parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_plugins)
     sp = sub.add_parser("components", help="list registered components")
     sp.add_argument("kind", nargs="?", help=f"one of {', '.join(KINDS)}")
+    sp.add_argument("name", nargs="?", help="one component: its options, needs and outputs")
+    sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_components)
     sub.add_parser("recipes", help="list recipes").set_defaults(func=cmd_recipes)
     for name, func, text in (("show", cmd_show, "print the resolved recipe"),

@@ -9,6 +9,8 @@ functions stay single-batch.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import attrs
 import torch
 from torch.nn import functional as F
@@ -121,7 +123,8 @@ class PSL:
     proj: str = "proj"
     target: str = "proj"
     temperature: float = 0.5
-    negatives: str = attrs.field(default="student", validator=attrs.validators.in_(NEGATIVES))
+    negatives: Literal["student", "teacher"] = attrs.field(
+        default="student", validator=attrs.validators.in_(NEGATIVES))
     absent_logit: float = -10.0
 
     def needs(self) -> list[Need]:

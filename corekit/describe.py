@@ -1,0 +1,106 @@
+"""What ``deepclust components KIND [NAME]`` says about a registered component: its plugin,
+aliases, one-line description (with the paper equation its docstring cites), its options with
+types and defaults, what it needs from the step and what it produces."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from typing import Any
+
+import torch
+
+from corekit.builder import CONTEXT_ARGS
+from corekit.registry import Entry
+
+# Context values to build a component with its defaults, so that its needs() and produces can
+# be read off the object itself rather than restated in prose.
+_PROBE_CONTEXT: dict[str, Any] = {"in_dim": 16, "in_channels": 1, "image_size": 8,
+                                  "n_clusters": 4, "size": 8, "channels": 1, "mean": None,
+                                  "std": None}
+_PROBED_KINDS = ("loss", "pseudo_labeler", "sampler", "head")
+
+
+def _annotation(param: inspect.Parameter, hints: dict[str, Any]) -> str:
+    hint = hints.get(param.name, param.annotation)
+    if hint is inspect.Parameter.empty:
+        return "any"
+    text = getattr(hint, "__name__", None) if not typing.get_args(hint) else None
+    return text or str(hint).replace("typing.", "")
+
+
+def _default(param: inspect.Parameter) -> Any:
+    if param.default is inspect.Parameter.empty:
+        return "required"
+    value = param.default
+    return value if isinstance(value, (int, float, str, bool, type(None), list, tuple)) \
+        else repr(value)
+
+
+def options(entry: Entry) -> list[dict[str, Any]]:
+    """The recipe options of ``entry``'s factory: name, type and default (context args left
+    out: the composer supplies them)."""
+    try:
+        params = list(inspect.signature(entry.obj).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    if entry.is_prefix:
+        params = params[1:]
+    try:
+        target = entry.obj.__init__ if inspect.isclass(entry.obj) else entry.obj
+        hints = typing.get_type_hints(target)
+    except Exception:
+        hints = {}
+    return [{"name": p.name, "type": _annotation(p, hints), "default": _default(p)}
+            for p in params
+            if p.name not in CONTEXT_ARGS and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+
+
+def _probe(entry: Entry) -> Any | None:
+    """The component built with its defaults, or None when it cannot be built that way."""
+    if entry.kind not in _PROBED_KINDS or entry.is_prefix:
+        return None
+    try:
+        params = inspect.signature(entry.obj).parameters
+        kwargs = {k: v for k, v in _PROBE_CONTEXT.items() if k in params}
+        with torch.device("cpu"):
+            return entry.obj(**kwargs)
+    except Exception:
+        return None
+
+
+def describe(entry: Entry) -> dict[str, Any]:
+    """Everything the listing shows about one component, as plain data (for ``--json``)."""
+    doc = inspect.getdoc(entry.obj) or "" if entry.kind != "recipe" else ""
+    info: dict[str, Any] = {
+        "name": entry.name, "qualified": entry.qualified, "kind": entry.kind,
+        "plugin": entry.plugin, "aliases": list(entry.aliases),
+        "summary": " ".join(doc.split("\n\n")[0].split()),
+        "options": options(entry) if entry.kind != "recipe" else [],
+    }
+    built = _probe(entry)
+    needs = getattr(built, "needs", None)
+    if callable(needs):
+        info["needs"] = [need.describe() for need in needs()]
+    produced = getattr(built, "produces", None)
+    if produced is not None:
+        info["produces"] = produced
+    if entry.kind == "backbone":
+        info["produces"] = "embedding"
+    return info
+
+
+def render(info: dict[str, Any]) -> list[str]:
+    """The text lines of one component in ``deepclust components KIND NAME``."""
+    lines = [f"{info['qualified']}  ({info['kind']} from plugin {info['plugin']!r})"]
+    if info["aliases"]:
+        lines.append(f"  aliases: {', '.join(info['aliases'])}")
+    if info["summary"]:
+        lines.append(f"  {info['summary']}")
+    for option in info["options"]:
+        lines.append(f"  option {option['name']}: {option['type']} = {option['default']!r}")
+    if "needs" in info:
+        lines.append(f"  needs: {'; '.join(info['needs']) or 'nothing'}")
+    if "produces" in info:
+        lines.append(f"  produces: {info['produces']}")
+    return lines

@@ -1,0 +1,35 @@
+"""``deepclust components KIND [NAME] [--json]``: plugin, aliases, summary with the paper
+equation, options with types and defaults, needs and produces (issue: mixing components)."""
+
+import json
+
+from corekit.cli import main
+
+
+def test_one_component_in_full(capsys):
+    assert main(["components", "loss", "nt_xent"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("core.nt_xent  (loss from plugin 'core')")
+    assert "SimCLR Eq. 1" in out
+    assert "option temperature: float = 0.5" in out and "option head: str = 'proj'" in out
+    assert "needs: online:proj (embedding); 2 views" in out
+
+
+def test_head_produces_and_literal_options(capsys):
+    assert main(["components", "head", "cluster_head"]) == 0
+    out = capsys.readouterr().out
+    assert "produces: probs" in out and "Literal['probs', 'logits']" in out
+    assert "n_clusters" not in out.split("produces")[0].split("\n", 2)[2]  # context, not option
+
+
+def test_json_listing_and_errors(capsys):
+    assert main(["components", "state", "--json"]) == 0
+    infos = json.loads(capsys.readouterr().out)
+    by_name = {i["name"]: i for i in infos}
+    assert {"ema", "memory_bank", "queue", "pseudo_labels"} <= set(by_name)
+    bank = {o["name"]: o for o in by_name["memory_bank"]["options"]}
+    assert bank["init"]["default"] == "normal" and "uniform" in bank["init"]["type"]
+    assert all(i["plugin"] == "core" for i in infos if i["name"] in by_name)
+    assert main(["components", "loss", "nt_xnet"]) == 2
+    assert "did you mean 'nt_xent'" in capsys.readouterr().err
+    assert main(["components", "lossez"]) == 2
