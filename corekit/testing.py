@@ -207,10 +207,15 @@ def assert_above_chance(final: Mapping[str, Any], evaluations: Sequence[Evaluati
         raise ValueError(f"margins for unknown scores {sorted(unknown)}; known: {SCORES}")
     labels, pred, k = evaluations[-1]
     recomputed = metrics.evaluate(labels, pred, k)
-    assert {key: final[key] for key in SCORES} == {key: recomputed[key] for key in SCORES}
+    written = {key: final[key] for key in SCORES}
+    again = {key: recomputed[key] for key in SCORES}
+    assert written == again, (
+        f"final metrics {written} are not those of the last evaluation's assignments {again}")
     chance = chance_level(labels, pred, k)
     for key, margin in margins.items():
-        assert final[key] > chance[key] + margin, (key, margin, dict(final), chance)
+        assert final[key] > chance[key] + margin, (
+            f"{key} {final[key]:.4f} is not above chance {chance[key]:.4f} + {margin}: "
+            f"final {written}, chance {chance}")
 
 
 def _free_port() -> int:
@@ -408,14 +413,25 @@ def assert_losses_match(probe: Mapping[str, Any], recorded: Mapping[str, Any], p
     """
     import pytest
 
+    def far(got: Mapping[str, float], want: Mapping[str, float]) -> str:
+        """The terms outside ``rel``, for the failure message (corekit.testing is not
+        rewritten by pytest, so its asserts say only what they are told)."""
+        rows = [f"{key}: {got[key]!r} vs recorded {want[key]!r} "
+                f"(relative {abs(got[key] - want[key]) / abs(want[key]) if want[key] else 'inf'})"
+                for key in want if got[key] != pytest.approx(want[key], rel=rel, abs=0)]
+        return f"outside rel={rel}: " + "; ".join(rows)
+
+    if part not in ("fixed_views", "train_steps"):
+        raise ValueError(f"part must be 'fixed_views' or 'train_steps', got {part!r}")
     got, want = probe[part], recorded[part]
     if part == "fixed_views":
-        assert list(got) == list(want)
-        assert got == pytest.approx(want, rel=rel, abs=0)
-    elif part == "train_steps":
-        assert len(got) == len(want) == len(PROBE_EPOCHS)
-        for index, (step, expected) in enumerate(zip(got, want, strict=True)):
-            assert sorted(step) == sorted(expected), f"step {index + 1}: other loss terms"
-            assert step == pytest.approx(expected, rel=rel, abs=0), f"step {index + 1}"
+        assert list(got) == list(want), f"loss terms {list(got)}, recorded {list(want)}"
+        assert got == pytest.approx(want, rel=rel, abs=0), far(got, want)
     else:
-        raise ValueError(f"part must be 'fixed_views' or 'train_steps', got {part!r}")
+        assert len(got) == len(want) == len(PROBE_EPOCHS), (
+            f"{len(got)} steps, {len(want)} recorded, {len(PROBE_EPOCHS)} probed")
+        for index, (step, expected) in enumerate(zip(got, want, strict=True)):
+            assert sorted(step) == sorted(expected), (
+                f"step {index + 1}: other loss terms: {sorted(step)}, recorded {sorted(expected)}")
+            assert step == pytest.approx(expected, rel=rel, abs=0), (
+                f"step {index + 1}: {far(step, expected)}")

@@ -10,25 +10,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.distributed as dist
 from deepclust_cc.losses import ClusterContrast, ClusterLoss, cc_cluster_contrast, cc_cluster_loss
 
-from corekit.testing import run_on_ranks
+from corekit.testing import FakeStep, ddp_mean, rank_slice, run_on_ranks
 
 WORLD = 2
 N, D_IN, M = 8, 5, 3  # global batch, input width, clusters
 LOSSES = {"contrast": (ClusterContrast, cc_cluster_contrast),
           "loss": (ClusterLoss, cc_cluster_loss)}
-
-
-class FakeStep:
-    """The one method CC's loss adapters call on a step."""
-
-    def __init__(self, outputs: dict[tuple[str, str, int], torch.Tensor]) -> None:
-        self.outputs = outputs
-
-    def output(self, name: str, view: int = 0, branch: str = "online") -> torch.Tensor:
-        return self.outputs[(branch, name, view)]
 
 
 def _inputs() -> dict[str, torch.Tensor]:
@@ -51,14 +40,11 @@ def _run(name: str, xa: torch.Tensor, xb: torch.Tensor, w: torch.Tensor,
 
 
 def _on_rank(rank: int, world: int, inputs: dict[str, torch.Tensor]) -> dict:
-    n = N // world
-    mine = slice(rank * n, (rank + 1) * n)
+    mine = rank_slice(N, rank, world)
     out = {}
     for name in LOSSES:
         terms = _run(name, inputs["xa"][mine], inputs["xb"][mine], inputs["w"], use_adapter=True)
-        terms["w_ddp"] = terms["w"].clone()
-        dist.all_reduce(terms["w_ddp"])  # DDP: the mean of the ranks' parameter gradients
-        terms["w_ddp"] /= world
+        terms["w_ddp"] = ddp_mean(terms["w"])  # DDP: the mean of the ranks' parameter gradients
         out[name] = terms
     return out
 
@@ -79,11 +65,10 @@ def test_adapter_equals_the_plain_function_on_one_process(name):
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_two_ranks_give_the_full_batch_loss_and_gradient(ranks, name):
     full = _run(name, **_inputs(), use_adapter=False)
-    n = N // WORLD
     for rank, result in enumerate(ranks):
         terms = result[name]
         torch.testing.assert_close(terms["loss"], full["loss"])
-        mine = slice(rank * n, (rank + 1) * n)
+        mine = rank_slice(N, rank, WORLD)
         torch.testing.assert_close(terms["xa"], WORLD * full["xa"][mine])
         torch.testing.assert_close(terms["xb"], WORLD * full["xb"][mine])
         torch.testing.assert_close(terms["w_ddp"], full["w"])

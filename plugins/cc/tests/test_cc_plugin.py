@@ -10,13 +10,13 @@ import torch
 from deepclust_cc.heads import cc_instance_head
 from deepclust_cc.losses import ClusterContrast, ClusterLoss, cc_cluster_contrast, cc_cluster_loss
 
-from corekit import ClusterHead, MLPProjector, Need, NTXent, metrics
+from corekit import ClusterHead, MLPProjector, Need, NTXent
 from corekit import recipe as rc
 from corekit.composer import compose
 from corekit.data import ImageSet
-from corekit.engine.trainer import StageTrainer
 from corekit.plugins import load_plugins
 from corekit.run import train
+from corekit.testing import FakeStep, assert_above_chance, record_evaluations
 
 PRESETS = ["cifar10", "cifar20", "stl10", "imagenet10", "imagenet_dogs", "tiny_imagenet",
            "digits", "mnist"]
@@ -86,16 +86,6 @@ def test_cluster_head_probabilities_and_argmax():
 
 # --- loss callables -------------------------------------------------------------------------
 
-class FakeStep:
-    """The part of ``corekit.Step`` a loss reads: ``output(name, view)``."""
-
-    def __init__(self, outputs: dict[str, list[torch.Tensor]]) -> None:
-        self.outputs = outputs
-
-    def output(self, name: str, view: int = 0, branch: str = "online") -> torch.Tensor:
-        return self.outputs[name][view]
-
-
 @pytest.mark.parametrize(("cls", "fn"), [(ClusterContrast, cc_cluster_contrast),
                                          (ClusterLoss, cc_cluster_loss)])
 def test_loss_callables_read_two_views_of_their_head(cls, fn):
@@ -103,7 +93,8 @@ def test_loss_callables_read_two_views_of_their_head(cls, fn):
     ya, yb = (torch.randn(8, 4, generator=gen).softmax(dim=1) for _ in range(2))
     loss = cls(head="clu", temperature=0.7)
     assert loss.needs() == [Need.output("clu", reads="probs"), Need.views(2)]
-    torch.testing.assert_close(loss(FakeStep({"clu": [ya, yb]})), fn(ya, yb, 0.7))
+    step = FakeStep({("online", "clu", 0): ya, ("online", "clu", 1): yb})
+    torch.testing.assert_close(loss(step), fn(ya, yb, 0.7))
     assert cls().head == "cluster" and cls().temperature == 1.0
 
 
@@ -160,40 +151,8 @@ def test_every_preset_composes(plugins, preset, channels, size, classes):
 
 
 @pytest.fixture
-def evaluations(monkeypatch: pytest.MonkeyPatch) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
-    """(labels, assignments, K) of every evaluation the engine runs, recorded as it runs it."""
-    seen: list[tuple[torch.Tensor, torch.Tensor, int]] = []
-    original = StageTrainer.assignments
-
-    def spy(self: StageTrainer) -> torch.Tensor:
-        pred = original(self)
-        seen.append((self.c.train_set.labels.cpu(), pred.cpu(), self.c.n_clusters))
-        return pred
-
-    monkeypatch.setattr(StageTrainer, "assignments", spy)
-    return seen
-
-
-def chance_level(labels: torch.Tensor, pred: torch.Tensor, k: int) -> dict[str, float]:
-    """The best NMI/ACC/ARI of 20 shuffles of ``pred``: the run's cluster sizes, but no relation
-    to the images (about 0.01 NMI and 0.14 ACC on digits)."""
-    gen = torch.Generator().manual_seed(0)
-    runs = [metrics.evaluate(labels, pred[torch.randperm(len(pred), generator=gen)], k)
-            for _ in range(20)]
-    return {key: max(run[key] for run in runs) for key in ("nmi", "acc", "ari")}
-
-
-def check_final_metrics(written: dict, evaluations: list) -> None:
-    """``final.json``'s NMI/ACC/ARI are those of the assignments of the last evaluation, and
-    clearly above chance for them (measured on tiny runs: NMI 0.22-0.46 vs chance < 0.02)."""
-    labels, pred, k = evaluations[-1]
-    recomputed = metrics.evaluate(labels, pred, k)
-    assert {key: written[key] for key in ("nmi", "acc", "ari")} == {
-        key: recomputed[key] for key in ("nmi", "acc", "ari")}
-    chance = chance_level(labels, pred, k)
-    assert written["nmi"] > chance["nmi"] + 0.1, (written, chance)
-    assert written["acc"] > chance["acc"] + 0.05, (written, chance)
-    assert written["ari"] > chance["ari"] + 0.05, (written, chance)
+def evaluations(monkeypatch: pytest.MonkeyPatch) -> list:
+    return record_evaluations(monkeypatch)
 
 
 def test_tiny_training_run_on_digits(plugins, tmp_path, evaluations):
@@ -203,5 +162,5 @@ def test_tiny_training_run_on_digits(plugins, tmp_path, evaluations):
     written = json.loads((tmp_path / "final.json").read_text())
     for key in ("nmi", "acc", "ari"):
         assert written[key] == final[key]
-    check_final_metrics(written, evaluations)
+    assert_above_chance(written, evaluations)
     assert written["recipe"] == "cc"

@@ -10,20 +10,16 @@ import pytest
 import torch
 
 import corekit.builtins  # noqa: F401  (heavy imports at collection, not in a test)
-from corekit import recipe as rc
-from corekit.composer import Composed, compose
+from corekit.composer import Composed
 from corekit.data import ImageSet, load_dataset
-from corekit.engine.trainer import StageTrainer
-from corekit.plugins import Plugins, load_plugins
+from corekit.plugins import Plugins
 from corekit.step import Step
-
-CPU = torch.device("cpu")
+from corekit.testing import compose_trainer, load_only
 
 
 @pytest.fixture
-def plugins(monkeypatch: pytest.MonkeyPatch) -> Plugins:
-    monkeypatch.setenv("DEEPCLUST_PLUGINS", "propos,hadis")
-    return load_plugins()
+def plugins() -> Plugins:
+    return load_only("propos,hadis")
 
 
 @pytest.fixture(scope="session")
@@ -39,9 +35,8 @@ def compose_step(plugins: Plugins, digits: ImageSet,
     ``on_epoch_start`` hook has fired for ``epoch``, with pseudo-labels ``i mod K``."""
 
     def build(recipe: str = "hadis", epoch: int = 0, *overrides: str) -> tuple[Composed, Step]:
-        stage = rc.resolve(recipe, plugins.find_recipe, "digits", list(overrides)).stages[0]
-        composed = compose(plugins, stage, lambda name: digits, CPU)
-        trainer = StageTrainer(composed, tmp_path, CPU, None, 0, lambda _: None, progress=False)
+        trainer = compose_trainer(plugins, recipe, tmp_path, *overrides, dataset=digits)
+        composed = trainer.c
         trainer.ctx.epoch = epoch
         trainer.hooks.fire("on_epoch_start", trainer.ctx)
         labels = torch.arange(len(digits)) % composed.n_clusters

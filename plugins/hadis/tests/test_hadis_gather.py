@@ -11,23 +11,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.distributed as dist
 from deepclust_hadis.losses import HSD
 
-from corekit.testing import run_on_ranks
+from corekit.testing import FakeStep, ddp_mean, rank_slice, run_on_ranks
 
 WORLD = 2
 N, D_IN, D = 8, 5, 4  # global batch, input width, embedding width
-
-
-class FakeStep:
-    """The one method HSD's adapter calls on a step."""
-
-    def __init__(self, outputs: dict[tuple[str, str, int], torch.Tensor]) -> None:
-        self.outputs = outputs
-
-    def output(self, name: str, view: int = 0, branch: str = "online") -> torch.Tensor:
-        return self.outputs[(branch, name, view)]
 
 
 def _inputs() -> dict[str, torch.Tensor]:
@@ -48,16 +37,13 @@ def _run(x: torch.Tensor, k: torch.Tensor, w: torch.Tensor) -> dict[str, torch.T
 
 
 def _half(inputs: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor]:
-    n = N // WORLD
-    mine = slice(rank * n, (rank + 1) * n)
+    mine = rank_slice(N, rank, WORLD)
     return {"x": inputs["x"][:, mine], "k": inputs["k"][:, mine], "w": inputs["w"]}
 
 
 def _on_rank(rank: int, world: int, inputs: dict[str, torch.Tensor]) -> dict:
     terms = _run(**_half(inputs, rank))
-    terms["w_ddp"] = terms["w"].clone()
-    dist.all_reduce(terms["w_ddp"])  # DDP: the mean of the ranks' parameter gradients
-    terms["w_ddp"] /= world
+    terms["w_ddp"] = ddp_mean(terms["w"])  # DDP: the mean of the ranks' parameter gradients
     return terms
 
 

@@ -16,29 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from corekit.plugins import load_plugins
-from corekit.testing import loss_probe
+from corekit.testing import assert_losses_match, regression_probe
 
 RECORDED = json.loads((Path(__file__).parent / "data" / "loss_values_c9554c8.json").read_text())
-REL = 1e-6
 
 
 @pytest.fixture(scope="module")
 def probe() -> dict:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DEEPCLUST_PLUGINS", "propos,hadis")
-        return loss_probe(load_plugins(), "hadis")
+    return regression_probe("propos,hadis", "hadis")
 
 
 def test_losses_on_fixed_views_match_c9554c8(probe: dict) -> None:
-    recorded = RECORDED["fixed_views"]
-    assert list(probe["fixed_views"]) == list(recorded)
-    assert probe["fixed_views"] == pytest.approx(recorded, rel=REL, abs=0)
+    assert_losses_match(probe, RECORDED, "fixed_views", rel=1e-6)
 
 
 def test_losses_of_three_train_steps_match_c9554c8(probe: dict) -> None:
-    recorded = RECORDED["train_steps"]
-    assert len(probe["train_steps"]) == len(recorded) == 3
-    for index, (got, want) in enumerate(zip(probe["train_steps"], recorded, strict=True)):
-        assert sorted(got) == sorted(want), f"step {index + 1}: other loss terms"
-        assert got == pytest.approx(want, rel=REL, abs=0), f"step {index + 1}"
+    assert_losses_match(probe, RECORDED, "train_steps", rel=1e-6)

@@ -7,22 +7,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 
 import corekit.builtins  # noqa: F401  (heavy imports at collection, not in a test)
-from corekit import recipe as rc
-from corekit.composer import compose
 from corekit.data import ImageSet, load_dataset
 from corekit.engine.trainer import StageTrainer
-from corekit.plugins import Plugins, load_plugins
-
-CPU = torch.device("cpu")
+from corekit.plugins import Plugins
+from corekit.testing import compose_trainer, load_only
 
 
 @pytest.fixture
-def plugins(monkeypatch: pytest.MonkeyPatch) -> Plugins:
-    monkeypatch.setenv("DEEPCLUST_PLUGINS", "propos")
-    return load_plugins()
+def plugins() -> Plugins:
+    return load_only("propos")
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +33,6 @@ def stage_trainer(plugins: Plugins, digits: ImageSet,
     ``trainer.ctx.epoch = e`` and fire ``trainer.hooks.fire("on_epoch_start", trainer.ctx)``."""
 
     def build(recipe: str = "propos", *overrides: str) -> StageTrainer:
-        stage = rc.resolve(recipe, plugins.find_recipe, "digits", list(overrides)).stages[0]
-        composed = compose(plugins, stage, lambda name: digits, CPU)
-        return StageTrainer(composed, tmp_path, CPU, None, 0, lambda _: None, progress=False)
+        return compose_trainer(plugins, recipe, tmp_path, *overrides, dataset=digits)
 
     return build
-

@@ -15,28 +15,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.distributed as dist
 from deepclust_propos.losses import PSA, PSL
 
-from corekit.testing import run_on_ranks
+from corekit.testing import FakeStep, ddp_mean, rank_slice, run_on_ranks
 
 WORLD = 2
 N, D_IN, D, K = 8, 5, 4, 3  # global batch, input width, embedding width, clusters
 LABELS = torch.tensor([0, 0, 1, 1, 2, 2, 0, 1])  # cluster 2 is absent from rank 0's half
-
-
-class FakeStep:
-    """The two methods ProPos's loss adapters call on a step."""
-
-    def __init__(self, outputs: dict[tuple[str, str, int], torch.Tensor],
-                 labels: torch.Tensor) -> None:
-        self.outputs, self._labels = outputs, labels
-
-    def output(self, name: str, view: int = 0, branch: str = "online") -> torch.Tensor:
-        return self.outputs[(branch, name, view)]
-
-    def labels(self) -> torch.Tensor:
-        return self._labels
 
 
 def _inputs() -> dict[str, torch.Tensor]:
@@ -60,8 +45,7 @@ def _run(name: str, x: torch.Tensor, k: torch.Tensor, w: torch.Tensor,
 
 
 def _half(inputs: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor]:
-    n = N // WORLD
-    mine = slice(rank * n, (rank + 1) * n)
+    mine = rank_slice(N, rank, WORLD)
     return {"x": inputs["x"][:, mine], "k": inputs["k"][:, mine], "w": inputs["w"],
             "labels": inputs["labels"][mine]}
 
@@ -70,9 +54,7 @@ def _on_rank(rank: int, world: int, inputs: dict[str, torch.Tensor]) -> dict:
     out = {}
     for name in ("psl", "psa"):
         terms = _run(name, **_half(inputs, rank))
-        terms["w_ddp"] = terms["w"].clone()
-        dist.all_reduce(terms["w_ddp"])  # DDP: the mean of the ranks' parameter gradients
-        terms["w_ddp"] /= world
+        terms["w_ddp"] = ddp_mean(terms["w"])  # DDP: the mean of the ranks' parameter gradients
         out[name] = terms
     return out
 
@@ -84,11 +66,10 @@ def ranks() -> list[dict]:
 
 def test_psl_on_two_ranks_is_the_full_batch_loss(ranks):
     full = _run("psl", **_inputs())
-    n = N // WORLD
     for rank, result in enumerate(ranks):
         terms = result["psl"]
         torch.testing.assert_close(terms["loss"], full["loss"])
-        torch.testing.assert_close(terms["x"], WORLD * full["x"][:, rank * n:(rank + 1) * n])
+        torch.testing.assert_close(terms["x"], WORLD * full["x"][:, rank_slice(N, rank, WORLD)])
         torch.testing.assert_close(terms["w_ddp"], full["w"])
 
 

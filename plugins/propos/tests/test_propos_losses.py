@@ -8,6 +8,8 @@ import pytest
 import torch
 from deepclust_propos import PSA, PSL, prototypes, psa, psl
 
+from corekit.testing import FakeStep
+
 
 def unit(*degrees: float) -> torch.Tensor:
     """Rows ``u(θ) = (cos θ, sin θ)``, θ in degrees (spec §9 helper)."""
@@ -104,22 +106,6 @@ def test_psl_gradient_flows_to_student_not_teacher() -> None:
     psl(q, k, C4_Y, 3).backward()
     assert q.grad is not None and q.grad.abs().sum() > 0
     assert k.grad is None
-
-
-class FakeStep:
-    """Just enough of ``corekit.Step`` for the loss classes: fixed tensors per (branch, name,
-    view) and fixed labels."""
-
-    def __init__(self, outputs: dict[tuple[str, str, int], torch.Tensor],
-                 labels: torch.Tensor | None = None) -> None:
-        self.outputs = outputs
-        self._labels = labels
-
-    def output(self, name: str, view: int = 0, branch: str = "online") -> torch.Tensor:
-        return self.outputs[(branch, name, view)]
-
-    def labels(self) -> torch.Tensor:
-        return self._labels
 
 
 def test_psa_class_averages_both_directions_on_normalised_teacher() -> None:
