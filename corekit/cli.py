@@ -137,6 +137,36 @@ def cmd_evaluate(args: argparse.Namespace, plugins: Plugins) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace, plugins: Plugins) -> int:
+    from corekit import metrics
+    from corekit.assign import write_assignments
+    from corekit.data import load_dataset
+    from corekit.predict import load_trained, predict
+
+    run_dir = Path(args.run_dir)
+    model = load_trained(run_dir, plugins)
+    data = load_dataset(args.data, loaders=plugins.datasets())
+    cluster, confidence = predict(model, data)
+    out = Path(args.out) if args.out else run_dir / "predictions" / f"{data.name}.csv"
+    write_assignments(out, cluster, confidence, data.names, data.labels)
+    k = int(model.data["n_clusters"])
+    used = k - int(metrics.cluster_stats(cluster, k)["empty_clusters"])
+    print(f"{len(data)} images of {data.name} -> {used} of {k} clusters; written to {out}")
+    if data.labels is not None:
+        print(_metrics_line(metrics.evaluate(data.labels, cluster, k)))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, plugins: Plugins) -> int:
+    from corekit.predict import export, load_trained
+
+    run_dir = Path(args.run_dir)
+    path = export(load_trained(run_dir, plugins), run_dir,
+                  Path(args.out) if args.out else run_dir / "export")
+    print(f"exported {path} (with recipe.toml and export.json)")
+    return 0
+
+
 def cmd_new_plugin(args: argparse.Namespace, plugins: Plugins) -> int:
     from corekit.scaffold import new_plugin
 
@@ -182,6 +212,15 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("evaluate", help="re-evaluate a run directory's checkpoint")
     sp.add_argument("run_dir")
     sp.set_defaults(func=cmd_evaluate)
+    sp = sub.add_parser("predict", help="assign new images with a trained run")
+    sp.add_argument("run_dir")
+    sp.add_argument("--data", required=True, help="the images, e.g. imagefolder:PATH")
+    sp.add_argument("--out", help="CSV file (default RUN/predictions/<data>.csv)")
+    sp.set_defaults(func=cmd_predict)
+    sp = sub.add_parser("export", help="write a run's networks as safetensors plus its recipe")
+    sp.add_argument("run_dir")
+    sp.add_argument("--out", help="folder (default RUN/export)")
+    sp.set_defaults(func=cmd_export)
     sp = sub.add_parser("new-plugin", help="scaffold a plugin of your own")
     sp.add_argument("name")
     sp.add_argument("--dir", default=".")

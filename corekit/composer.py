@@ -112,7 +112,11 @@ class Composed:
 
     def outputs(self, epochs: int = 0) -> StageOutputs:
         """What this stage hands to the next after ``epochs`` epochs: weights and state."""
-        return StageOutputs.of(self.stage.name, self.model.online, self.state, epochs)
+        data = self.train_set
+        info = {"name": data.name, "channels": data.channels,
+                "size": self.stage.augment.size or _side(data), "mean": list(data.mean),
+                "std": list(data.std), "n_clusters": self.n_clusters, "n_images": len(data)}
+        return StageOutputs.of(self.stage.name, self.model.online, self.state, epochs, info)
 
 
 # -- named builders ---------------------------------------------------------------------------

@@ -27,21 +27,24 @@ OUTPUTS_FILE = "outputs.pt"
 
 @attrs.define
 class StageOutputs:
-    """Per-part weights and per-name state of a stage after ``epochs`` epochs, on the CPU."""
+    """Per-part weights and per-name state of a stage after ``epochs`` epochs, on the CPU, and
+    what its images were (``data``: channels, size, mean, std, n_clusters, n_images), so that
+    new images can be prepared the same way (``deepclust predict``)."""
 
     stage: str
     parts: dict[str, Tensors]
     state: dict[str, Tensors]
     epochs: int = 0
+    data: dict[str, Any] = attrs.field(factory=dict)
 
     @classmethod
     def of(cls, stage: str, network: Network, state: Mapping[str, nn.Module],
-           epochs: int = 0) -> StageOutputs:
+           epochs: int = 0, data: dict[str, Any] | None = None) -> StageOutputs:
         def cpu(module: nn.Module) -> Tensors:
             return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
         return cls(stage, {n: cpu(network.part(n)) for n in network.owned()},
-                   {n: cpu(s) for n, s in state.items()}, epochs)
+                   {n: cpu(s) for n, s in state.items()}, epochs, dict(data or {}))
 
     def save(self, folder: Path) -> Path:
         path = folder / OUTPUTS_FILE

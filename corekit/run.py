@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import random
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 
 from corekit import metrics
 from corekit import recipe as rc
+from corekit.assign import write_assignments
 from corekit.composer import Composed, CompositionError, compose
 from corekit.data import BUILTIN_DATASETS, ImageSet, Loader, load_dataset
 from corekit.engine import checkpoint
@@ -182,10 +184,16 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
         previous = earlier[stage.name] = composed.outputs(stage.train.epochs)
         previous.save(folder)
         (folder / "final.json").write_text(json.dumps(result, indent=2))
+        cluster, confidence = trainer.assigned()
+        data = composed.train_set
+        write_assignments(folder / "assignments.csv", cluster, confidence, data.names,
+                          data.labels if data is composed.eval_set else None)
     final = {**result, "recipe": recipe.name, "data": recipe.stages[-1].data.name,
              "seconds": time.perf_counter() - t0, "device": str(device)}
     if target is None or target is recipe.stages[-1]:
         (out / "final.json").write_text(json.dumps(final, indent=2))
+        shutil.copyfile(stage_dir(out, recipe.stages[-1]) / "assignments.csv",
+                        out / "assignments.csv")
         write_report(out)
     return final
 

@@ -49,6 +49,8 @@ class ImageSet:
     mean: tuple[float, ...] = attrs.field(converter=tuple)
     std: tuple[float, ...] = attrs.field(converter=tuple)
     skipped: int = 0
+    names: tuple[str, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(
+        tuple))
 
     def __attrs_post_init__(self) -> None:
         """Check that labels and statistics agree with the images."""
@@ -104,4 +106,6 @@ class ImageSet:
         generator = torch.Generator().manual_seed(seed)
         chosen = torch.randperm(len(self), generator=generator)[:n].sort().values
         labels = None if self.labels is None else self.labels[chosen.to(self.labels.device)]
-        return attrs.evolve(self, images=self.images[chosen.to(self.images.device)], labels=labels)
+        names = None if self.names is None else [self.names[i] for i in chosen.tolist()]
+        return attrs.evolve(self, images=self.images[chosen.to(self.images.device)], labels=labels,
+                            names=names)

@@ -281,11 +281,12 @@ def load_imagefolder(
     if stream or (stream is None and len(headers) * target[0] * target[1] * channels
                   > in_memory_limit()):
         return _streaming(folder, headers, classes, mode, target, skipped)
-    arrays, kept_labels = [], []
+    arrays, kept_labels, kept_names = [], [], []
     for file, label, _, _ in headers:
         try:
             arrays.append(decode_image(file, mode, target))
             kept_labels.append(label)
+            kept_names.append(file.relative_to(folder).as_posix())
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             _warn_skip(file, err)
             skipped += 1
@@ -300,7 +301,7 @@ def load_imagefolder(
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     label_tensor = None if classes is None else torch.tensor(kept_labels, dtype=torch.int64)
     num_classes = None if classes is None else len(classes)
-    return ImageSet(folder.name, images, label_tensor, num_classes, mean, std, skipped)
+    return ImageSet(folder.name, images, label_tensor, num_classes, mean, std, skipped, kept_names)
 
 
 def _streaming(folder: Path, headers: list, classes: list[str] | None, mode: str,
@@ -313,8 +314,9 @@ def _streaming(folder: Path, headers: list, classes: list[str] | None, mode: str
         mean, std = channel_stats(torch.from_numpy(sample[:, None]))
     else:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
+    names = [f.relative_to(folder).as_posix() for f in files]
     return StreamingImageSet(folder.name, files, labels, None if classes is None else len(classes),
-                             mean, std, mode, target, skipped)
+                             mean, std, mode, target, skipped, names)
 
 
 def _is_image(path: Path) -> bool:

@@ -60,6 +60,8 @@ class StreamingImageSet:
     mode: str = "RGB"
     target: tuple[int, int] = (32, 32)
     skipped: int = 0
+    names: tuple[str, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(
+        tuple))
     device: torch.device = attrs.field(factory=lambda: torch.device("cpu"))
     workers: int = attrs.field(factory=lambda: min(4, os.cpu_count() or 1))
 
@@ -104,4 +106,6 @@ class StreamingImageSet:
         chosen = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
         chosen = chosen.sort().values
         labels = None if self.labels is None else self.labels[chosen.to(self.labels.device)]
-        return attrs.evolve(self, files=[self.files[i] for i in chosen.tolist()], labels=labels)
+        names = None if self.names is None else [self.names[i] for i in chosen.tolist()]
+        return attrs.evolve(self, files=[self.files[i] for i in chosen.tolist()], labels=labels,
+                            names=names)

@@ -14,6 +14,7 @@ from torch import nn
 from tqdm import tqdm
 
 from corekit import metrics
+from corekit.assign import centroid_confidence, head_assignment
 from corekit.components.clusterers import ClusterResult
 from corekit.composer import Composed, parse_assign, parse_feature
 from corekit.data import ImageSet
@@ -61,7 +62,7 @@ class StageTrainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=scaler_on)
         self.global_step = 0
         self.start_epoch = 0
-        self._cluster_cache: tuple[tuple[int, str], ClusterResult] | None = None
+        self._cluster_cache: tuple[tuple[int, str], torch.Tensor, ClusterResult] | None = None
         self.checkpoint_path = self.stage_dir / "checkpoint.pt"
         self.metrics = MetricsLog(run_dir)
         self.phases = PhaseTimer(enabled=self.train_cfg.time_phases, device=device)
@@ -93,17 +94,22 @@ class StageTrainer:
         net.train(was_training)
         return torch.cat(out)
 
-    def cluster(self, spec: str) -> ClusterResult:
-        """Run the clusterer on features ``spec``; reused while the weights are unchanged."""
+    def clustered(self, spec: str) -> tuple[torch.Tensor, ClusterResult]:
+        """The (normalised) features ``spec`` of the training set and the clusterer's result on
+        them; reused while the weights are unchanged."""
         key = (self.global_step, spec)
         if self._cluster_cache is not None and self._cluster_cache[0] == key:
-            return self._cluster_cache[1]
+            return self._cluster_cache[1], self._cluster_cache[2]
         feats = self.features(spec, self.c.train_set)
         if self.c.stage.clusterer.normalize:
             feats = nn.functional.normalize(feats, dim=1)
         result = self.c.clusterer.fit(feats)
-        self._cluster_cache = (key, result)
-        return result
+        self._cluster_cache = (key, feats, result)
+        return feats, result
+
+    def cluster(self, spec: str) -> ClusterResult:
+        """Run the clusterer on features ``spec``; reused while the weights are unchanged."""
+        return self.clustered(spec)[1]
 
     def e_step(self, epoch: int) -> dict[str, float]:
         """Features of the whole set -> clusterer -> pseudo-label buffer (no labels read)."""
@@ -118,12 +124,28 @@ class StageTrainer:
 
     def assignments(self) -> torch.Tensor:
         """Cluster ids of every training image, as ``eval.assign`` says."""
+        return self.assigned()[0]
+
+    def assigned(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cluster ids (N,) of every training image, as ``eval.assign`` says, and each one's
+        confidence (N,) in [0, 1]: the head's probability, or the centroid margin
+        (``corekit.assign.centroid_confidence``)."""
         assigned = parse_assign(self.c.stage.eval.assign)
         if assigned is None:
             spec = self.c.stage.eval.features or self.c.stage.clusterer.features
-            return self.cluster(spec).labels
+            feats, result = self.clustered(spec)
+            return result.labels, centroid_confidence(feats, result.centroids, result.labels)
         branch, head = assigned
-        return self.features(f"{branch}:{head}", self.c.train_set).argmax(dim=1)
+        scores = self.features(f"{branch}:{head}", self.c.train_set)
+        return head_assignment(scores, self.c.model.network(branch).produces(head))
+
+    def keep_final_clustering(self) -> None:
+        """Write the evaluation's clustering (labels and centroids) into the ``pseudo`` state, so
+        the stage's outputs hold the centroids that assign new images (``deepclust predict``)."""
+        if parse_assign(self.c.stage.eval.assign) is None and self.c.pseudo is not None:
+            spec = self.c.stage.eval.features or self.c.stage.clusterer.features
+            result = self.cluster(spec)
+            self.c.pseudo.write(result.labels, result.centroids)
 
     def evaluate(self) -> dict[str, float]:
         """Assignments and, where the set has labels and is the main set, NMI/ACC/ARI."""
@@ -319,6 +341,7 @@ class StageTrainer:
         self.hooks.fire("on_stage_end", self.context(cfg.epochs - 1))
         if not result:
             result = self.evaluate()
+        self.keep_final_clustering()
         return result
 
     def _epoch(self, epoch: int) -> dict[str, float]:

@@ -1,0 +1,133 @@
+"""A trained run, reloaded to assign new images (``deepclust predict``) or written out as
+safetensors (``deepclust export``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from corekit import recipe as rc
+from corekit.assign import head_assignment, nearest_centroid
+from corekit.builder import build_component
+from corekit.components.augment import eval_transform
+from corekit.composer import build_network, parse_assign, parse_feature, state_specs
+from corekit.data import DataError, ImageSet
+from corekit.errors import TrainingError
+from corekit.handoff import OUTPUTS_FILE, StageOutputs
+from corekit.network import Network
+from corekit.plugins import Plugins
+
+
+@attrs.define
+class TrainedModel:
+    """What assigns an image as the run did: the network of ``branch``, its part ``part``, the
+    run's evaluation transform, and the run's centroids (None when a head's argmax assigns)."""
+
+    stage: rc.Stage
+    network: Network
+    branch: str
+    part: str
+    transform: nn.Module
+    centroids: torch.Tensor | None
+    normalize: bool
+    channels: int
+    data: dict[str, Any]
+    outputs: StageOutputs
+
+
+def last_finished_stage(run_dir: Path, recipe: rc.Recipe) -> rc.Stage:
+    """The last stage of ``run_dir`` that saved its outputs."""
+    for stage in reversed(recipe.stages):
+        if (run_dir / "stages" / stage.name / OUTPUTS_FILE).exists():
+            return stage
+    raise TrainingError(f"{run_dir} holds no finished stage (no stages/*/{OUTPUTS_FILE}); "
+                        "train the run first")
+
+
+def _shape_only(data: dict[str, Any]) -> ImageSet:
+    """A one-image set with the training images' channels, size and statistics."""
+    size = int(data["size"])
+    images = torch.zeros(1, int(data["channels"]), size, size, dtype=torch.uint8)
+    return ImageSet(str(data["name"]), images, None, int(data["n_clusters"]), data["mean"],
+                    data["std"])
+
+
+def load_trained(run_dir: Path, plugins: Plugins) -> TrainedModel:
+    """The last finished stage of ``run_dir`` with its saved weights, on the CPU."""
+    if not (run_dir / "recipe.toml").exists():
+        raise TrainingError(f"{run_dir} is not a run directory (no recipe.toml)")
+    recipe = rc.validate(rc.load_toml(run_dir / "recipe.toml"))
+    stage = last_finished_stage(run_dir, recipe)
+    outputs = StageOutputs.load(run_dir / "stages" / stage.name)
+    data = outputs.data
+    shape = _shape_only(data)
+    network = build_network(plugins, stage, shape, int(data["n_clusters"]))
+    for name in network.owned():
+        network.part(name).load_state_dict(outputs.parts[name])
+    assigned = parse_assign(stage.eval.assign)
+    centroids = None
+    if assigned is None:
+        spec = stage.eval.features or stage.clusterer.features
+        branch, part = parse_feature(spec, "eval.features")
+        centroids = outputs.state["pseudo"]["centroids"]
+    else:
+        branch, part = assigned
+    if branch != "online":
+        path, spec = state_specs(stage)[branch]
+        state = build_component(plugins, "state", spec.type, spec.options, path,
+                                network=network, n_images=1, n_clusters=int(data["n_clusters"]),
+                                total_steps=1, steps_per_epoch=1)
+        state.load_state_dict(outputs.state[branch])
+        network = state.network
+    normalize = stage.augment.normalize
+    transform = eval_transform(int(data["size"]), int(data["channels"]),
+                               tuple(data["mean"]) if normalize else None,
+                               tuple(data["std"]) if normalize else None)
+    network.eval()
+    return TrainedModel(stage, network, branch, part, transform, centroids,
+                        stage.clusterer.normalize if stage.clusterer else False,
+                        int(data["channels"]), data, outputs)
+
+
+@torch.no_grad()
+def predict(model: TrainedModel, data: ImageSet,
+            batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cluster (N,) and confidence (N,) of every image of ``data``, prepared as in training."""
+    if data.channels != model.channels:
+        raise DataError(f"the run was trained on {model.channels}-channel images; "
+                        f"{data.name} has {data.channels} channel(s)")
+    out = []
+    for _, images in data.batches(torch.arange(len(data)), batch_size):
+        out.append(model.network.compute(model.part, model.transform(images.cpu()), {}).float())
+    features = torch.cat(out)
+    if model.centroids is None:
+        return head_assignment(features, model.network.produces(model.part))
+    if model.normalize:
+        features = nn.functional.normalize(features, dim=1)
+    return nearest_centroid(features, model.centroids)
+
+
+def export(model: TrainedModel, run_dir: Path, out: Path) -> Path:
+    """``out/model.safetensors`` (every part of the assigning network, and the centroids),
+    ``out/recipe.toml`` and ``out/export.json`` (how images are prepared and assigned)."""
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {f"{name}.{key}": value.contiguous()
+               for name in model.network.owned()
+               for key, value in model.network.part(name).state_dict().items()}
+    if model.centroids is not None:
+        tensors["centroids"] = model.centroids.contiguous()
+    save_file(tensors, str(out / "model.safetensors"))
+    shutil.copyfile(run_dir / "recipe.toml", out / "recipe.toml")
+    meta = {"stage": model.stage.name, "branch": model.branch, "assign_part": model.part,
+            "normalize_features": model.normalize, "data": model.data,
+            "assign": "centroids" if model.centroids is not None else "head argmax"}
+    (out / "export.json").write_text(json.dumps(meta, indent=2))
+    return out / "model.safetensors"

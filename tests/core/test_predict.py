@@ -1,0 +1,109 @@
+"""Your own images: every run writes assignments.csv; ``deepclust predict`` assigns new images
+with a trained run; ``deepclust export`` writes safetensors (issue: your own images)."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from corekit.cli import main
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Two image folders of scikit-learn digits (16 px PNGs, one subfolder per class)."""
+    root = tmp_path_factory.mktemp("imgs")
+    digits = load_digits()
+    for split, rows in (("train", range(0, 400)), ("new", range(400, 520))):
+        for i in rows:
+            folder = root / split / f"class{digits.target[i]}"
+            folder.mkdir(parents=True, exist_ok=True)
+            pixels = (digits.images[i] * 255 / 16).astype(np.uint8)
+            Image.fromarray(pixels).resize((16, 16)).save(folder / f"{i}.png")
+    return root
+
+
+def read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def train(folders, out, *extra):
+    assert main(["train", "simclr-kmeans", "--data", f"imagefolder:{folders / 'train'}",
+                 "--set", "train.epochs=1", "--set", "train.steps_per_epoch=3", "--out",
+                 str(out), "--no-progress", *extra]) == 0
+
+
+def test_assignments_csv_names_each_image_relative_to_its_folder(folders, tmp_path):
+    out = tmp_path / "run"
+    train(folders, out)
+    rows = read_csv(out / "assignments.csv")
+    assert len(rows) == 400 and list(rows[0]) == ["index", "image", "cluster", "confidence",
+                                                  "label"]
+    assert rows[0]["image"] == "class0/0.png"  # relative: no absolute path in shared files
+    assert not any(str(folders) in r["image"] for r in rows)
+    confidence = [float(r["confidence"]) for r in rows]
+    assert min(confidence) >= 0 and max(confidence) <= 1 and len(set(confidence)) > 10
+    final = json.loads((out / "final.json").read_text())
+    from corekit import metrics
+
+    again = metrics.evaluate(torch.tensor([int(r["label"]) for r in rows]),
+                             torch.tensor([int(r["cluster"]) for r in rows]), 10)
+    assert again["nmi"] == pytest.approx(final["nmi"])
+
+
+def test_predict_assigns_new_and_training_images_as_the_run_did(folders, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(folders, out)
+    capsys.readouterr()
+    assert main(["predict", str(out), "--data", f"imagefolder:{folders / 'train'}",
+                 "--out", str(tmp_path / "same.csv")]) == 0
+    same = read_csv(tmp_path / "same.csv")
+    trained = read_csv(out / "assignments.csv")
+    agree = np.mean([a["cluster"] == b["cluster"] for a, b in zip(same, trained, strict=True)])
+    assert agree > 0.98  # the run's own centroids reproduce its own assignments
+    assert main(["predict", str(out), "--data", f"imagefolder:{folders / 'new'}"]) == 0
+    printed = capsys.readouterr().out
+    assert "120 images of new ->" in printed and "NMI" in printed
+    new = read_csv(out / "predictions" / "new.csv")
+    assert len(new) == 120 and sorted(r["image"] for r in new)[0] == "class0/400.png"
+
+
+def test_predict_with_a_head_and_wrong_channels(folders, tmp_path, capsys):
+    out = tmp_path / "cc"
+    assert main(["train", "cc", "--data", "digits", "--set", "train.epochs=1",
+                 "--set", "train.steps_per_epoch=2", "--set", "data.subset=200", "--out",
+                 str(out), "--no-progress"]) == 0
+    trained = read_csv(out / "assignments.csv")
+    assert main(["predict", str(out), "--data", "digits", "--out", str(tmp_path / "p.csv")]) == 0
+    predicted = read_csv(tmp_path / "p.csv")
+    assert len(predicted) == 1797 and float(predicted[0]["confidence"]) <= 1
+    capsys.readouterr()
+    rgb = tmp_path / "rgb" / "a"
+    rgb.mkdir(parents=True)
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8) + 80).save(rgb / "x.png")
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8) + 10).save(rgb / "y.png")
+    assert main(["predict", str(out), "--data", f"imagefolder:{rgb.parent}"]) == 2
+    assert "trained on 1-channel images" in capsys.readouterr().err
+    assert trained  # the run's own file is untouched by predictions
+    assert main(["predict", str(tmp_path / "nothing"), "--data", "digits"]) == 2
+
+
+def test_export_writes_safetensors_that_reload(folders, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    train(folders, out)
+    assert main(["export", str(out)]) == 0
+    tensors = load_file(str(out / "export" / "model.safetensors"))
+    outputs = torch.load(out / "stages" / "main" / "outputs.pt", weights_only=True)
+    for key, value in outputs["parts"]["backbone"].items():
+        assert torch.equal(tensors[f"backbone.{key}"], value)
+    assert tensors["centroids"].shape[0] == 10
+    meta = json.loads((out / "export" / "export.json").read_text())
+    assert meta["assign"] == "centroids" and meta["data"]["channels"] == 1
+    assert (out / "export" / "recipe.toml").read_text() == (out / "recipe.toml").read_text()
