@@ -70,7 +70,9 @@ def test_predict_assigns_new_and_training_images_as_the_run_did(folders, tmp_pat
     printed = capsys.readouterr().out
     assert "120 images of new ->" in printed and "NMI" in printed
     new = read_csv(out / "predictions" / "new.csv")
-    assert len(new) == 120 and sorted(r["image"] for r in new)[0] == "class0/400.png"
+    files = sorted(p.relative_to(folders / "new").as_posix()
+                   for p in (folders / "new").rglob("*.png"))
+    assert sorted(r["image"] for r in new) == files
 
 
 def test_predict_with_a_head_and_wrong_channels(folders, tmp_path, capsys):
