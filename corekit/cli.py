@@ -98,6 +98,10 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
     overrides = list(args.set or [])
     if args.device:
         overrides.append(f'train.device="{args.device}"')
+    if args.k is not None:
+        if args.k < 1:
+            raise UserError(f"--k {args.k}: the number of clusters must be at least 1")
+        overrides.append(f"data.n_clusters={args.k}")
     args.set = overrides
     recipe = _resolve(args, plugins)
     data = recipe.stages[-1].data.name.replace(":", "-").replace("/", "_")
@@ -205,6 +209,8 @@ def parser() -> argparse.ArgumentParser:
                             help="continue from --out's checkpoint")
             sp.add_argument("--seeds", type=int, default=1, help="train N seeds, report mean ± std")
             sp.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
+            sp.add_argument("--k", type=int, help="number of clusters (default: the data set's "
+                                                  "class count, else estimated)")
             sp.add_argument("--no-progress", action="store_true", help="no progress bars")
             sp.add_argument("--stage", metavar="NAME",
                             help="rerun stage NAME of --out's run from the saved outputs of "

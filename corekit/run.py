@@ -23,6 +23,7 @@ from corekit.engine import checkpoint
 from corekit.engine.devices import resolve_device, resolve_precision
 from corekit.engine.trainer import StageTrainer, steps_per_epoch
 from corekit.errors import TrainingError, UserError
+from corekit.estimate_k import KEstimate, estimate_k
 from corekit.handoff import OUTPUTS_FILE, StageOutputs
 from corekit.plugins import Plugins, check_requirements
 from corekit.report import write_report
@@ -117,6 +118,31 @@ def check_recipe(recipe: rc.Recipe, plugins: Plugins, cache: DataCache) -> list[
     return composed
 
 
+def fill_missing_k(recipe: rc.Recipe, cache: DataCache,
+                   log: Callable[[str], None]) -> list[KEstimate]:
+    """Set ``data.n_clusters`` of every stage that trains on an unlabelled set and was given no
+    K (``--k``), from ``corekit.estimate_k``; the estimates are saved in the run directory."""
+    estimates = []
+    for stage in recipe.stages:
+        if stage.data.n_clusters:
+            continue
+        datasets = _datasets(cache, stage)
+        source = stage.data.reference if stage.data.source == "reference" else stage.data.name
+        data = datasets(source or stage.data.name)
+        if data.num_classes:
+            continue
+        estimate = estimate_k(data, stage.train.seed)
+        stage.data.n_clusters = estimate.k
+        index = recipe.stages.index(stage)
+        keys = ["stage", str(index)] if "stage" in recipe.raw else []
+        recipe.raw = rc.apply_override(recipe.raw, [*keys, "data", "n_clusters"], estimate.k)
+        estimates.append(estimate)
+        log(f"stage {stage.name}: {data.name} has no labels and no K was given (--k N); "
+            f"estimated K = {estimate.k} by the silhouette of k-means on the pixels of "
+            f"{estimate.n_images} images (k_estimate.json, k_estimate.png)")
+    return estimates
+
+
 def _saved(out: Path, stage: rc.Stage) -> bool:
     return (stage_dir(out, stage) / OUTPUTS_FILE).exists()
 
@@ -140,6 +166,7 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
     first = recipe.stages[0]
     device = resolve_device(first.train.device)
     cache = DataCache(device, plugins.datasets())
+    estimates = fill_missing_k(recipe, cache, log)
     check_recipe(recipe, plugins, cache)
     target = recipe.stage(only) if only else None
     if resume and target is None and all(_finished(out, s) for s in recipe.stages):
@@ -168,6 +195,8 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
                            earlier)
         if not opened:
             _open_run_dir(out, recipe, plugins, resume or target is not None)
+            for estimate in estimates:
+                estimate.save(out)
             opened = True
         trainer = StageTrainer(composed, out, device, dtype, index, log, progress, folder)
         payload = None

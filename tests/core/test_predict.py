@@ -109,3 +109,26 @@ def test_export_writes_safetensors_that_reload(folders, tmp_path):
     meta = json.loads((out / "export" / "export.json").read_text())
     assert meta["assign"] == "centroids" and meta["data"]["channels"] == 1
     assert (out / "export" / "recipe.toml").read_text() == (out / "recipe.toml").read_text()
+
+
+def test_k_from_the_command_line_or_estimated_for_a_flat_folder(folders, tmp_path, capsys):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in sorted((folders / "train").rglob("*.png"))[:300]:
+        (flat / path.name).write_bytes(path.read_bytes())
+    base = ["train", "simclr-kmeans", "--data", f"imagefolder:{flat}", "--set",
+            "train.epochs=1", "--set", "train.steps_per_epoch=2", "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "k4"), "--k", "4"]) == 0
+    assert {r["cluster"] for r in read_csv(tmp_path / "k4" / "assignments.csv")} <= \
+        {"0", "1", "2", "3"}
+    assert not (tmp_path / "k4" / "k_estimate.json").exists()
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "est")]) == 0
+    printed = capsys.readouterr().out
+    estimate = json.loads((tmp_path / "est" / "k_estimate.json").read_text())
+    assert f"estimated K = {estimate['k']}" in printed and "--k N" in printed
+    assert max(estimate["silhouette"].values()) == estimate["silhouette"][str(estimate["k"])]
+    assert 5 <= estimate["k"] <= 15  # ten digit classes, judged from pixels only
+    assert (tmp_path / "est" / "k_estimate.png").exists()
+    assert main(["evaluate", str(tmp_path / "est")]) == 0  # the estimate is in recipe.toml
+    assert main([*base, "--out", str(tmp_path / "bad"), "--k", "0"]) == 2
