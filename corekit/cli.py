@@ -174,8 +174,11 @@ def cmd_export(args: argparse.Namespace, plugins: Plugins) -> int:
 def cmd_new_plugin(args: argparse.Namespace, plugins: Plugins) -> int:
     from corekit.scaffold import new_plugin
 
-    path = new_plugin(args.name, Path(args.dir))
-    print(f"created {path}; install it with `pip install -e {path}`")
+    path = new_plugin(args.name, Path(args.dir), args.extras,
+                      taken=[p.name for p in plugins.info])
+    print(f"created {path}")
+    print(f"next: pip install --no-build-isolation -e {path} && pytest {path} && "
+          f"deepclust train {args.name} --data digits")
     return 0
 
 
@@ -227,9 +230,14 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("run_dir")
     sp.add_argument("--out", help="folder (default RUN/export)")
     sp.set_defaults(func=cmd_export)
-    sp = sub.add_parser("new-plugin", help="scaffold a plugin of your own")
-    sp.add_argument("name")
-    sp.add_argument("--dir", default=".")
+    sp = sub.add_parser("new-plugin", help="scaffold a plugin of your own",
+                        description="Write DIR/deepclust-plugin-NAME: an installable plugin "
+                                    "with an example loss, a recipe, tests and a README.")
+    sp.add_argument("name", help="plugin name: lower-case letters, digits and '_'")
+    sp.add_argument("--dir", default=".", help="where to create it (default: here)")
+    sp.add_argument("--with", dest="extras", action="append", metavar="head,state,clusterer",
+                    help="also write an example head, state type and/or clusterer "
+                         "(comma-separated or repeated)")
     sp.set_defaults(func=cmd_new_plugin)
     return p
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -32,6 +33,7 @@ from corekit.plugins import Plugins
 from corekit.state import Branch, PseudoLabels
 from corekit.state.base import source_parts
 from corekit.step import Model
+from corekit.weights import load_weights
 
 PSEUDO = "pseudo"
 
@@ -100,7 +102,7 @@ class Composed:
     losses: list[WeightedLoss]
     clusterer: Any | None
     sampler: Any
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer | None
     base_lrs: list[float]
     schedule: Any
     hooks: Hooks
@@ -167,6 +169,8 @@ def build_network(plugins: Plugins, stage: rc.Stage, data: ImageSet, n_clusters:
         path = "model.backbone" if name == "backbone" else f"model.encoders.{name}"
         encoders[name] = build_component(plugins, "backbone", spec.type, spec.options, path,
                                          **context)
+        if spec.weights:
+            load_weights(encoders[name], Path(spec.weights).expanduser(), f"{path}.weights")
         labels[name] = plugins.registry.get("backbone", spec.type).qualified
     heads: dict[str, nn.Module] = {}
     shares: dict[str, str] = {}
@@ -190,6 +194,8 @@ def build_network(plugins: Plugins, stage: rc.Stage, data: ImageSet, n_clusters:
             raise RecipeError(f"{path}: set `type` (a head) or `share` (another head's name)")
         heads[name] = build_component(plugins, "head", spec.type, spec.options, path,
                                       in_dim=dims[spec.input], **context)
+        if spec.weights:
+            load_weights(heads[name], Path(spec.weights).expanduser(), f"{path}.weights")
         dims[name] = int(heads[name].out_dim)
         labels[name] = plugins.registry.get("head", spec.type).qualified
     parts = [*encoders, *heads, *shares]
@@ -264,8 +270,9 @@ def build_losses(plugins: Plugins, stage: rc.Stage, n_clusters: int,
             fn = build_component(plugins, "loss", spec.type, spec.options, f"losses.{name}",
                                  n_clusters=n_clusters)
             losses.append(WeightedLoss(name, spec.type, fn, spec.weight, spec.start_epoch))
-    if not stage.losses:
-        problems.add("losses: the recipe has no loss; add a [losses.<name>] table")
+    if not stage.losses and stage.train.epochs > 0:
+        problems.add("losses: the recipe has no loss; add a [losses.<name>] table (or set "
+                     "train.epochs = 0 to only cluster the features)")
     return losses
 
 
@@ -433,8 +440,9 @@ def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSe
         check_needs(plugins, needs, ctx, problems)
 
     optimizer, base_lrs = None, []
-    with problems.collect():
-        optimizer, base_lrs = build_optimizer(plugins, stage.train, network)
+    if stage.train.epochs > 0:
+        with problems.collect():
+            optimizer, base_lrs = build_optimizer(plugins, stage.train, network)
     hooks = Hooks()
     with problems.collect():
         hooks.extend((f"state.{n}", s) for n, s in state.items())

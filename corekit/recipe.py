@@ -33,10 +33,12 @@ def _opts() -> Any:
 @attrs.define
 class Component:
     """A named component and the options passed to its factory. ``init_from = "STAGE:PART"``
-    (encoders) loads the weights of part PART saved by an earlier stage STAGE."""
+    (encoders) loads the weights of part PART saved by an earlier stage STAGE; ``weights =
+    "PATH"`` loads a safetensors or torch file (``corekit.weights``)."""
 
     type: str
     init_from: str | None = None
+    weights: str | None = None
     options: dict[str, Any] = _opts()
 
 
@@ -50,6 +52,7 @@ class Head:
     input: str = "backbone"
     share: str | None = None
     init_from: str | None = None
+    weights: str | None = None
     options: dict[str, Any] = _opts()
 
 

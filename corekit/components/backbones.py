@@ -141,9 +141,11 @@ def mlp(
     return MLP(in_channels, image_size, hidden, out_dim)
 
 
-def timm_backbone(model_name: str, in_channels: int = 3, **timm_kwargs: Any) -> nn.Module:
-    """Any timm architecture as a headless, randomly initialised backbone (registered as the
-    ``timm:<name>`` prefix family); ``out_dim`` is the model's ``num_features``.
+def timm_backbone(model_name: str, in_channels: int = 3, pretrained: bool = False,
+                  **timm_kwargs: Any) -> nn.Module:
+    """Any timm architecture as a headless backbone (registered as the ``timm:<name>`` prefix
+    family); ``out_dim`` is the model's ``num_features``. ``pretrained = true`` downloads the
+    timm weights where the internet is reachable; offline, pass ``weights = "PATH"`` instead.
 
     Raises ``ValueError`` naming the closest timm names when ``model_name`` is unknown."""
     import timm  # imported here: it costs seconds at start-up and only this factory needs it
@@ -152,8 +154,17 @@ def timm_backbone(model_name: str, in_channels: int = 3, **timm_kwargs: Any) -> 
         raise ValueError(
             f"unknown timm model {model_name!r}; {did_you_mean(model_name, timm.list_models())}"
         )
-    model = timm.create_model(
-        model_name, pretrained=False, num_classes=0, in_chans=in_channels, **timm_kwargs
-    )
+    try:
+        model = timm.create_model(model_name, pretrained=pretrained, num_classes=0,
+                                  in_chans=in_channels, **timm_kwargs)
+    except (OSError, RuntimeError, ConnectionError) as exc:
+        if not pretrained:
+            raise
+        raise ValueError(
+            f"the pretrained weights of {model_name!r} could not be downloaded ({exc}). "
+            "Download them where the internet is reachable (e.g. timm.create_model"
+            f"('{model_name}', pretrained=True) and save its state_dict to a .safetensors "
+            "file), then set pretrained = false and weights = \"PATH/TO/FILE\""
+        ) from None
     model.out_dim = int(model.num_features)
     return model
