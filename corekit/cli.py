@@ -98,6 +98,8 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
     overrides = list(args.set or [])
     if args.device:
         overrides.append(f'train.device="{args.device}"')
+    if args.budget:
+        overrides.append(f'train.budget="{args.budget}"')
     if args.k is not None:
         if args.k < 1:
             raise UserError(f"--k {args.k}: the number of clusters must be at least 1")
@@ -212,6 +214,8 @@ def parser() -> argparse.ArgumentParser:
                             help="continue from --out's checkpoint")
             sp.add_argument("--seeds", type=int, default=1, help="train N seeds, report mean ± std")
             sp.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
+            sp.add_argument("--budget", help="wall-clock cap of the run, e.g. 10m, 1h30m, 90s: "
+                                             "epochs and schedules are fitted to it")
             sp.add_argument("--k", type=int, help="number of clusters (default: the data set's "
                                                   "class count, else estimated)")
             sp.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -201,6 +201,7 @@ class Train:
     eval_every: int = 1
     checkpoint_every: int = 1
     time_phases: bool = False  # seconds per loop phase into metrics.jsonl (syncs CUDA)
+    budget: str | float | None = None  # wall-clock cap: "10m", "1h30m", "90s" (corekit.budget)
 
 
 @attrs.define
@@ -482,7 +483,12 @@ def validate(raw: Raw) -> Recipe:
     for i, stage_raw in enumerate(stage_raws):
         where = f"stage[{i}]" if "stage" in raw else ""
         merged = _drop(merge(sections, stage_raw), where)
-        stages.append(build(Stage, merged, where))
+        stage = build(Stage, merged, where)
+        if stage.train.budget is not None:
+            from corekit.budget import parse_budget
+
+            parse_budget(stage.train.budget, f"{where + '.' if where else ''}train.budget")
+        stages.append(stage)
     for i, stage in enumerate(stages):
         if stage.name == "main" and len(stages) > 1:
             stage.name = f"stage{i + 1}"

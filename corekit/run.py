@@ -6,6 +6,7 @@ import json
 import platform
 import random
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 from corekit import metrics
 from corekit import recipe as rc
 from corekit.assign import write_assignments
+from corekit.budget import Deadline, Plan, parse_budget, plan, scale_stage
 from corekit.composer import Composed, CompositionError, compose
 from corekit.data import BUILTIN_DATASETS, ImageSet, Loader, load_dataset
 from corekit.engine import checkpoint
@@ -86,6 +88,37 @@ def _steps(stage: rc.Stage, datasets: Callable[[str], ImageSet]) -> int:
     train_set = datasets(source or stage.data.name)
     return steps_per_epoch(len(train_set), stage.train.batch_size, stage.train.drop_last,
                            stage.train.steps_per_epoch)
+
+
+def probe(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSet],
+          device: torch.device, dtype: torch.dtype | None, previous: StageOutputs | None,
+          earlier: dict[str, StageOutputs], budget: float, steps: int = 5) -> Plan:
+    """Time ``steps`` real steps (after one warm-up) and one E-step of ``stage`` on throwaway
+    copies, and plan the epochs that fit ``budget`` seconds."""
+    seed_everything(stage.train.seed)
+    per_epoch = _steps(stage, datasets)
+    composed = compose(plugins, stage, datasets, device, previous, per_epoch, earlier)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = StageTrainer(composed, Path(tmp), device, dtype, 0, lambda _: None, False)
+        estep = 0.0
+        clus = stage.clusterer
+        if clus is not None:
+            t0 = time.perf_counter()
+            trainer.e_step(0)
+            runs = (1 / clus.every if clus.every else 0) + \
+                (1 / stage.train.eval_every if stage.train.eval_every else 0)
+            estep = (time.perf_counter() - t0) * runs
+        generator = torch.Generator().manual_seed(0)
+        order = composed.sampler.order(len(composed.train_set),
+                                       (steps + 1) * trainer.batch_size, generator,
+                                       composed.state)
+        batches = list(composed.train_set.batches(order, trainer.batch_size))
+        trainer.train_step(*batches[0], 0, generator)
+        t0 = time.perf_counter()
+        for indices, images in batches[1:]:
+            trainer.train_step(indices, images, 0, generator)
+        per_step = (time.perf_counter() - t0) / max(len(batches) - 1, 1)
+    return plan(budget, per_step, estep, per_epoch, stage.train.epochs)
 
 
 def check_recipe(recipe: rc.Recipe, plugins: Plugins, cache: DataCache) -> list[Composed]:
@@ -158,11 +191,15 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
           only: str | None = None) -> dict[str, Any]:
     """Train every stage of ``recipe`` into ``out``; return and write ``final.json``.
 
+    A stage with ``train.budget`` is fitted to it (``corekit.budget``); the budget counts from
+    this call (after the program's start-up) and is shared by the stages still to train.
+
     Every stage is composed first (``check_recipe``), so a mistake in a later stage stops the
     run before the first one trains. With ``resume`` finished stages are skipped and the
     interrupted one continues from its checkpoint. ``only = NAME`` reruns stage NAME alone
     from the saved outputs of the stages before it.
     """
+    t0 = time.perf_counter()
     first = recipe.stages[0]
     device = resolve_device(first.train.device)
     cache = DataCache(device, plugins.datasets())
@@ -176,7 +213,6 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
     previous: StageOutputs | None = None
     result: dict[str, float] = {}
     opened = False
-    t0 = time.perf_counter()
     for index, stage in enumerate(recipe.stages):
         folder = stage_dir(out, stage)
         before_target = target is not None and recipe.stages.index(target) > index
@@ -188,9 +224,20 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
             continue
         if target is not None and stage is not target:
             continue
-        seed_everything(stage.train.seed)
         dtype = resolve_precision(stage.train.precision, device)
         datasets = _datasets(cache, stage)
+        deadline = None
+        if stage.train.budget is not None:
+            stages_left = len(recipe.stages) - index if target is None else 1
+            share = (parse_budget(stage.train.budget) - (time.perf_counter() - t0)) / stages_left
+            started = time.perf_counter()
+            budget_plan = probe(plugins, stage, datasets, device, dtype, previous, earlier,
+                                share)
+            share -= time.perf_counter() - started
+            log(f"stage {stage.name}: {budget_plan.describe()}")
+            stage = recipe.stages[index] = scale_stage(stage, budget_plan.epochs)
+            deadline = Deadline.after(share - budget_plan.seconds_per_estep)
+        seed_everything(stage.train.seed)
         composed = compose(plugins, stage, datasets, device, previous, _steps(stage, datasets),
                            earlier)
         if not opened:
@@ -198,7 +245,8 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
             for estimate in estimates:
                 estimate.save(out)
             opened = True
-        trainer = StageTrainer(composed, out, device, dtype, index, log, progress, folder)
+        trainer = StageTrainer(composed, out, device, dtype, index, log, progress, folder,
+                               deadline)
         payload = None
         if resume and trainer.checkpoint_path.exists():
             payload = checkpoint.load(trainer.checkpoint_path)

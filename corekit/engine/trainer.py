@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from corekit import metrics
 from corekit.assign import centroid_confidence, head_assignment
+from corekit.budget import Deadline, format_seconds
 from corekit.components.clusterers import ClusterResult
 from corekit.composer import Composed, parse_assign, parse_feature
 from corekit.data import ImageSet
@@ -45,7 +46,8 @@ class StageTrainer:
 
     def __init__(self, composed: Composed, run_dir: Path, device: torch.device,
                  dtype: torch.dtype | None, stage_index: int, log: Callable[[str], None],
-                 progress: bool = True, stage_dir: Path | None = None) -> None:
+                 progress: bool = True, stage_dir: Path | None = None,
+                 deadline: Deadline | None = None) -> None:
         self.c = composed
         self.train_cfg = composed.stage.train
         self.run_dir = run_dir
@@ -66,6 +68,7 @@ class StageTrainer:
         self.checkpoint_path = self.stage_dir / "checkpoint.pt"
         self.metrics = MetricsLog(run_dir)
         self.phases = PhaseTimer(enabled=self.train_cfg.time_phases, device=device)
+        self.deadline = deadline
         self.hooks = composed.hooks
         self.ctx = StageContext(stage=composed.stage.name, epochs=self.train_cfg.epochs,
                                 steps_per_epoch=self.steps, model=composed.model,
@@ -330,7 +333,12 @@ class StageTrainer:
             record.update(self.phases.take())
             record["seconds"] = time.perf_counter() - t0
             record["images_per_second"] = self.steps * self.batch_size / record["seconds"]
-            last = epoch == cfg.epochs - 1
+            out_of_time = self.deadline is not None and not self.deadline.fits(record["seconds"])
+            last = epoch == cfg.epochs - 1 or out_of_time
+            if out_of_time and epoch < cfg.epochs - 1:
+                self.log(f"  budget: stopping after epoch {epoch + 1} of {cfg.epochs} "
+                         f"({self.deadline.left:.0f} s left, an epoch takes "
+                         f"{record['seconds']:.0f} s)")
             if last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
                 result = self.evaluate()
                 record.update(result)
@@ -338,6 +346,8 @@ class StageTrainer:
             self.log(_summary(record, cfg.epochs))
             if last or (cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0):
                 checkpoint.save_atomic(self.state_dict(epoch), self.checkpoint_path)
+            if last:
+                break
         self.hooks.fire("on_stage_end", self.context(cfg.epochs - 1))
         if not result:
             result = self.evaluate()
@@ -350,10 +360,12 @@ class StageTrainer:
         totals: dict[str, torch.Tensor] = {}
         loaded = self.phases.iterate("data", self.c.train_set.batches(order, self.batch_size))
         batches = tqdm(loaded, total=self.steps,
-                       desc=f"{self.c.stage.name} epoch {epoch + 1}", leave=False,
-                       disable=not self.progress, dynamic_ncols=True)
+                       desc=f"{self.c.stage.name} epoch {epoch + 1}/{self.train_cfg.epochs}",
+                       leave=False, disable=not self.progress, dynamic_ncols=True)
         for indices, images in batches:
             out = self.train_step(indices, images, epoch, generator)
+            if self.deadline is not None and self.progress:
+                batches.set_postfix_str(f"{format_seconds(self.deadline.left)} left")
             for key, value in out.items():
                 totals[key] = totals.get(key, 0) + value
         return {k: float(v) / max(self.steps, 1) for k, v in totals.items()}
