@@ -63,3 +63,24 @@ def test_a_budgeted_run_stops_in_time_with_its_final_outputs(tmp_path, capsys):
     assert (out / "stages" / "main" / "checkpoint.pt").exists()
     assert (out / "assignments.csv").exists()
     assert elapsed < 6 + 20  # generous: start-up, probe and a loaded machine
+
+
+def test_the_stage_stops_at_its_deadline_with_eval_and_checkpoint(tmp_path):
+    import torch
+
+    from corekit.composer import compose
+    from corekit.engine.trainer import StageTrainer
+    from corekit.plugins import load_plugins
+    from corekit.run import DataCache
+
+    stage = rc.validate(tiny_recipe(train={"epochs": 5, "checkpoint_every": 0})).stages[0]
+    cache = DataCache(torch.device("cpu"))
+    c = compose(load_plugins(), stage, lambda n: cache(n, 256), torch.device("cpu"), None, 3)
+    said = []
+    trainer = StageTrainer(c, tmp_path, torch.device("cpu"), None, 0, said.append,
+                           progress=False, deadline=Deadline.after(0.0))
+    result = trainer.run()
+    records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0] and "nmi" in records[0] and "nmi" in result
+    assert (tmp_path / "stages" / "main" / "checkpoint.pt").exists()
+    assert any("budget: stopping after epoch 1 of 5" in line for line in said)
