@@ -68,11 +68,26 @@ def cmd_recipes(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def _resolve(args: argparse.Namespace, plugins: Plugins) -> rc.Recipe:
-    return rc.resolve(args.recipe, plugins.find_recipe, args.data, args.set or [])
+    def auto(base: rc.Raw, selected: rc.Raw, data: str) -> rc.Raw:
+        from corekit import auto as preset
+        from corekit.data import load_dataset
+        from corekit.engine.devices import resolve_device
+
+        if not preset.applies(base, data):
+            return selected
+        device = resolve_device(getattr(args, "device", None)
+                                or str(selected.get("train", {}).get("device", "auto")))
+        images = load_dataset(data, loaders=plugins.datasets())
+        return preset.with_auto_preset(selected, images, device)
+
+    return rc.resolve(args.recipe, plugins.find_recipe, args.data, args.set or [], auto)
 
 
 def cmd_show(args: argparse.Namespace, plugins: Plugins) -> int:
-    print(rc.to_toml(_resolve(args, plugins).raw), end="")
+    recipe = _resolve(args, plugins)
+    if "auto" in recipe.raw:
+        print(f"# {recipe.raw['auto']['line']}")
+    print(rc.to_toml(recipe.raw), end="")
     return 0
 
 

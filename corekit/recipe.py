@@ -260,7 +260,8 @@ class Recipe:
 
 
 COMPONENT_CLASSES = (Component, Head, Loss, State, Clusterer, Schedule, Sampler)
-META_KEYS = {"name", "description", "extends", "requires", "presets", "stage", "stages"}
+META_KEYS = {"name", "description", "extends", "requires", "presets", "stage", "stages",
+             "auto"}
 
 
 def unwrap_optional(tp: Any) -> tuple[Any, bool]:
@@ -510,9 +511,15 @@ def resolve(
     find: Callable[[str], Path],
     data: str | None = None,
     overrides: list[str] = (),  # type: ignore[assignment]
+    auto: Callable[[Raw, Raw, str], Raw] | None = None,
 ) -> Recipe:
-    """Load, extend, pick the dataset preset, apply ``--set`` overrides and validate."""
-    raw = select_data(resolve_raw(name_or_path, find), data)
+    """Load, extend, pick the dataset preset, apply ``--set`` overrides and validate.
+    ``auto(recipe, selected, data)`` may replace the selected raw recipe (the ``auto`` preset
+    of ``corekit.auto`` when no preset fits the data)."""
+    base = resolve_raw(name_or_path, find)
+    raw = select_data(base, data)
+    if auto is not None and data is not None:
+        raw = auto(base, raw, data)
     for text in overrides:
         keys, value = parse_override(text)
         raw = apply_override(raw, keys, value)

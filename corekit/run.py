@@ -67,6 +67,8 @@ def _open_run_dir(out: Path, recipe: rc.Recipe, plugins: Plugins, resume: bool) 
     data name or component leaves no half-empty directory behind."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.toml").write_text(rc.to_toml(recipe.raw))
+    if "auto" in recipe.raw:
+        (out / "auto_preset.json").write_text(json.dumps(recipe.raw["auto"], indent=2))
     (out / "versions.json").write_text(json.dumps(_versions(plugins), indent=2))
     if not resume:
         (out / "metrics.jsonl").unlink(missing_ok=True)
@@ -200,6 +202,8 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
     from the saved outputs of the stages before it.
     """
     t0 = time.perf_counter()
+    if "auto" in recipe.raw:
+        log(recipe.raw["auto"]["line"])
     first = recipe.stages[0]
     device = resolve_device(first.train.device)
     cache = DataCache(device, plugins.datasets())
