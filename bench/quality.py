@@ -152,7 +152,7 @@ def curve(path: Path) -> list[dict[str, Any]]:
         rec = json.loads(line)
         elapsed += rec.get("seconds", 0.0)
         if "nmi" in rec:
-            points.append({"stage": rec.get("stage"), "epoch": rec["epoch"] + 1,
+            points.append({"stage": rec.get("stage"), "epoch": rec["epoch"],
                            "wall_seconds": elapsed,
                            **{k: rec[k] for k in ("nmi", "acc", "ari")}})
     return points

@@ -38,7 +38,7 @@ def applies(raw: rc.Raw, data: str | None) -> bool:
     if data is None:
         return False
     key = rc.dataset_key(data)
-    own = rc.dataset_key(str(raw.get("data", {}).get("name", "")))
+    own = rc.dataset_key(str(raw.get("data", {}).get("name", rc.Data().name)))
     return key not in raw.get("presets", {}) and key != own
 
 
@@ -92,4 +92,5 @@ def with_auto_preset(raw: rc.Raw, data: Any, device: torch.device) -> rc.Raw:
     rest["model"] = {k: v for k, v in preset["model"].items() if k != "backbone"}
     merged = rc.merge(out, rest)
     merged["auto"] = {"line": line, "preset": preset}
+    merged["preset"] = "auto"
     return merged

@@ -13,6 +13,7 @@ from corekit import recipe as rc
 from corekit.errors import UserError, did_you_mean
 from corekit.plugins import Plugins, get_plugins
 from corekit.registry import KINDS
+from corekit.run_files import public_command, public_data_name
 
 
 def cmd_plugins(args: argparse.Namespace, plugins: Plugins) -> int:
@@ -121,7 +122,7 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
         overrides.append(f"data.n_clusters={args.k}")
     args.set = overrides
     recipe = _resolve(args, plugins)
-    data = recipe.stages[-1].data.name.replace(":", "-").replace("/", "_")
+    data = public_data_name(recipe.stages[-1].data.name).replace(":", "-")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("runs") / f"{recipe.name}-{data}-{stamp}"
     progress = not args.no_progress and sys.stderr.isatty()
@@ -129,11 +130,13 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
         raise UserError("--stage reruns one stage of one run; drop --seeds")
     if args.stage and not args.out:
         raise UserError("--stage reruns a stage of an existing run: give its --out DIR")
+    command = public_command(["train", *args.argv])
     if args.seeds > 1:
-        final = train_seeds(recipe, out, plugins, args.seeds, progress=progress)
+        final = train_seeds(recipe, out, plugins, args.seeds, progress=progress,
+                            command=command)
     else:
         final = train(recipe, out, plugins, resume=args.resume, progress=progress,
-                      only=args.stage)
+                      only=args.stage, command=command)
     print(_metrics_line(final))
     print(f"run directory: {out}  (final.json, metrics.jsonl, report.md)")
     return 0
@@ -262,7 +265,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
+    args.argv = argv[1:] if argv and argv[0] == "train" else argv
     debug = args.debug or bool(os.environ.get("DEEPCLUST_DEBUG"))
     try:
         return args.func(args, get_plugins())

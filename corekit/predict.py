@@ -22,6 +22,7 @@ from corekit.errors import TrainingError
 from corekit.handoff import OUTPUTS_FILE, StageOutputs
 from corekit.network import Network
 from corekit.plugins import Plugins
+from corekit.run_files import load_run_recipe
 
 
 @attrs.define
@@ -62,7 +63,7 @@ def load_trained(run_dir: Path, plugins: Plugins) -> TrainedModel:
     """The last finished stage of ``run_dir`` with its saved weights, on the CPU."""
     if not (run_dir / "recipe.toml").exists():
         raise TrainingError(f"{run_dir} is not a run directory (no recipe.toml)")
-    recipe = rc.validate(rc.load_toml(run_dir / "recipe.toml"))
+    recipe = load_run_recipe(run_dir)
     stage = last_finished_stage(run_dir, recipe)
     outputs = StageOutputs.load(run_dir / "stages" / stage.name)
     data = outputs.data

@@ -261,7 +261,7 @@ class Recipe:
 
 COMPONENT_CLASSES = (Component, Head, Loss, State, Clusterer, Schedule, Sampler)
 META_KEYS = {"name", "description", "extends", "requires", "presets", "stage", "stages",
-             "auto"}
+             "auto", "preset"}
 
 
 def unwrap_optional(tp: Any) -> tuple[Any, bool]:
@@ -425,7 +425,10 @@ def select_data(raw: Raw, data: str | None) -> Raw:
     presets = raw.get("presets", {})
     if data is None:
         return raw
-    out = merge(raw, presets.get(dataset_key(data), {}))
+    key = dataset_key(data)
+    out = merge(raw, presets.get(key, {}))
+    if key in presets:
+        out["preset"] = key
     return merge(out, {"data": {"name": data}})
 
 

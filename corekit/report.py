@@ -38,12 +38,26 @@ def plot_curves(records: list[dict], path: Path) -> bool:
     return True
 
 
+def _what_ran(run_dir: Path) -> list[str]:
+    path = run_dir / "run.json"
+    if not path.exists():
+        return []
+    info = json.loads(path.read_text())
+    stages = ", ".join(f"{s['name']} ({s['data']}, {s['epochs']} epochs)" for s in info["stages"])
+    lines = [f"- recipe: `{info['recipe']}`, preset: `{info['preset']}`, "
+             f"seed: {', '.join(map(str, info['seeds']))}", f"- stages: {stages}"]
+    if info.get("command"):
+        lines.append(f"- command: `{info['command']}`")
+    return [*lines, ""]
+
+
 def write_report(run_dir: Path) -> Path:
-    """Write ``report.md`` (and ``curves.png``) for the run in ``run_dir``."""
+    """Write ``report.md`` (and ``curves.png``) for the run in ``run_dir``: what ran (recipe,
+    preset, seed, epochs per stage, command), the final metrics and the curves."""
     final_path = run_dir / "final.json"
     final = json.loads(final_path.read_text()) if final_path.exists() else {}
     records = read_metrics(run_dir)
-    lines = [f"# Run report: {final.get('recipe', run_dir.name)}", ""]
+    lines = [f"# Run report: {final.get('recipe', run_dir.name)}", "", *_what_ran(run_dir)]
     if final:
         lines += ["| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
@@ -52,7 +66,27 @@ def write_report(run_dir: Path) -> Path:
     if plot_curves(records, run_dir / "curves.png"):
         lines += ["![loss and metrics per epoch](curves.png)", ""]
     lines.append(f"{len(records)} epoch record(s) in metrics.jsonl; "
-                 "the resolved recipe is in recipe.toml.")
+                 "the resolved recipe is in recipe.toml; which image went where is in "
+                 "assignments.csv.")
     path = run_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_seeds_report(out: Path, final: dict, command: str | None) -> Path:
+    """``report.md`` of a ``--seeds N`` run: one row per seed and the mean ± std."""
+    keys = [k for k in ("nmi", "acc", "ari") if k in final]
+    lines = [f"# {final['recipe']}: {len(final['seeds'])} seeds", ""]
+    if command:
+        lines += [f"- command: `{command}`", ""]
+    lines += ["| seed | " + " | ".join(k.upper() for k in keys) + " | seconds | run |",
+              "|---|" + "---|" * (len(keys) + 2)]
+    for seed, run in zip(final["seeds"], final["runs"], strict=True):
+        cells = " | ".join(f"{run[k]:.4f}" for k in keys)
+        lines.append(f"| {seed} | {cells} | {run.get('seconds', 0):.0f} | "
+                     f"[seed-{seed}](seed-{seed}/report.md) |")
+    spread = " | ".join(f"{final[f'{k}_mean']:.4f} ± {final[f'{k}_std']:.4f}" for k in keys)
+    lines += [f"| mean ± std | {spread} | | |", ""]
+    path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -28,7 +28,8 @@ from corekit.errors import TrainingError, UserError
 from corekit.estimate_k import KEstimate, estimate_k
 from corekit.handoff import OUTPUTS_FILE, StageOutputs
 from corekit.plugins import Plugins, check_requirements
-from corekit.report import write_report
+from corekit.report import write_report, write_seeds_report
+from corekit.run_files import load_run_recipe, public_data_name, write_run_files
 
 
 def seed_everything(seed: int) -> None:
@@ -62,11 +63,12 @@ def _versions(plugins: Plugins) -> dict[str, Any]:
             "plugins": plugins.versions()}
 
 
-def _open_run_dir(out: Path, recipe: rc.Recipe, plugins: Plugins, resume: bool) -> None:
+def _open_run_dir(out: Path, recipe: rc.Recipe, plugins: Plugins, resume: bool,
+                  command: str | None) -> None:
     """Create the run directory once every stage has composed, so a run that fails on a bad
     data name or component leaves no half-empty directory behind."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.toml").write_text(rc.to_toml(recipe.raw))
+    write_run_files(out, recipe, command)
     if "auto" in recipe.raw:
         (out / "auto_preset.json").write_text(json.dumps(recipe.raw["auto"], indent=2))
     (out / "versions.json").write_text(json.dumps(_versions(plugins), indent=2))
@@ -190,7 +192,7 @@ def _finished(out: Path, stage: rc.Stage) -> bool:
 
 def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
           log: Callable[[str], None] = print, progress: bool = True,
-          only: str | None = None) -> dict[str, Any]:
+          only: str | None = None, command: str | None = None) -> dict[str, Any]:
     """Train every stage of ``recipe`` into ``out``; return and write ``final.json``.
 
     A stage with ``train.budget`` is fitted to it (``corekit.budget``); the budget counts from
@@ -231,7 +233,7 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
         dtype = resolve_precision(stage.train.precision, device)
         datasets = _datasets(cache, stage)
         deadline = None
-        if stage.train.budget is not None:
+        if stage.train.budget is not None and stage.train.epochs > 0:
             stages_left = len(recipe.stages) - index if target is None else 1
             share = (parse_budget(stage.train.budget) - (time.perf_counter() - t0)) / stages_left
             started = time.perf_counter()
@@ -245,7 +247,7 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
         composed = compose(plugins, stage, datasets, device, previous, _steps(stage, datasets),
                            earlier)
         if not opened:
-            _open_run_dir(out, recipe, plugins, resume or target is not None)
+            _open_run_dir(out, recipe, plugins, resume or target is not None, command)
             for estimate in estimates:
                 estimate.save(out)
             opened = True
@@ -269,7 +271,8 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
         data = composed.train_set
         write_assignments(folder / "assignments.csv", cluster, confidence, data.names,
                           data.labels if data is composed.eval_set else None)
-    final = {**result, "recipe": recipe.name, "data": recipe.stages[-1].data.name,
+    final = {**result, "recipe": recipe.name,
+             "data": public_data_name(recipe.stages[-1].data.name),
              "seconds": time.perf_counter() - t0, "device": str(device)}
     if target is None or target is recipe.stages[-1]:
         (out / "final.json").write_text(json.dumps(final, indent=2))
@@ -280,22 +283,28 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
 
 
 def train_seeds(recipe: rc.Recipe, out: Path, plugins: Plugins, seeds: int,
-                log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
-    """Train ``seeds`` runs (seed, seed+1, ...) in ``out/seed-<s>``; report mean ± std."""
+                log: Callable[[str], None] = print, progress: bool = True,
+                command: str | None = None) -> dict[str, Any]:
+    """Train ``seeds`` runs (seed, seed+1, ...) in ``out/seed-<s>``; report mean ± std in
+    ``out/final.json`` and ``out/report.md``."""
     runs = []
     base = recipe.stages[0].train.seed
     for i in range(seeds):
         for stage in recipe.stages:
             stage.train.seed = base + i
+        recipe.raw = rc.apply_override(recipe.raw, ["train", "seed"], base + i)
         log(f"== seed {base + i} ==")
-        runs.append(train(recipe, out / f"seed-{base + i}", plugins, log=log, progress=progress))
+        runs.append(train(recipe, out / f"seed-{base + i}", plugins, log=log, progress=progress,
+                          command=command))
     summary = metrics.summarize(runs)
     final = {"recipe": recipe.name, "seeds": [base + i for i in range(seeds)], "runs": runs,
              **{f"{k}_{stat}": v for k, stats in summary.items() for stat, v in stats.items()}}
     for key in ("nmi", "acc", "ari"):
-        final[key] = summary[key]["mean"]
+        if key in summary:
+            final[key] = summary[key]["mean"]
     out.mkdir(parents=True, exist_ok=True)
     (out / "final.json").write_text(json.dumps(final, indent=2))
+    write_seeds_report(out, final, command)
     return final
 
 
@@ -310,7 +319,7 @@ def last_checkpoint(run_dir: Path, recipe: rc.Recipe) -> tuple[int, Path]:
 
 def evaluate_run(run_dir: Path, plugins: Plugins) -> dict[str, float]:
     """Re-evaluate the last checkpoint of ``run_dir`` with its own resolved recipe."""
-    recipe = rc.validate(rc.load_toml(run_dir / "recipe.toml"))
+    recipe = load_run_recipe(run_dir)
     index, path = last_checkpoint(run_dir, recipe)
     payload = checkpoint.load(path)
     stage = recipe.stages[index]

@@ -320,7 +320,7 @@ class StageTrainer:
         for epoch in range(self.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             self.hooks.fire("on_epoch_start", self.context(epoch))
-            record: dict[str, Any] = {"stage": c.stage.name, "epoch": epoch}
+            record: dict[str, Any] = {"stage": c.stage.name, "epoch": epoch + 1}  # as printed
             clus = c.stage.clusterer
             if clus is not None and ((epoch == 0 and clus.before_training)
                                      or (epoch > 0 and clus.every and epoch % clus.every == 0)):
@@ -377,7 +377,7 @@ class StageTrainer:
 
 
 def _summary(record: dict[str, Any], epochs: int) -> str:
-    parts = [f"[{record['stage']}] epoch {record['epoch'] + 1}/{epochs}",
+    parts = [f"[{record['stage']}] epoch {record['epoch']}/{epochs}",
              f"loss {record.get('loss', float('nan')):.4f}"]
     for key in ("nmi", "acc", "ari"):
         if key in record:

@@ -91,7 +91,8 @@ def new_plugin(name: str, where: Path, extras: Iterable[str] = (),
                         "lower-case letters, digits and '_' (it becomes the package "
                         f"deepclust_<name> and the prefix of the component names)")
     if name in RESERVED or name in set(taken):
-        raise UserError(f"a plugin named {name!r} is already loaded; choose another name")
+        raise UserError(f"plugin name {name!r} is taken: a plugin of that name is already "
+                        "loaded; choose another name")
     chosen = parse_extras(extras)
     root = Path(where) / f"deepclust-plugin-{name}"
     if root.exists():

@@ -81,6 +81,6 @@ def test_the_stage_stops_at_its_deadline_with_eval_and_checkpoint(tmp_path):
                            progress=False, deadline=Deadline.after(0.0))
     result = trainer.run()
     records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in records] == [0] and "nmi" in records[0] and "nmi" in result
+    assert [r["epoch"] for r in records] == [1] and "nmi" in records[0] and "nmi" in result
     assert (tmp_path / "stages" / "main" / "checkpoint.pt").exists()
     assert any("budget: stopping after epoch 1 of 5" in line for line in said)

@@ -26,7 +26,7 @@ def test_run_directory_contents(tmp_path):
     versions = json.loads((tmp_path / "versions.json").read_text())
     assert versions["plugins"]["core"] and "toy" in versions["plugins"]
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
-    assert record["epoch"] == 0 and "instance" in record and record["nmi"] == final["nmi"]
+    assert record["epoch"] == 1 and "instance" in record and record["nmi"] == final["nmi"]
 
 
 def test_exact_resume(tmp_path):
@@ -47,7 +47,7 @@ def test_exact_resume(tmp_path):
         assert torch.equal(value, b["online"][name]), name
     assert torch.equal(a["losses"]["centre"]["centre"], b["losses"]["centre"]["centre"])
     lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(x)["epoch"] for x in lines] == [0, 1, 2]
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
 
 
 def test_nan_loss_stops_with_step_term_and_checkpoint(tmp_path):
@@ -237,3 +237,18 @@ def test_per_batch_estep_updates_pseudo_labels(tmp_path):
     raw["clusterer"]["type"] = "kmeans"
     with pytest.raises(Exception, match="no update"):
         run_tiny(raw, tmp_path / "x", PLUGINS)
+
+
+def test_resumed_epoch_is_in_metrics_once(tmp_path):
+    """A run killed after its epoch-2 record but before the epoch-2 checkpoint re-runs epoch
+    2 on resume: metrics.jsonl keeps one line per epoch (the re-run one)."""
+    raw = tiny_recipe(train={"epochs": 3})
+    run_tiny(rc.merge(raw, {"train": {"epochs": 1}}), tmp_path, PLUGINS)
+    log = tmp_path / "metrics.jsonl"
+    stale = json.loads(log.read_text().splitlines()[0]) | {"epoch": 2, "loss": -1.0}
+    log.write_text(log.read_text() + json.dumps(stale) + "\n")  # the killed run's epoch 2
+    train(rc.validate(raw), tmp_path, PLUGINS, resume=True, log=lambda _: None,
+          progress=False)
+    records = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert records[1]["loss"] != -1.0
