@@ -76,11 +76,12 @@ def write_run_files(out: Path, recipe: rc.Recipe, command: str | None) -> None:
 
 
 def public_command(argv: list[str]) -> str:
-    """The command line with data paths reduced to their folder names."""
+    """The command line with data paths and the run directory reduced to their names."""
     import shlex
 
     shown = []
     for i, arg in enumerate(argv):
-        after_data = i > 0 and argv[i - 1] == "--data"
-        shown.append(public_data_name(arg) if after_data else arg)
+        before = argv[i - 1] if i else ""
+        shown.append(public_data_name(arg) if before == "--data" else
+                     Path(arg).name if before == "--out" else arg)
     return "deepclust " + " ".join(shlex.quote(a) for a in shown)
