@@ -126,6 +126,8 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("runs") / f"{recipe.name}-{data}-{stamp}"
     progress = not args.no_progress and sys.stderr.isatty()
+    if args.seeds < 1:
+        raise UserError(f"--seeds {args.seeds}: train at least one seed")
     if args.seeds > 1 and args.stage:
         raise UserError("--stage reruns one stage of one run; drop --seeds")
     if args.stage and not args.out:

@@ -270,6 +270,9 @@ def build_losses(plugins: Plugins, stage: rc.Stage, n_clusters: int,
             fn = build_component(plugins, "loss", spec.type, spec.options, f"losses.{name}",
                                  n_clusters=n_clusters)
             losses.append(WeightedLoss(name, spec.type, fn, spec.weight, spec.start_epoch))
+    if stage.losses and stage.train.epochs == 0:
+        problems.add("train.epochs: 0 epochs train no loss; set train.epochs >= 1, or drop "
+                     "the [losses] tables to only cluster the features")
     if not stage.losses and stage.train.epochs > 0:
         problems.add("losses: the recipe has no loss; add a [losses.<name>] table (or set "
                      "train.epochs = 0 to only cluster the features)")
@@ -375,7 +378,10 @@ def check_needs(plugins: Plugins, needs: list[tuple[str, Need]], ctx: NeedContex
 def _n_clusters(stage: rc.Stage, data: ImageSet) -> int:
     n_clusters = stage.data.n_clusters or data.num_classes
     if not n_clusters:
-        raise RecipeError(f"data.n_clusters: {data.name} has no class count; set it")
+        raise RecipeError(f"data.n_clusters: {data.name} has no class count; set it (--k N)")
+    if n_clusters > len(data):
+        raise RecipeError(f"data.n_clusters: {n_clusters} clusters for {len(data)} images; "
+                          "use at most one cluster per image (--k N)")
     return n_clusters
 
 

@@ -15,6 +15,7 @@ import re
 import tomllib
 import types
 import typing
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -260,6 +261,45 @@ class Recipe:
 
 
 COMPONENT_CLASSES = (Component, Head, Loss, State, Clusterer, Schedule, Sampler)
+
+BIG = 1e9
+RANGES: dict[tuple[type, str], tuple[float, float, str]] = {
+    # (class, field): (low, high, "[]" closed or "(]" open at low); None values are not checked
+    (Loss, "weight"): (-1e6, 1e6, "[]"),
+    (Loss, "start_epoch"): (0, BIG, "[]"),
+    (Target, "momentum"): (0, 1, "[]"),
+    (Data, "n_clusters"): (1, BIG, "[]"),
+    (Data, "subset"): (1, BIG, "[]"),
+    (Augment, "views"): (1, 64, "[]"),
+    (Augment, "size"): (1, 4096, "[]"),
+    (Clusterer, "every"): (0, BIG, "[]"),
+    (MemoryBank, "momentum"): (0, 1, "[]"),
+    (MemoryBank, "view"): (0, 63, "[]"),
+    (Optimizer, "lr"): (0, 10, "(]"),
+    (Optimizer, "weight_decay"): (0, 1, "[]"),
+    (Train, "epochs"): (0, 100_000, "[]"),
+    (Train, "batch_size"): (1, BIG, "[]"),
+    (Train, "steps_per_epoch"): (1, BIG, "[]"),
+    (Train, "grad_clip"): (0, BIG, "(]"),
+    (Train, "eval_every"): (0, BIG, "[]"),
+    (Train, "checkpoint_every"): (0, BIG, "[]"),
+    (Eval, "batch_size"): (1, BIG, "[]"),
+}
+"""Every numeric range of the recipe schema, checked in one place (``build``)."""
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _range_problem(value: Any, bounds: tuple[float, float, str]) -> str | None:
+    low, high, kind = bounds
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        inside = (low < v if kind[0] == "(" else low <= v) and v <= high and v == v
+        if not inside:
+            shown = f"{low:g} {'<' if kind[0] == '(' else '<='} value <= {high:g}"
+            return f"{v!r} is out of range; expected {shown}"
+    return None
 META_KEYS = {"name", "description", "extends", "requires", "presets", "stage", "stages",
              "auto", "preset"}
 
@@ -338,6 +378,16 @@ def build(cls: type, raw: Mapping[str, Any], path: str) -> Any:
             raise RecipeError(f"{here}: unknown key; {did_you_mean(key, names)}")
     if "options" in hints:
         kwargs["options"] = options
+    for key, value in kwargs.items():
+        bounds = RANGES.get((cls, key))
+        problem = _range_problem(value, bounds) if bounds and value is not None else None
+        if problem:
+            raise RecipeError(f"{path + '.' if path else ''}{key}: {problem}")
+    if cls is Train and not DEVICE.fullmatch(str(kwargs.get("device", "auto"))):
+        raise RecipeError(f"{path + '.' if path else ''}device: {kwargs['device']!r} is not a "
+                          "device; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    if cls is Optimizer and any(m <= 0 for m in kwargs.get("lr_mult", {}).values()):
+        raise RecipeError(f"{path}.lr_mult: every multiplier must be > 0")
     try:
         return cls(**kwargs)
     except TypeError as exc:
@@ -371,6 +421,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_override(raw: Raw, keys: list[str], value: Any) -> Raw:
     """Set ``keys`` to ``value`` in a copy of ``raw``; ``stage.N`` indexes the stage list."""
+    if keys[0] == "stage" and not isinstance(raw.get("stage"), list):
+        raise RecipeError(f"--set {'.'.join(keys)}: the recipe has no [[stage]] tables; set "
+                          f"the key at the top level (--set {'.'.join(keys[2:]) or 'KEY'}=...)")
     out = copy.deepcopy(raw)
     node: Any = out
     for i, key in enumerate(keys[:-1]):
@@ -435,7 +488,10 @@ def select_data(raw: Raw, data: str | None) -> Raw:
 def _named_stage_overrides(raw: Raw) -> list[Raw]:
     """The ``[[stage]]`` tables with ``stages.<name>`` tables (from a preset or ``--set``)
     merged into the stage of that name, so a preset can change one stage."""
-    stage_raws = [dict(s) for s in raw.get("stage") or [{}]]
+    stages = raw.get("stage") or [{}]
+    if not isinstance(stages, list) or not all(isinstance(t, Mapping) for t in stages):
+        raise RecipeError("stage: expected [[stage]] tables (a list of tables)")
+    stage_raws = [dict(t) for t in stages]
     by_name = raw.get("stages") or {}
     if not isinstance(by_name, Mapping):
         raise RecipeError("stages: expected a table of stage names, e.g. [stages.target.train]")
@@ -488,6 +544,11 @@ def validate(raw: Raw) -> Recipe:
         where = f"stage[{i}]" if "stage" in raw else ""
         merged = _drop(merge(sections, stage_raw), where)
         stage = build(Stage, merged, where)
+        for name, loss in stage.losses.items():
+            if stage.train.epochs and loss.start_epoch >= stage.train.epochs:
+                warnings.warn(f"{where + '.' if where else ''}losses.{name}.start_epoch = "
+                              f"{loss.start_epoch} is past the last epoch "
+                              f"({stage.train.epochs - 1}): the term never trains", stacklevel=2)
         if stage.train.budget is not None:
             from corekit.budget import parse_budget
 

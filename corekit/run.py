@@ -8,6 +8,7 @@ import random
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,9 @@ class DataCache:
         key = f"{name}|{subset}|{seed}"
         if key not in self._sets:
             data = load_dataset(name, loaders=self.loaders)
+            if subset and subset > len(data):
+                warnings.warn(f"data.subset = {subset} is more than the {len(data)} images of "
+                              f"{data.name}: all of them are used", stacklevel=2)
             if subset:
                 data = data.subset(subset, seed)
             self._sets[key] = data.to(self.device)

@@ -351,8 +351,9 @@ def test_every_hook_registers_a_usable_component(tmp_path):
     assert isinstance(composed.model.online.part("proj"), EveryHead)
     assert isinstance(composed.losses[0].fn, EveryLoss)
 
-    without_subset = rc.resolve("every_recipe", plugins.find_recipe,
-                                overrides=["data.subset=0"])
+    raw = rc.resolve_raw("every_recipe", plugins.find_recipe)
+    del raw["data"]["subset"]
+    without_subset = rc.validate(raw)
     with pytest.raises(CompositionError, match="needs every_kind: set data.subset"):
         check_recipe(without_subset, plugins, DataCache(torch.device("cpu"), plugins.datasets()))
 
