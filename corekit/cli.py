@@ -13,7 +13,12 @@ from corekit import recipe as rc
 from corekit.errors import UserError, did_you_mean
 from corekit.plugins import Plugins, get_plugins
 from corekit.registry import KINDS
-from corekit.run_files import public_command, public_data_name
+from corekit.run_files import (
+    check_output_dir,
+    interrupted_note,
+    public_command,
+    public_data_name,
+)
 
 
 def cmd_plugins(args: argparse.Namespace, plugins: Plugins) -> int:
@@ -133,12 +138,17 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
     if args.stage and not args.out:
         raise UserError("--stage reruns a stage of an existing run: give its --out DIR")
     command = public_command(["train", *args.argv])
-    if args.seeds > 1:
-        final = train_seeds(recipe, out, plugins, args.seeds, progress=progress,
-                            command=command)
-    else:
-        final = train(recipe, out, plugins, resume=args.resume, progress=progress,
-                      only=args.stage, command=command)
+    check_output_dir(out, args.resume, args.overwrite, args.stage)
+    try:
+        if args.seeds > 1:
+            final = train_seeds(recipe, out, plugins, args.seeds, progress=progress,
+                                command=command, resume=args.resume)
+        else:
+            final = train(recipe, out, plugins, resume=args.resume, progress=progress,
+                          only=args.stage, command=command)
+    except KeyboardInterrupt:
+        print(f"deepclust: interrupted; {interrupted_note(out)}", file=sys.stderr)
+        return 130
     print(_metrics_line(final))
     print(f"run directory: {out}  (final.json, metrics.jsonl, report.md)")
     return 0
@@ -232,6 +242,8 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--out", help="run directory (default runs/<recipe>-<data>-<time>)")
             sp.add_argument("--resume", action="store_true",
                             help="continue from --out's checkpoint")
+            sp.add_argument("--overwrite", action="store_true",
+                            help="replace the run that --out holds (its own files only)")
             sp.add_argument("--seeds", type=int, default=1, help="train N seeds, report mean ± std")
             sp.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
             sp.add_argument("--budget", help="wall-clock cap of the run, e.g. 10m, 1h30m, 90s: "
@@ -279,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deepclust: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("deepclust: interrupted; the last checkpoint is kept (use --resume)", file=sys.stderr)
+        print("deepclust: interrupted", file=sys.stderr)
         return 130
 
 
