@@ -126,6 +126,8 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
             raise UserError(f"--k {args.k}: the number of clusters must be at least 1")
         overrides.append(f"data.n_clusters={args.k}")
     args.set = overrides
+    if args.out:
+        check_output_dir(Path(args.out), args.resume, args.overwrite, args.stage)
     recipe = _resolve(args, plugins)
     data = public_data_name(recipe.stages[-1].data.name).replace(":", "-")
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -138,7 +140,8 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
     if args.stage and not args.out:
         raise UserError("--stage reruns a stage of an existing run: give its --out DIR")
     command = public_command(["train", *args.argv])
-    check_output_dir(out, args.resume, args.overwrite, args.stage)
+    if not args.out:
+        check_output_dir(out, args.resume, args.overwrite, args.stage)
     try:
         if args.seeds > 1:
             final = train_seeds(recipe, out, plugins, args.seeds, progress=progress,

@@ -446,11 +446,25 @@ def apply_override(raw: Raw, keys: list[str], value: Any) -> Raw:
 
 
 def load_toml(path: Path) -> Raw:
+    """A TOML file as a dict; a missing file, invalid UTF-8 (or a UTF-8 BOM, which TOML does not
+    allow) and invalid TOML are RecipeErrors that say where."""
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        data = Path(path).read_bytes()
     except FileNotFoundError as exc:
         raise RecipeError(f"recipe file {path} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise RecipeError(f"recipe file {path} is a folder, not a .toml file") from exc
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise RecipeError(f"recipe file {path} starts with a UTF-8 BOM, which TOML does not "
+                          "allow; save it as UTF-8 without BOM")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise RecipeError(f"recipe file {path} is not valid UTF-8 (byte "
+                          f"0x{data[exc.start]:02x} on line {line}); save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"recipe file {path} is not valid TOML: {exc}") from exc
 

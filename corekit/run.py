@@ -288,17 +288,26 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
 
 def train_seeds(recipe: rc.Recipe, out: Path, plugins: Plugins, seeds: int,
                 log: Callable[[str], None] = print, progress: bool = True,
-                command: str | None = None) -> dict[str, Any]:
+                command: str | None = None, resume: bool = False) -> dict[str, Any]:
     """Train ``seeds`` runs (seed, seed+1, ...) in ``out/seed-<s>``; report mean ± std in
-    ``out/final.json`` and ``out/report.md``."""
+    ``out/final.json`` and ``out/report.md``. With ``resume`` a finished seed is read back, an
+    interrupted one continues from its checkpoint and a missing one starts."""
     runs = []
     base = recipe.stages[0].train.seed
     for i in range(seeds):
         for stage in recipe.stages:
             stage.train.seed = base + i
         recipe.raw = rc.apply_override(recipe.raw, ["train", "seed"], base + i)
-        log(f"== seed {base + i} ==")
-        runs.append(train(recipe, out / f"seed-{base + i}", plugins, log=log, progress=progress,
+        folder = out / f"seed-{base + i}"
+        if resume and all(_finished(folder, s) for s in recipe.stages) \
+                and (folder / "final.json").exists():
+            log(f"== seed {base + i}: finished, read from {folder / 'final.json'} ==")
+            runs.append(json.loads((folder / "final.json").read_text()))
+            continue
+        started = resume and any((stage_dir(folder, s) / "checkpoint.pt").exists()
+                                 for s in recipe.stages)
+        log(f"== seed {base + i}{' (resumed)' if started else ''} ==")
+        runs.append(train(recipe, folder, plugins, resume=started, log=log, progress=progress,
                           command=command))
     summary = metrics.summarize(runs)
     final = {"recipe": recipe.name, "seeds": [base + i for i in range(seeds)], "runs": runs,

@@ -19,8 +19,16 @@ import torch
 from PIL import Image
 
 from corekit.data.dataset import ImageSet, channel_stats
-from corekit.data.errors import DataError
-from corekit.data.stream import StreamingImageSet, decode_image
+from corekit.data.errors import DataError, DataWarning
+from corekit.data.stream import (
+    DECODE_ERRORS,
+    SIXTEEN_BIT_MODES,
+    StreamingImageSet,
+    decode_image,
+    histogram_stats,
+    probe_files,
+    skip_reason,
+)
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
@@ -37,7 +45,12 @@ MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 )
-_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
+_EXTENSIONS = ", ".join(sorted(IMAGE_EXTENSIONS))
+_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"}) | SIXTEEN_BIT_MODES
+_NAMED_SKIPS = 5
+"""Files named in a skip warning or error; the rest are counted."""
+_PROBE_IN_WORKERS = 512
+"""Streaming folders with at least this many files are probe-decoded in worker processes."""
 _FETCH_ERRORS = (OSError, RuntimeError, EOFError, tarfile.TarError, pickle.UnpicklingError)
 
 
@@ -251,47 +264,62 @@ def load_imagefolder(
 ) -> ImageSet | StreamingImageSet:
     """Images from a folder: one subfolder per class (labels from sorted names) or flat (no labels).
 
-    Images are decoded with PIL to RGB (or L when every image is grayscale) and resized to
-    ``size``×``size`` (default: the most common size). Unreadable files are skipped with a
-    warning naming each one; the count is kept in ``ImageSet.skipped``.
+    Class subfolders are searched recursively; hidden files and folders (names starting with
+    ".") are ignored. Images are decoded with PIL to RGB (or L when every image is grayscale;
+    16-bit scaled to 8 bits, transparency composited on white, see
+    :func:`~corekit.data.stream.to_8bit`) and resized to ``size``×``size`` (default: the most
+    common size, with one warning saying how many were resized). Files that cannot be opened
+    or decoded (empty, truncated, not an image) are skipped with one warning that counts them
+    and names a few; the count is kept in ``ImageSet.skipped``. A folder with nothing readable
+    raises :class:`DataError`; a single class is accepted with a warning.
     """
     folder = Path(path)
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist or is not a folder")
     files, labels, classes = _list_images(folder)
     if not files:
-        raise DataError(
-            f"no images found in {folder}; expected image files "
-            f"({', '.join(sorted(IMAGE_EXTENSIONS))}) directly in it or in one subfolder per class"
-        )
+        raise DataError(f"no images found in {folder}; expected image files ({_EXTENSIONS}) "
+                        f"directly in it or in one subfolder per class{_others(folder)}")
     headers: list[tuple[Path, int | None, tuple[int, int], str]] = []
-    skipped = 0
+    skipped: list[tuple[str, str]] = []
     for file, label in zip(files, labels, strict=True):
         try:
             with Image.open(file) as image:
                 headers.append((file, label, image.size, image.mode))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            _warn_skip(file, err)
-            skipped += 1
+        except DECODE_ERRORS as err:
+            skipped.append((_name(folder, file), skip_reason(file, err)))
     if not headers:
-        raise DataError(f"no readable images in {folder}: all {len(files)} files failed to open")
+        raise _nothing_readable(folder, len(files), skipped)
     target = (size, size) if size else Counter(h[2] for h in headers).most_common(1)[0][0]
     mode = "L" if all(h[3] in _GRAY_MODES for h in headers) else "RGB"
     channels = 1 if mode == "L" else 3
     if stream or (stream is None and len(headers) * target[0] * target[1] * channels
                   > in_memory_limit()):
-        return _streaming(folder, headers, classes, mode, target, skipped)
-    arrays, kept_labels, kept_names = [], [], []
-    for file, label, _, _ in headers:
+        data: ImageSet | StreamingImageSet = _streaming(folder, headers, classes, mode, target,
+                                                        skipped, len(files))
+        kept = [h for h in headers if h[0] in set(data.files)]
+    else:
+        data, kept = _in_memory(folder, headers, classes, mode, target, skipped, len(files))
+    _warn_skipped(folder, skipped, len(files))
+    if not size:
+        _warn_resized(folder, [h[2] for h in kept], target)
+    if data.labels is not None:
+        _warn_single_class(folder, classes or [], data.labels)
+    return data
+
+
+def _in_memory(folder: Path, headers: list, classes: list[str] | None, mode: str,
+               target: tuple[int, int], skipped: list[tuple[str, str]], total: int
+               ) -> tuple[ImageSet, list]:
+    arrays, kept = [], []
+    for header in headers:
         try:
-            arrays.append(decode_image(file, mode, target))
-            kept_labels.append(label)
-            kept_names.append(file.relative_to(folder).as_posix())
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            _warn_skip(file, err)
-            skipped += 1
+            arrays.append(decode_image(header[0], mode, target))
+            kept.append(header)
+        except DECODE_ERRORS as err:
+            skipped.append((_name(folder, header[0]), skip_reason(header[0], err)))
     if not arrays:
-        raise DataError(f"no readable images in {folder}: all {len(files)} files failed to decode")
+        raise _nothing_readable(folder, total, skipped)
     stacked = np.stack(arrays)
     images = torch.from_numpy(stacked[:, None] if mode == "L" else stacked.transpose(0, 3, 1, 2))
     images = images.contiguous()
@@ -299,24 +327,89 @@ def load_imagefolder(
         mean, std = channel_stats(images)
     else:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
-    label_tensor = None if classes is None else torch.tensor(kept_labels, dtype=torch.int64)
+    labels = None if classes is None else torch.tensor([h[1] for h in kept], dtype=torch.int64)
     num_classes = None if classes is None else len(classes)
-    return ImageSet(folder.name, images, label_tensor, num_classes, mean, std, skipped, kept_names)
+    names = [_name(folder, h[0]) for h in kept]
+    return ImageSet(folder.name, images, labels, num_classes, mean, std, len(skipped),
+                    names), kept
 
 
 def _streaming(folder: Path, headers: list, classes: list[str] | None, mode: str,
-               target: tuple[int, int], skipped: int) -> StreamingImageSet:
-    """A folder decoded per batch; grayscale statistics come from up to 1,000 images."""
-    labels = None if classes is None else torch.tensor([h[1] for h in headers])
-    files = [h[0] for h in headers]
-    if mode == "L":
-        sample = np.stack([decode_image(f, mode, target) for f in files[:1000]])
-        mean, std = channel_stats(torch.from_numpy(sample[:, None]))
+               target: tuple[int, int], skipped: list[tuple[str, str]],
+               total: int) -> StreamingImageSet:
+    """A folder decoded per batch, each file probe-decoded once now (see ``probe_files``).
+
+    The probe drops files whose data fails to decode and, for grayscale, gives exact
+    statistics over every image.
+    """
+    workers = min(4, os.cpu_count() or 1) if len(headers) >= _PROBE_IN_WORKERS else 0
+    reasons, counts = probe_files([h[0] for h in headers], mode, target, workers,
+                                  histogram=mode == "L")
+    kept = []
+    for header, reason in zip(headers, reasons, strict=True):
+        if reason is None:
+            kept.append(header)
+        else:
+            skipped.append((_name(folder, header[0]), reason))
+    if not kept:
+        raise _nothing_readable(folder, total, skipped)
+    labels = None if classes is None else torch.tensor([h[1] for h in kept], dtype=torch.int64)
+    files = [h[0] for h in kept]
+    if mode == "L" and counts is not None:
+        mean, std = histogram_stats(counts)
     else:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
-    names = [f.relative_to(folder).as_posix() for f in files]
+    names = [_name(folder, f) for f in files]
     return StreamingImageSet(folder.name, files, labels, None if classes is None else len(classes),
-                             mean, std, mode, target, skipped, names)
+                             mean, std, mode, target, len(skipped), names)
+
+
+def _name(folder: Path, file: Path) -> str:
+    return file.relative_to(folder).as_posix()
+
+
+def _listed(skipped: list[tuple[str, str]]) -> str:
+    named = ", ".join(f"{name} ({reason})" for name, reason in skipped[:_NAMED_SKIPS])
+    more = len(skipped) - _NAMED_SKIPS
+    return named + (f" and {more} more" if more > 0 else "")
+
+
+def _nothing_readable(folder: Path, total: int, skipped: list[tuple[str, str]]) -> DataError:
+    return DataError(
+        f"no readable images in {folder}: all {total} image file(s) failed to open or decode: "
+        f"{_listed(skipped)}; expected image files PIL can read ({_EXTENSIONS}), re-copy or "
+        f"re-export them"
+    )
+
+
+def _warn_skipped(folder: Path, skipped: list[tuple[str, str]], total: int) -> None:
+    if skipped:
+        warnings.warn(f"{folder}: skipped {len(skipped)} of {total} files that could not be "
+                      f"read: {_listed(skipped)}", DataWarning, stacklevel=3)
+
+
+def _warn_resized(folder: Path, sizes: list[tuple[int, int]], target: tuple[int, int]) -> None:
+    resized = sum(s != target for s in sizes)
+    if resized:
+        warnings.warn(f"{folder}: images differ in size; resized {resized} of {len(sizes)} to "
+                      f"{target[0]}×{target[1]} (W×H), the most common size", DataWarning,
+                      stacklevel=3)
+
+
+def _warn_single_class(folder: Path, classes: list[str], labels: torch.Tensor) -> None:
+    present = sorted(set(labels.tolist()))
+    if len(present) == 1:
+        name = classes[present[0]] if present[0] < len(classes) else str(present[0])
+        warnings.warn(
+            f"{folder}: every image is in one class subfolder ({name!r}), so the labels are a "
+            f"single class and NMI/ACC/ARI against them are meaningless; add one subfolder per "
+            f"class, or put the images directly in {folder} to cluster without labels",
+            DataWarning, stacklevel=3)
+
+
+def _others(folder: Path) -> str:
+    others = [p.name for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()]
+    return f" (found {len(others)} other file(s), e.g. {sorted(others)[0]})" if others else ""
 
 
 def _is_image(path: Path) -> bool:
@@ -325,20 +418,40 @@ def _is_image(path: Path) -> bool:
 
 
 def _list_images(folder: Path) -> tuple[list[Path], list[int | None], list[str] | None]:
-    """Image files in ``folder`` with their labels, and class names (None for a flat folder)."""
+    """Image files in ``folder`` with their labels, and class names (None for a flat folder).
+
+    A flat folder is read as is; class subfolders recursively, skipping anything under a
+    hidden folder. Subfolders without images are left out (with a warning); when all are
+    empty, :class:`DataError`.
+    """
     subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not subfolders:
         files = sorted(p for p in folder.iterdir() if _is_image(p))
         return files, [None] * len(files), None
-    loose = [p.name for p in folder.iterdir() if _is_image(p)]
+    loose = sorted(p.name for p in folder.iterdir() if _is_image(p))
     if loose:
         warnings.warn(
             f"{folder} has class subfolders, so {len(loose)} image(s) directly in it are "
             f"ignored (e.g. {loose[0]})",
+            DataWarning,
             stacklevel=3,
         )
-    per_class = {d.name: sorted(p for p in d.rglob("*") if _is_image(p)) for d in subfolders}
+    per_class = {d.name: sorted(p for p in d.rglob("*") if _is_image(p) and _visible(p, d))
+                 for d in subfolders}
     classes = [name for name, found in per_class.items() if found]
+    empty = [name for name, found in per_class.items() if not found]
+    if not classes:
+        shown = ", ".join(empty[:_NAMED_SKIPS]) + (", ..." if len(empty) > _NAMED_SKIPS else "")
+        raise DataError(
+            f"no images found in {folder}: its {len(empty)} subfolder(s) ({shown}) hold no "
+            f"image files ({_EXTENSIONS}); expected one subfolder per class with the images "
+            f"inside (nested folders are searched), or images directly in {folder} with no "
+            f"subfolders" + (f" ({len(loose)} image(s) there are ignored because subfolders "
+                             f"exist)" if loose else "")
+        )
+    if empty:
+        warnings.warn(f"{folder}: {len(empty)} subfolder(s) without images are not classes: "
+                      f"{', '.join(empty[:_NAMED_SKIPS])}", DataWarning, stacklevel=3)
     files, labels = [], []
     for label, name in enumerate(classes):
         files.extend(per_class[name])
@@ -346,5 +459,5 @@ def _list_images(folder: Path) -> tuple[list[Path], list[int | None], list[str] 
     return files, labels, classes
 
 
-def _warn_skip(file: Path, err: BaseException) -> None:
-    warnings.warn(f"skipping unreadable image {file}: {err}", stacklevel=3)
+def _visible(path: Path, base: Path) -> bool:
+    return not any(part.startswith(".") for part in path.relative_to(base).parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -22,6 +23,14 @@ def save_atomic(payload: dict[str, Any], path: Path) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            kept = (f"the last good checkpoint {path} is kept" if path.exists()
+                    else "no earlier checkpoint exists")
+            raise TrainingError(f"no space left on device while writing {path}; {kept}. Free "
+                                "some space and continue with --resume") from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -283,6 +283,12 @@ class StageTrainer:
 
     def load_state_dict(self, payload: dict[str, Any]) -> None:
         c = self.c
+        differ = network_differences(c.model.online, payload["online"])
+        if differ:
+            raise TrainingError(
+                f"--resume: the checkpoint {self.checkpoint_path} was trained with another "
+                f"network: {'; '.join(differ)}. Resume with the recipe it was trained with "
+                "(the run's recipe.toml), or train into a new --out")
         c.model.online.load_state_dict(payload["online"])
         for name, module in c.state.items():
             module.load_state_dict(payload["state"][name])
@@ -374,6 +380,27 @@ class StageTrainer:
         """This epoch's image order, drawn by the recipe's sampler."""
         return self.c.sampler.order(len(self.c.train_set), self.steps * self.batch_size,
                                     generator, self.c.state)
+
+
+def network_differences(network: nn.Module, saved: dict[str, torch.Tensor]) -> list[str]:
+    """Which parts (``encoders.backbone``, ``heads.proj``) of ``network`` do not fit ``saved``:
+    tensors missing, unexpected or of another shape."""
+    mine = network.state_dict()
+
+    def part(key: str) -> str:
+        return ".".join(key.split(".")[:2])
+
+    problems: dict[str, list[str]] = {}
+    for key in mine.keys() - saved.keys():
+        problems.setdefault(part(key), []).append("missing from the checkpoint")
+    for key in saved.keys() - mine.keys():
+        problems.setdefault(part(key), []).append("not in this recipe")
+    for key in mine.keys() & saved.keys():
+        if mine[key].shape != saved[key].shape:
+            problems.setdefault(part(key), []).append(
+                f"{key} is {tuple(saved[key].shape)} in the checkpoint, "
+                f"{tuple(mine[key].shape)} here")
+    return [f"{name}: {sorted(set(why))[0]}" for name, why in sorted(problems.items())]
 
 
 def _summary(record: dict[str, Any], epochs: int) -> str:
