@@ -67,7 +67,11 @@ def cmd_components(args: argparse.Namespace, plugins: Plugins) -> int:
 
 def cmd_recipes(args: argparse.Namespace, plugins: Plugins) -> int:
     for entry in plugins.registry.entries("recipe"):
-        raw = rc.load_toml(Path(entry.obj))
+        try:  # presets of the recipe and of every recipe it extends
+            raw = rc.resolve_raw(str(entry.obj), plugins.find_recipe)
+        except UserError as exc:
+            print(f"{entry.qualified:<28} cannot be read: {exc}")
+            continue
         presets = ", ".join(raw.get("presets", {})) or "-"
         print(f"{entry.qualified:<28} presets: {presets:<40} {raw.get('description', '')}")
     return 0
