@@ -45,3 +45,16 @@ def test_no_bench_or_test_writes_a_private_attribute():
                                  and target.value.id in ("self", "cls"))):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} .{target.attr}")
     assert not offenders, f"use a public seam instead: {offenders}"
+
+
+def test_importing_the_cli_pulls_in_no_torch():
+    """``deepclust --help`` and recipe validation stay light: corekit's exports load on first
+    use (PEP 562), so importing the CLI imports neither torch nor kornia nor scikit-learn."""
+    import subprocess
+    import sys
+
+    code = ("import sys, corekit.cli; heavy = [m for m in ('torch', 'kornia', 'sklearn', "
+            "'timm') if m in sys.modules]; print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "", f"imported at start-up: {out}"
