@@ -295,9 +295,8 @@ def load_imagefolder(
     channels = 1 if mode == "L" else 3
     if stream or (stream is None and len(headers) * target[0] * target[1] * channels
                   > in_memory_limit()):
-        data: ImageSet | StreamingImageSet = _streaming(folder, headers, classes, mode, target,
-                                                        skipped, len(files))
-        kept = [h for h in headers if h[0] in set(data.files)]
+        data: ImageSet | StreamingImageSet
+        data, kept = _streaming(folder, headers, classes, mode, target, skipped, len(files))
     else:
         data, kept = _in_memory(folder, headers, classes, mode, target, skipped, len(files))
     _warn_skipped(folder, skipped, len(files))
@@ -336,7 +335,7 @@ def _in_memory(folder: Path, headers: list, classes: list[str] | None, mode: str
 
 def _streaming(folder: Path, headers: list, classes: list[str] | None, mode: str,
                target: tuple[int, int], skipped: list[tuple[str, str]],
-               total: int) -> StreamingImageSet:
+               total: int) -> tuple[StreamingImageSet, list]:
     """A folder decoded per batch, each file probe-decoded once now (see ``probe_files``).
 
     The probe drops files whose data fails to decode and, for grayscale, gives exact
@@ -360,8 +359,9 @@ def _streaming(folder: Path, headers: list, classes: list[str] | None, mode: str
     else:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     names = [_name(folder, f) for f in files]
-    return StreamingImageSet(folder.name, files, labels, None if classes is None else len(classes),
-                             mean, std, mode, target, len(skipped), names)
+    num_classes = None if classes is None else len(classes)
+    return StreamingImageSet(folder.name, files, labels, num_classes, mean, std, mode, target,
+                             len(skipped), names), kept
 
 
 def _name(folder: Path, file: Path) -> str:

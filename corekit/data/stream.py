@@ -41,7 +41,7 @@ def decode_image(file: Path, mode: str, target: tuple[int, int]) -> np.ndarray:
         converted = converted.convert(mode)
     if converted.size != target:
         converted = converted.resize(target, Image.Resampling.BILINEAR)
-    return np.asarray(converted, dtype=np.uint8)
+    return np.array(converted, dtype=np.uint8)  # a writable copy, for torch.from_numpy
 
 
 def to_8bit(image: Image.Image) -> Image.Image:
@@ -62,8 +62,6 @@ def to_8bit(image: Image.Image) -> Image.Image:
     gray = mode in ("1", "L", "LA", "La")
     if mode in ("L", "RGB", "P") and "transparency" in image.info:
         image = image.convert("RGBA")
-    elif mode == "P":
-        image = image.convert("RGB")
     if image.mode in _ALPHA_MODES:
         flat = Image.alpha_composite(Image.new("RGBA", image.size, _WHITE), image.convert("RGBA"))
         return flat.convert("L" if gray else "RGB")
