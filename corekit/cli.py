@@ -210,6 +210,26 @@ def cmd_export(args: argparse.Namespace, plugins: Plugins) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace, plugins: Plugins) -> int:
+    from corekit.report import write_markdown
+    from corekit.report_html import write_html_report
+
+    run_dir = Path(args.run_dir)
+    seeds = sorted(run_dir.glob("seed-*/recipe.toml")) if run_dir.is_dir() else []
+    if not (run_dir / "recipe.toml").is_file() and not seeds:
+        why = "does not exist" if not run_dir.exists() else "holds no recipe.toml"
+        raise UserError(f"{run_dir} is not a run directory ({why}): give the folder "
+                        "`deepclust train` wrote (its --out), e.g. deepclust report "
+                        "runs/cc-digits-20250101-120000")
+    for folder in [run_dir] if not seeds else [p.parent for p in seeds]:
+        made = write_html_report(folder, plugins)
+        write_markdown(folder, html=True)
+        print(f"wrote {made.path} in {made.seconds:.1f} s")
+        for title, why in made.missing:
+            print(f"  not in the report: {title}: {why}")
+    return 0
+
+
 def cmd_new_plugin(args: argparse.Namespace, plugins: Plugins) -> int:
     from corekit.scaffold import new_plugin
 
@@ -273,6 +293,10 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("run_dir")
     sp.add_argument("--out", help="folder (default RUN/export)")
     sp.set_defaults(func=cmd_export)
+    sp = sub.add_parser("report", help="rebuild a run's report: RUN/report/index.html "
+                                       "(sample grids, confusion matrix, embedding, curves)")
+    sp.add_argument("run_dir", help="a run directory (the --out of deepclust train)")
+    sp.set_defaults(func=cmd_report)
     sp = sub.add_parser("new-plugin", help="scaffold a plugin of your own",
                         description="Write DIR/deepclust-plugin-NAME: an installable plugin "
                                     "with an example loss, a recipe, tests and a README.")

@@ -469,17 +469,37 @@ def load_toml(path: Path) -> Raw:
         raise RecipeError(f"recipe file {path} is not valid TOML: {exc}") from exc
 
 
-def resolve_raw(name_or_path: str, find: Callable[[str], Path], _seen: tuple[str, ...] = ()) -> Raw:
-    """The raw dict of a recipe with its ``extends`` chain merged in (parent first)."""
+def resolve_raw(name_or_path: str, find: Callable[[str], Path], data: str | None = None,
+                _seen: tuple[str, ...] = ()) -> Raw:
+    """The raw dict of a recipe with its ``extends`` chain merged in, resolved for ``data``.
+
+    Each recipe of the chain is applied whole before its child: the parent (resolved for the
+    data set, its preset included), then the child's own tables, then the child's preset for
+    the data set. So a child's ``train.epochs = 3`` means 3 epochs under ``--data digits`` even
+    when the parent's ``digits`` preset sets another value. ``presets`` holds every preset of
+    the chain (for listing and validation); ``preset`` names the one applied.
+    """
     if name_or_path in _seen:
         raise RecipeError(f"recipe {name_or_path!r} extends itself: {' -> '.join(_seen)}")
     path = Path(name_or_path) if name_or_path.endswith(".toml") else find(name_or_path)
     raw = load_toml(path)
     raw.setdefault("name", path.stem)
     parent = raw.pop("extends", None)
+    own_presets = raw.pop("presets", {})
+    if not isinstance(own_presets, Mapping):
+        raise RecipeError(f"{path}: presets: expected a table of dataset names")
     if parent is None:
-        return raw
-    return merge(resolve_raw(parent, find, (*_seen, name_or_path)), raw)
+        out, presets = raw, dict(own_presets)
+    else:
+        base = resolve_raw(parent, find, data, (*_seen, name_or_path))
+        presets = merge(base.pop("presets", {}), own_presets)
+        out = merge(base, raw)
+    key = dataset_key(data) if data else None
+    if key is not None and isinstance(own_presets.get(key), Mapping):
+        out = merge(out, own_presets[key])
+        out["preset"] = key
+    out["presets"] = presets
+    return out
 
 
 def dataset_key(data: str) -> str:
@@ -493,8 +513,9 @@ def select_data(raw: Raw, data: str | None) -> Raw:
     if data is None:
         return raw
     key = dataset_key(data)
-    out = merge(raw, presets.get(key, {}))
-    if key in presets:
+    out = dict(raw)
+    if key in presets and raw.get("preset") != key:  # not yet applied by resolve_raw
+        out = merge(raw, presets[key])
         out["preset"] = key
     return merge(out, {"data": {"name": data}})
 
@@ -594,7 +615,7 @@ def resolve(
     """Load, extend, pick the dataset preset, apply ``--set`` overrides and validate.
     ``auto(recipe, selected, data)`` may replace the selected raw recipe (the ``auto`` preset
     of ``corekit.auto`` when no preset fits the data)."""
-    base = resolve_raw(name_or_path, find)
+    base = resolve_raw(name_or_path, find, data)
     raw = select_data(base, data)
     if auto is not None and data is not None:
         raw = auto(base, raw, data)

@@ -1,9 +1,12 @@
-"""The run report: ``report.md`` with final metrics and loss/metric curves (``curves.png``)."""
+"""The run report: ``report.md`` with final metrics and loss/metric curves (``curves.png``),
+and the report with pictures, ``report/index.html`` (``corekit.report_html``)."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -51,9 +54,10 @@ def _what_ran(run_dir: Path) -> list[str]:
     return [*lines, ""]
 
 
-def write_report(run_dir: Path) -> Path:
+def write_markdown(run_dir: Path, html: bool = False) -> Path:
     """Write ``report.md`` (and ``curves.png``) for the run in ``run_dir``: what ran (recipe,
-    preset, seed, epochs per stage, command), the final metrics and the curves."""
+    preset, seed, epochs per stage, command), the final metrics and the curves; ``html``: the
+    page with pictures is there too (a line points to it)."""
     final_path = run_dir / "final.json"
     final = json.loads(final_path.read_text()) if final_path.exists() else {}
     records = read_metrics(run_dir)
@@ -68,9 +72,34 @@ def write_report(run_dir: Path) -> Path:
     lines.append(f"{len(records)} epoch record(s) in metrics.jsonl; "
                  "the resolved recipe is in recipe.toml; which image went where is in "
                  "assignments.csv.")
+    if html:
+        lines += ["", "Sample images per cluster, the confusion matrix, an embedding of the "
+                      "features and the curves: [report/index.html](report/index.html)."]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def write_report(run_dir: Path, plugins: Any | None = None) -> Path:
+    """Write ``report.md`` and ``report/index.html`` (``corekit.report_html``) for the run in
+    ``run_dir``; returns the path of ``report.md``. Never raises: it runs after every training
+    run, so what cannot be made is said in the page, or (when the page itself cannot be
+    written) on stderr. ``plugins``: the loaded plugins (default: the installed ones)."""
+    from corekit.report_html import write_html_report
+
+    made = False
+    try:
+        write_html_report(run_dir, plugins)
+        made = True
+    except Exception as exc:  # noqa: BLE001 - a report must never fail a finished run
+        print(f"deepclust: warning: {run_dir / 'report' / 'index.html'} could not be written: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+    try:
+        return write_markdown(run_dir, html=made)
+    except Exception as exc:  # noqa: BLE001
+        print(f"deepclust: warning: {run_dir / 'report.md'} could not be written: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return run_dir / "report.md"
 
 
 def write_seeds_report(out: Path, final: dict, command: str | None) -> Path:

@@ -282,7 +282,7 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
         (out / "final.json").write_text(json.dumps(final, indent=2))
         shutil.copyfile(stage_dir(out, recipe.stages[-1]) / "assignments.csv",
                         out / "assignments.csv")
-        write_report(out)
+        write_report(out, plugins)
     return final
 
 

@@ -150,3 +150,22 @@ def test_registry_kind_typos_fail_at_compose_with_a_suggestion():
                                                "schedule 'cosine'.*did you mean 'warmup_epochs'"):
         compose(plugins, rc.validate(bad_option).stages[0], lambda n: cache(n, 256),
                 torch.device("cpu"))
+
+
+def test_a_child_recipe_means_what_it_says_under_a_parent_preset(tmp_path):
+    """The parent is resolved for the data set first (its preset included), then the child's
+    own tables, then the child's preset: a child's ``train.epochs = 3`` trains 3 epochs under
+    ``--data digits`` although the parent's ``digits`` preset sets 40."""
+    (tmp_path / "parent.toml").write_text(
+        'name = "parent"\n[train]\nepochs = 1000\nbatch_size = 512\n'
+        '[presets.digits.train]\nepochs = 40\nbatch_size = 128\n'
+        '[presets.mnist.train]\nepochs = 12\n')
+    (tmp_path / "child.toml").write_text(
+        f'name = "child"\nextends = "{tmp_path / "parent.toml"}"\n[train]\nepochs = 3\n'
+        '[presets.mnist.train]\nbatch_size = 64\n')
+    digits = rc.resolve(str(tmp_path / "child.toml"), finder(tmp_path), "digits")
+    assert digits.stages[0].train.epochs == 3 and digits.stages[0].train.batch_size == 128
+    assert digits.raw["preset"] == "digits"
+    mnist = rc.resolve(str(tmp_path / "child.toml"), finder(tmp_path), "mnist")
+    assert (mnist.stages[0].train.epochs, mnist.stages[0].train.batch_size) == (3, 64)
+    assert sorted(mnist.raw["presets"]) == ["digits", "mnist"]  # listed through the chain
