@@ -435,3 +435,23 @@ def assert_losses_match(probe: Mapping[str, Any], recorded: Mapping[str, Any], p
                 f"step {index + 1}: other loss terms: {sorted(step)}, recorded {sorted(expected)}")
             assert step == pytest.approx(expected, rel=rel, abs=0), (
                 f"step {index + 1}: {far(step, expected)}")
+
+
+def pip_install_plan(folder: Path) -> dict[str, dict[str, Any]]:
+    """What ``pip install FOLDER`` would install, by distribution name, from pip's own resolver
+    (a dry run with no package index, so only local folders can satisfy dependencies): each
+    item has ``metadata`` (``requires_dist``, ...) and ``download_info`` (``url``)."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--no-index",
+             "--no-build-isolation", "--report", str(report), str(folder)],
+            check=True, capture_output=True,
+        )
+        items = json.loads(report.read_text())["install"]
+    return {item["metadata"]["name"]: item for item in items}
