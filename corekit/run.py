@@ -85,13 +85,15 @@ def stage_dir(out: Path, stage: rc.Stage) -> Path:
     return out / "stages" / stage.name
 
 
-def _datasets(cache: DataCache, stage: rc.Stage) -> Callable[[str], ImageSet]:
+def stage_datasets(cache: DataCache, stage: rc.Stage) -> Callable[[str], ImageSet]:
+    """The data-set loader a stage composes with: ``name`` → the stage's subset of it."""
     def datasets(name: str) -> ImageSet:
         return cache(name, stage.data.subset, stage.train.seed)
     return datasets
 
 
-def _steps(stage: rc.Stage, datasets: Callable[[str], ImageSet]) -> int:
+def stage_steps(stage: rc.Stage, datasets: Callable[[str], ImageSet]) -> int:
+    """Steps per epoch of ``stage`` on the set it trains on."""
     source = stage.data.reference if stage.data.source == "reference" else stage.data.name
     train_set = datasets(source or stage.data.name)
     return steps_per_epoch(len(train_set), stage.train.batch_size, stage.train.drop_last,
@@ -104,7 +106,7 @@ def probe(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSet]
     """Time ``steps`` real steps (after one warm-up) and one E-step of ``stage`` on throwaway
     copies, and plan the epochs that fit ``budget`` seconds."""
     seed_everything(stage.train.seed)
-    per_epoch = _steps(stage, datasets)
+    per_epoch = stage_steps(stage, datasets)
     composed = compose(plugins, stage, datasets, device, previous, per_epoch, earlier)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = StageTrainer(composed, Path(tmp), device, dtype, 0, lambda _: None, False)
@@ -139,10 +141,10 @@ def check_recipe(recipe: rc.Recipe, plugins: Plugins, cache: DataCache) -> list[
     previous: StageOutputs | None = None
     for stage in recipe.stages:
         prefix = f"stage {stage.name!r}: " if len(recipe.stages) > 1 else ""
-        datasets = _datasets(cache, stage)
+        datasets = stage_datasets(cache, stage)
         try:
             built = compose(plugins, stage, datasets, torch.device("cpu"), previous,
-                            _steps(stage, datasets), earlier)
+                            stage_steps(stage, datasets), earlier)
         except CompositionError as exc:
             problems.extend(prefix + p for p in exc.problems)
             previous = None
@@ -167,7 +169,7 @@ def fill_missing_k(recipe: rc.Recipe, cache: DataCache,
     for stage in recipe.stages:
         if stage.data.n_clusters:
             continue
-        datasets = _datasets(cache, stage)
+        datasets = stage_datasets(cache, stage)
         source = stage.data.reference if stage.data.source == "reference" else stage.data.name
         data = datasets(source or stage.data.name)
         if data.num_classes:
@@ -235,7 +237,7 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
         if target is not None and stage is not target:
             continue
         dtype = resolve_precision(stage.train.precision, device)
-        datasets = _datasets(cache, stage)
+        datasets = stage_datasets(cache, stage)
         deadline = None
         if stage.train.budget is not None and stage.train.epochs > 0:
             stages_left = len(recipe.stages) - index if target is None else 1
@@ -248,7 +250,7 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
             stage = recipe.stages[index] = scale_stage(stage, budget_plan.epochs)
             deadline = Deadline.after(share - budget_plan.seconds_per_estep)
         seed_everything(stage.train.seed)
-        composed = compose(plugins, stage, datasets, device, previous, _steps(stage, datasets),
+        composed = compose(plugins, stage, datasets, device, previous, stage_steps(stage, datasets),
                            earlier)
         if not opened:
             _open_run_dir(out, recipe, plugins, resume or target is not None, command)
@@ -339,8 +341,8 @@ def evaluate_run(run_dir: Path, plugins: Plugins) -> dict[str, float]:
     earlier = {s.name: StageOutputs.load(stage_dir(run_dir, s)) for s in recipe.stages[:index]}
     previous = earlier[recipe.stages[index - 1].name] if index else None
     device = resolve_device(stage.train.device)
-    datasets = _datasets(DataCache(device, plugins.datasets()), stage)
-    composed = compose(plugins, stage, datasets, device, previous, _steps(stage, datasets),
+    datasets = stage_datasets(DataCache(device, plugins.datasets()), stage)
+    composed = compose(plugins, stage, datasets, device, previous, stage_steps(stage, datasets),
                        earlier)
     trainer = StageTrainer(composed, run_dir, device,
                            resolve_precision(stage.train.precision, device), index, print,
