@@ -379,9 +379,6 @@ def _n_clusters(stage: rc.Stage, data: ImageSet) -> int:
     n_clusters = stage.data.n_clusters or data.num_classes
     if not n_clusters:
         raise RecipeError(f"data.n_clusters: {data.name} has no class count; set it (--k N)")
-    if n_clusters > len(data):
-        raise RecipeError(f"data.n_clusters: {n_clusters} clusters for {len(data)} images; "
-                          "use at most one cluster per image (--k N)")
     return n_clusters
 
 

@@ -153,6 +153,10 @@ def check_recipe(recipe: rc.Recipe, plugins: Plugins, cache: DataCache) -> list[
             problems.append(prefix + str(exc))
             previous = None
             continue
+        if built.n_clusters > len(built.train_set):
+            problems.append(f"{prefix}data.n_clusters: {built.n_clusters} clusters for "
+                            f"{len(built.train_set)} images; use at most one cluster per image "
+                            "(--k N)")
         previous = built.outputs()
         earlier[stage.name] = previous
         composed.append(built)
