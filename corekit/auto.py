@@ -13,7 +13,8 @@ Rules (CPU / CUDA):
   slant, crops of 30-100 %);
 - batch: 128 (CPU) or 256 (GPU), never more than the set, ``drop_last`` only while it drops
   under 10 % of the images; an SGD or LARS learning rate scales linearly with the batch;
-- time: ``train.budget`` is 5 minutes on a CPU unless given; epochs follow from it.
+- time: ``train.budget`` is 5 minutes on a CPU unless given; with a budget the epochs are set
+  to 1000 and the budget's probe decides how many of them fit (``corekit.budget``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ CPU_SIZE, GPU_SIZE = 32, 96
 CPU_BATCH, GPU_BATCH = 128, 256
 CPU_HEAD_WIDTH = 512
 CPU_BUDGET = "5m"
+BUDGETED_EPOCHS = 1000
 MAX_DROPPED = 0.1
 LINEAR_LR = ("sgd", "lars")
 
@@ -63,6 +65,8 @@ def auto_preset(raw: rc.Raw, data: Any, device: torch.device) -> tuple[rc.Raw, s
         train["optimizer"] = {"lr": optimizer["lr"] * batch / old_batch}
     if not gpu and "budget" not in raw.get("train", {}):
         train["budget"] = CPU_BUDGET
+    if "budget" in train or "budget" in raw.get("train", {}):
+        train["epochs"] = BUDGETED_EPOCHS  # the budget decides how many of them run
     heads = {}
     if not gpu:
         for name, head in raw.get("model", {}).get("heads", {}).items():

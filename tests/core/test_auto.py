@@ -43,9 +43,11 @@ def test_rules_on_cpu_and_gpu(folder):
     assert cpu["train"]["batch_size"] == 100 and cpu["train"]["drop_last"]  # never > the set
     assert cpu["train"]["optimizer"]["lr"] == pytest.approx(0.1 * 100 / 512)
     assert cpu["train"]["budget"] == "5m" and cpu["model"]["heads"]["proj"]["hidden"] == 512
+    assert cpu["train"]["epochs"] == auto.BUDGETED_EPOCHS  # the budget decides the epochs
     assert "100 images, 24 px, 1 channel(s)" in line and "small_cnn at 24 px" in line
     gpu, _ = auto.auto_preset(raw, data, torch.device("cuda"))
     assert gpu["model"]["backbone"]["type"] == "resnet18_cifar" and "budget" not in gpu["train"]
+    assert "epochs" not in gpu["train"]  # no budget on a GPU: the recipe's epochs
     assert "heads" not in gpu["model"]
 
 
