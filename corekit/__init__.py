@@ -13,6 +13,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _MODULES: dict[str, tuple[str, ...]] = {
+    "corekit.components.augment": ("ViewPipeline",),
     "corekit.components.clusterers": ("ClusterResult",),
     "corekit.components.heads": (
         "ClusterHead", "L2Normalize", "LinearL2", "MLPProjector", "Predictor"

@@ -8,7 +8,7 @@ the Stripe-MNIST / Stripes datasets and the ``idfd`` / ``cidfd`` recipes; memory
 backbones, k-means and the two-stage hand-off are the core's.
 """
 
-from deepclust_cidfd.augment import IDFDView, idfd_aug
+from deepclust_cidfd.augment import idfd_aug, idfd_ops
 from deepclust_cidfd.data import (
     FAMILIES,
     StripeParams,
@@ -34,8 +34,8 @@ from deepclust_cidfd.schedules import FractionalMultiStep
 __version__ = "0.1.0"
 __all__ = [
     "FAMILIES", "ContrastiveInstanceDiscrimination", "FeatureDecorrelation",
-    "FractionalMultiStep", "IDFDView", "InstanceDiscrimination", "StripeParams", "StripeSet",
+    "FractionalMultiStep", "InstanceDiscrimination", "StripeParams", "StripeSet",
     "__version__", "contrastive_instance_discrimination", "draw_stripes",
-    "feature_decorrelation", "idfd_aug", "instance_discrimination", "load_stripe_mnist",
+    "feature_decorrelation", "idfd_aug", "idfd_ops", "instance_discrimination", "load_stripe_mnist",
     "load_stripes", "render_stripes", "stripe_mnist_images", "stripe_rng", "stripes_images",
 ]

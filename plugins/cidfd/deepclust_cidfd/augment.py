@@ -4,59 +4,41 @@ from __future__ import annotations
 
 import kornia.augmentation as K
 import torch
-from torch import Tensor, nn
+from torch import nn
+
+from corekit import ViewPipeline
 
 _RATIO = (3.0 / 4.0, 4.0 / 3.0)
 _LUMA = (0.299, 0.587, 0.114)
 
 
-class IDFDView(nn.Module):
-    """One random view per image: RandomResizedCrop(scale, ratio) to size×size, optional
-    horizontal flip, ColorJitter(brightness, contrast, saturation, hue) always applied,
-    RandomGrayscale(gray_p), then normalisation with ``mean``/``std`` when given.
+def idfd_ops(size: int, channels: int, crop_scale: tuple[float, float],
+             crop_ratio: tuple[float, float], jitter: tuple[float, float, float, float],
+             gray_p: float, hflip_p: float) -> list[nn.Module]:
+    """The ops of one IDFD view, in order: RandomResizedCrop(scale, ratio) to size×size,
+    optional horizontal flip, ColorJitter(brightness, contrast, saturation, hue) always applied,
+    RandomGrayscale(gray_p).
 
     Saturation, hue and grayscale need RGB; for other channel counts they are skipped (for
     1-channel Stripe-MNIST the view is crop + brightness/contrast, cidfd.md §2.3). Random
     parameters are drawn per sample; kornia's torchvision-compatible ``ColorJitter`` (not the
     legacy ``ColorJiggle``) is used, with every argument passed explicitly.
     """
-
-    def __init__(self, size: int, channels: int, mean: tuple[float, ...] | None,
-                 std: tuple[float, ...] | None, crop_scale: tuple[float, float],
-                 crop_ratio: tuple[float, float], jitter: tuple[float, float, float, float],
-                 gray_p: float, hflip_p: float) -> None:
-        super().__init__()
-        if (mean is None) != (std is None):
-            raise ValueError("give both mean and std, or neither")
-        self.channels = channels
-        rgb = channels == 3
-        brightness, contrast, saturation, hue = jitter
-        ops: list[nn.Module] = [K.RandomResizedCrop(
-            (size, size), scale=tuple(crop_scale), ratio=tuple(crop_ratio), resample="bilinear",
-            same_on_batch=False, align_corners=False, p=1.0, keepdim=False,
-            cropping_mode="slice")]
-        if hflip_p > 0:
-            ops.append(K.RandomHorizontalFlip(p=hflip_p, p_batch=1.0, same_on_batch=False,
-                                              keepdim=False))
-        ops.append(K.ColorJitter(brightness, contrast, saturation if rgb else 0.0,
-                                 hue if rgb else 0.0, same_on_batch=False, p=1.0,
-                                 keepdim=False))
-        if rgb and gray_p > 0:
-            ops.append(K.RandomGrayscale(rgb_weights=torch.tensor(_LUMA), same_on_batch=False,
-                                         p=gray_p, keepdim=False))
-        self.ops = nn.Sequential(*ops)
-        self.mean = None if mean is None else tuple(float(m) for m in mean)
-        self.std = None if std is None else tuple(float(s) for s in std)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"expected a B×{self.channels}×H×W batch, got {tuple(x.shape)}")
-        x = self.ops(x)
-        if self.mean is not None and self.std is not None:
-            mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-            std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-            x = (x - mean) / std
-        return x
+    rgb = channels == 3
+    brightness, contrast, saturation, hue = jitter
+    ops: list[nn.Module] = [K.RandomResizedCrop(
+        (size, size), scale=tuple(crop_scale), ratio=tuple(crop_ratio), resample="bilinear",
+        same_on_batch=False, align_corners=False, p=1.0, keepdim=False,
+        cropping_mode="slice")]
+    if hflip_p > 0:
+        ops.append(K.RandomHorizontalFlip(p=hflip_p, p_batch=1.0, same_on_batch=False,
+                                          keepdim=False))
+    ops.append(K.ColorJitter(brightness, contrast, saturation if rgb else 0.0,
+                             hue if rgb else 0.0, same_on_batch=False, p=1.0, keepdim=False))
+    if rgb and gray_p > 0:
+        ops.append(K.RandomGrayscale(rgb_weights=torch.tensor(_LUMA), same_on_batch=False,
+                                     p=gray_p, keepdim=False))
+    return ops
 
 
 def idfd_aug(size: int, channels: int = 3, mean: tuple[float, ...] | None = None,
@@ -70,5 +52,6 @@ def idfd_aug(size: int, channels: int = 3, mean: tuple[float, ...] | None = None
     RandomGrayscale(0.2); normalise. No flip by default (``hflip_p`` adds one: the IDFD paper's
     list may include a flip, recalled and unverified, §2.3 item 5). cIDFD gives no
     augmentations; the spec uses this one for both stages [T]."""
-    return IDFDView(size, channels, mean, std, crop_scale, crop_ratio,
-                    (brightness, contrast, saturation, hue), gray_p, hflip_p)
+    ops = idfd_ops(size, channels, crop_scale, crop_ratio,
+                   (brightness, contrast, saturation, hue), gray_p, hflip_p)
+    return ViewPipeline(size, channels, ops, mean, std, resize=False)
