@@ -12,8 +12,10 @@ or scikit-image's images (kept for a held-out check):
 
     python bench/own_folders.py --budget 1m --seeds 3 [--methods simclr-kmeans,cc,...]
 
-writes ``bench/results/own_folders.json`` and a markdown table on stdout. Each run is a
-``deepclust train`` subprocess, one thread, ``OPENBLAS_NUM_THREADS=1``.
+writes ``bench/results/own_folders-<budget>.json`` (``--tag`` adds a suffix, so two folders can
+run at once, one per core) after every method, and a markdown table on stdout. Each run is a
+``deepclust train`` subprocess, one thread, ``OPENBLAS_NUM_THREADS=1``; a run that fails is
+recorded with its last lines of output, and the others go on.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,12 +99,15 @@ def raw_pixel_kmeans(folder: Path, seeds: int) -> dict[str, float]:
             for stat, fn in (("mean", np.mean), ("std", lambda v: np.std(v, ddof=1)))}
 
 
-def train(method: str, folder: Path, budget: str, seeds: int, out: Path) -> dict[str, float]:
+def train(method: str, folder: Path, budget: str, seeds: int, out: Path) -> dict[str, Any]:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "corekit.cli", "train", method, "--data",
                f"imagefolder:{folder}", "--budget", budget, "--seeds", str(seeds), "--out",
                str(out), "--no-progress"]
-    subprocess.run(command, env=env, check=True, capture_output=True)
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"error": f"exit {done.returncode}: "
+                         + " | ".join((done.stdout + done.stderr).strip().splitlines()[-5:])}
     final = json.loads((out / "final.json").read_text())
     return {k: final[k] for k in final if k.split("_")[0] in ("nmi", "acc", "ari")
             and k.endswith(("_mean", "_std"))} | {
@@ -114,25 +120,28 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--folders", default="photos3-gray,regions4-rgb")
+    parser.add_argument("--tag", default="", help="suffix of the JSON file name")
     args = parser.parse_args()
     env = environment(budget=args.budget, seeds=args.seeds)
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    name = f"own_folders-{args.budget}" + (f"-{args.tag}" if args.tag else "")
+    results: dict[str, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folders = build_folders(Path(tmp))
-        for name in args.folders.split(","):
-            folder = folders[name]
-            results[name] = {"raw-pixel k-means": raw_pixel_kmeans(folder, args.seeds)}
+        for folder_name in args.folders.split(","):
+            folder = folders[folder_name]
+            per = results[folder_name] = {
+                "raw-pixel k-means": raw_pixel_kmeans(folder, args.seeds)}
             for method in args.methods.split(","):
-                results[name][method] = train(method, folder, args.budget, args.seeds,
-                                              Path(tmp) / f"{name}-{method}")
-                print(f"{name} {method}: NMI {results[name][method]['nmi_mean']:.3f}",
-                      flush=True)
+                per[method] = train(method, folder, args.budget, args.seeds,
+                                    Path(tmp) / f"{folder_name}-{method}")
+                print(f"{folder_name} {method}: {per[method]}", flush=True)
+                write_json(name, finish(env) | {"results": results})
     payload = finish(env) | {"results": results}
-    write_json("own_folders", payload)
-    rows = [[name, method, *(f"{r[f'{k}_mean']:.3f} ± {r[f'{k}_std']:.3f}"
-                             for k in ("nmi", "acc", "ari")),
-             f"{r.get('seconds', 0) / 60:.1f}"]
-            for name, per in results.items() for method, r in per.items()]
+    write_json(name, payload)
+    rows = [[folder_name, method, *(
+        f"{r[f'{k}_mean']:.3f} ± {r[f'{k}_std']:.3f}" if "error" not in r else r["error"][:40]
+        for k in ("nmi", "acc", "ari")), f"{r.get('seconds', 0) / 60:.1f}"]
+        for folder_name, per in results.items() for method, r in per.items()]
     print(load_line(payload))
     print(table(["folder", "method", "NMI", "ACC", "ARI", "train min (all seeds)"], rows))
 

@@ -410,8 +410,10 @@ def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSe
     network.to(device)
     for module in state.values():
         module.to(device)
-    if stage.train.channels_last:
+    if stage.train.memory_format == "channels_last":
         network.to(memory_format=torch.channels_last)
+    if stage.train.compile is True:
+        network.compile_parts()
     branches = {name: s for name, s in state.items() if isinstance(s, Branch)}
     model = Model(online=network, branches=branches)
 

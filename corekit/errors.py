@@ -26,6 +26,10 @@ class TrainingError(UserError):
     """Training cannot go on (non-finite loss, unreadable checkpoint)."""
 
 
+class NonFiniteLoss(TrainingError):
+    """A loss term or the weighted sum is NaN or infinite."""
+
+
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """The valid names nearest to ``name``, best first (for 'did you mean' messages)."""
     pool = sorted(set(candidates))

@@ -92,6 +92,13 @@ class Network(nn.Module):
         cache[name] = out
         return out
 
+    def compile_parts(self) -> None:
+        """``torch.compile`` every encoder and head in place (``nn.Module.compile``: parameter
+        names, checkpoints and stage hand-offs stay as they are). Compilation happens at the
+        first call; build EMA copies (``subnetwork``) before this, not after."""
+        for module in [*self.encoders.values(), *self.heads.values()]:
+            module.compile()
+
     def train(self, mode: bool = True) -> Network:
         super().train(mode)
         for name in self.frozen:

@@ -179,12 +179,21 @@ class Sampler:
     options: dict[str, Any] = _opts()
 
 
+FixedPrecision = Literal["fp32", "bf16", "fp16"]
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
+FixedMemoryFormat = Literal["contiguous", "channels_last"]
+MemoryFormat = Literal["contiguous", "channels_last", "auto"]
 
 
 @attrs.define
 class Train:
-    """The M-step loop and its numerics."""
+    """The M-step loop and its numerics.
+
+    ``precision`` (autocast dtype), ``memory_format`` (of the network and its inputs) and
+    ``compile`` (``torch.compile`` of every encoder and head, falling back to eager with a
+    message where it fails) may each be ``"auto"``: chosen at stage start by timing a few real
+    steps of every candidate (``corekit.engine.numerics``).
+    """
 
     epochs: int = 10
     batch_size: int = 256
@@ -193,7 +202,8 @@ class Train:
     optimizer: Optimizer = attrs.field(factory=Optimizer)
     schedule: Schedule = attrs.field(factory=Schedule)
     precision: Precision = "fp32"
-    channels_last: bool = False
+    memory_format: MemoryFormat = "contiguous"
+    compile: bool | Literal["auto"] = False
     grad_clip: float | None = None
     seed: int = 0
     device: str = "auto"

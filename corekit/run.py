@@ -4,39 +4,32 @@ from __future__ import annotations
 
 import json
 import platform
-import random
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from corekit import metrics
 from corekit import recipe as rc
 from corekit.assign import write_assignments
-from corekit.budget import Deadline, Plan, parse_budget, plan, scale_stage
+from corekit.budget import Deadline, parse_budget, scale_stage
 from corekit.composer import Composed, CompositionError, compose
 from corekit.data import BUILTIN_DATASETS, ImageSet, Loader, load_dataset
 from corekit.engine import checkpoint
 from corekit.engine.devices import resolve_device, resolve_precision
-from corekit.engine.trainer import StageTrainer, steps_per_epoch
+from corekit.engine.numerics import RUN_FILE, saved_choice
+from corekit.engine.trainer import StageTrainer
 from corekit.errors import TrainingError, UserError
 from corekit.estimate_k import KEstimate, estimate_k
 from corekit.handoff import OUTPUTS_FILE, StageOutputs
 from corekit.plugins import Plugins, check_requirements
 from corekit.report import write_report, write_seeds_report
 from corekit.run_files import load_run_recipe, public_data_name, write_run_files
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+from corekit.stage_probe import choose_numerics, probe_budget, seed_everything, stage_steps
 
 
 class DataCache:
@@ -90,45 +83,6 @@ def stage_datasets(cache: DataCache, stage: rc.Stage) -> Callable[[str], ImageSe
     def datasets(name: str) -> ImageSet:
         return cache(name, stage.data.subset, stage.train.seed)
     return datasets
-
-
-def stage_steps(stage: rc.Stage, datasets: Callable[[str], ImageSet]) -> int:
-    """Steps per epoch of ``stage`` on the set it trains on."""
-    source = stage.data.reference if stage.data.source == "reference" else stage.data.name
-    train_set = datasets(source or stage.data.name)
-    return steps_per_epoch(len(train_set), stage.train.batch_size, stage.train.drop_last,
-                           stage.train.steps_per_epoch)
-
-
-def probe(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSet],
-          device: torch.device, dtype: torch.dtype | None, previous: StageOutputs | None,
-          earlier: dict[str, StageOutputs], budget: float, steps: int = 5) -> Plan:
-    """Time ``steps`` real steps (after one warm-up) and one E-step of ``stage`` on throwaway
-    copies, and plan the epochs that fit ``budget`` seconds."""
-    seed_everything(stage.train.seed)
-    per_epoch = stage_steps(stage, datasets)
-    composed = compose(plugins, stage, datasets, device, previous, per_epoch, earlier)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = StageTrainer(composed, Path(tmp), device, dtype, 0, lambda _: None, False)
-        estep = 0.0
-        clus = stage.clusterer
-        if clus is not None:
-            t0 = time.perf_counter()
-            trainer.e_step(0)
-            runs = (1 / clus.every if clus.every else 0) + \
-                (1 / stage.train.eval_every if stage.train.eval_every else 0)
-            estep = (time.perf_counter() - t0) * runs
-        generator = torch.Generator().manual_seed(0)
-        order = composed.sampler.order(len(composed.train_set),
-                                       (steps + 1) * trainer.batch_size, generator,
-                                       composed.state)
-        batches = list(composed.train_set.batches(order, trainer.batch_size))
-        trainer.train_step(*batches[0], 0, generator)
-        t0 = time.perf_counter()
-        for indices, images in batches[1:]:
-            trainer.train_step(indices, images, 0, generator)
-        per_step = (time.perf_counter() - t0) / max(len(batches) - 1, 1)
-    return plan(budget, per_step, estep, per_epoch, stage.train.epochs)
 
 
 def check_recipe(recipe: rc.Recipe, plugins: Plugins, cache: DataCache) -> list[Composed]:
@@ -240,15 +194,21 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
             continue
         if target is not None and stage is not target:
             continue
-        dtype = resolve_precision(stage.train.precision, device)
         datasets = stage_datasets(cache, stage)
+        numerics = None
+        if stage.train.epochs > 0:
+            numerics = choose_numerics(plugins, stage, datasets, device, previous, earlier)
+            if numerics.trials:
+                log(f"stage {stage.name}: {numerics.describe()}")
+            stage = recipe.stages[index] = numerics.chosen.apply(stage)
+        dtype = resolve_precision(stage.train.precision, device)
         deadline = None
         if stage.train.budget is not None and stage.train.epochs > 0:
             stages_left = len(recipe.stages) - index if target is None else 1
             share = (parse_budget(stage.train.budget) - (time.perf_counter() - t0)) / stages_left
             started = time.perf_counter()
-            budget_plan = probe(plugins, stage, datasets, device, dtype, previous, earlier,
-                                share)
+            budget_plan = probe_budget(plugins, stage, datasets, device, previous, earlier,
+                                       share)
             share -= time.perf_counter() - started
             log(f"stage {stage.name}: {budget_plan.describe()}")
             stage = recipe.stages[index] = scale_stage(stage, budget_plan.epochs)
@@ -261,6 +221,9 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
             for estimate in estimates:
                 estimate.save(out)
             opened = True
+        if numerics is not None and numerics.trials:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / RUN_FILE).write_text(json.dumps(numerics.to_json(), indent=2))
         trainer = StageTrainer(composed, out, device, dtype, index, log, progress, folder,
                                deadline)
         payload = None
@@ -342,6 +305,9 @@ def evaluate_run(run_dir: Path, plugins: Plugins) -> dict[str, float]:
     index, path = last_checkpoint(run_dir, recipe)
     payload = checkpoint.load(path)
     stage = recipe.stages[index]
+    chosen = saved_choice(path.parent)
+    if chosen is not None:
+        stage = chosen.apply(stage)
     earlier = {s.name: StageOutputs.load(stage_dir(run_dir, s)) for s in recipe.stages[:index]}
     previous = earlier[recipe.stages[index - 1].name] if index else None
     device = resolve_device(stage.train.device)

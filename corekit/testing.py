@@ -89,10 +89,12 @@ def tiny_recipe(**sections: Any) -> dict[str, Any]:
 
 
 def run_tiny(raw: dict[str, Any], out: Path, plugins: Plugins, **kwargs: Any) -> dict[str, Any]:
-    """Validate ``raw`` and train it into ``out`` quietly; returns final metrics."""
+    """Validate ``raw`` and train it into ``out`` quietly (unless ``log`` is given); returns
+    final metrics."""
     from corekit.run import train
 
-    return train(rc.validate(raw), out, plugins, log=lambda _: None, progress=False, **kwargs)
+    return train(rc.validate(raw), out, plugins, **{"log": lambda _: None, "progress": False,
+                                                    **kwargs})
 
 
 def compose_trainer(plugins: Plugins, recipe: str, run_dir: Path, *overrides: str,
@@ -334,7 +336,8 @@ def loss_probe(plugins: Plugins, recipe_name: str) -> dict[str, Any]:
 
     from corekit.composer import compose
     from corekit.engine.trainer import StageTrainer, steps_per_epoch
-    from corekit.run import DataCache, seed_everything
+    from corekit.run import DataCache
+    from corekit.stage_probe import seed_everything
 
     cpu = torch.device("cpu")
     stage = rc.resolve(recipe_name, plugins.find_recipe, "digits",

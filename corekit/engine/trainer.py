@@ -23,7 +23,7 @@ from corekit.engine import checkpoint
 from corekit.engine.devices import autocast
 from corekit.engine.metrics_log import MetricsLog
 from corekit.engine.phases import PhaseTimer
-from corekit.errors import TrainingError
+from corekit.errors import NonFiniteLoss, TrainingError
 from corekit.lifecycle import StageContext
 from corekit.network import Network
 from corekit.step import Step
@@ -90,7 +90,7 @@ class StageTrainer:
         out = []
         for _, images in data.batches(torch.arange(len(data)), self.c.stage.eval.batch_size):
             x = self.c.eval_transform(images)
-            if self.train_cfg.channels_last:
+            if self.train_cfg.memory_format == "channels_last":
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(self.device, self.dtype):
                 out.append(net.compute(name, x, {}).float())
@@ -169,7 +169,7 @@ class StageTrainer:
     def views(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Every view pipeline on ``images`` (B, C, H, W), float in [0, 1]."""
         views = [pipeline(images) for pipeline in self.c.views]
-        if self.train_cfg.channels_last:
+        if self.train_cfg.memory_format == "channels_last":
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         return views
 
@@ -250,7 +250,7 @@ class StageTrainer:
                if not torch.isfinite(v).item()]
         last = (f"the last good checkpoint is {self.checkpoint_path}"
                 if self.checkpoint_path.exists() else "no checkpoint was written yet")
-        raise TrainingError(
+        raise NonFiniteLoss(
             f"non-finite loss at step {self.global_step} (epoch {epoch}): "
             f"{', '.join(bad) or 'the weighted sum overflowed'}. Training stopped; {last}. "
             "Try a lower train.optimizer.lr, train.grad_clip, or train.precision = 'fp32'."

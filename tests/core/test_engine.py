@@ -173,7 +173,8 @@ def test_seeds_report_mean_and_std(tmp_path):
 
 
 def test_bf16_channels_last_grad_clip_memory_bank(tmp_path):
-    raw = tiny_recipe(train={"precision": "bf16", "grad_clip": 1.0, "channels_last": True},
+    raw = tiny_recipe(train={"precision": "bf16", "grad_clip": 1.0,
+                                 "memory_format": "channels_last"},
                       memory_bank={"source": "online:proj", "momentum": 0.5})
     raw["model"]["backbone"] = {"type": "small_cnn", "width": 8, "out_dim": 16}
     final = run_tiny(raw, tmp_path, PLUGINS)

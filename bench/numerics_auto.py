@@ -1,0 +1,150 @@
+"""``train.precision / memory_format = "auto"`` against every fixed setting, per shipped recipe.
+
+For each shipped recipe that trains, at two sizes:
+
+- ``cpu``: its CPU preset (``digits`` where it has one, else ``mnist`` / ``stripe-mnist``), on
+  that data where it is here, else noise of its shape;
+- ``cifar``: its ``cifar10`` preset, or its top level where it has none, on 3×32×32 noise, at
+  batch ``--cifar-batch`` (64: the paper batches would take minutes per step on a CPU);
+
+the fixed settings (fp32, bf16 where native, each contiguous and channels_last; ``--compile``
+adds fp32+compile) and the auto choice are timed side by side: ``auto`` decides first (its own
+probe, an empty cache), then each setting and the chosen one are timed ``--repeats`` times,
+interleaved, each repeat a fresh throwaway stage of 1 warm-up + ``--steps`` timed steps
+(``corekit.stage_probe.trial_numerics``). Reported: median seconds per step, the fastest fixed
+setting, the auto choice and auto's time over the fastest fixed one.
+
+    taskset -c 0 python bench/numerics_auto.py [--recipes cc,hadis] [--sizes cpu,cifar]
+
+writes ``bench/results/numerics_auto.json`` and a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import environment, finish, load_line, median, noise_set, setup, table, write_json  # noqa: E402,E501
+from corekit import recipe as rc  # noqa: E402
+from corekit.data import load_dataset  # noqa: E402
+from corekit.engine import numerics as nm  # noqa: E402
+from corekit.errors import UserError  # noqa: E402
+from corekit.plugins import get_plugins  # noqa: E402
+from corekit.stage_probe import choose_numerics, trial_numerics  # noqa: E402
+
+CPU = torch.device("cpu")
+CPU_PRESETS = ("digits", "mnist", "stripe-mnist")
+SKIP = ("features-kmeans",)  # trains nothing
+
+
+def shipped(plugins: Any) -> list[str]:
+    """Every recipe of the installed plugins that trains, by its short name."""
+    names = [name.split(".", 1)[-1] for name in plugins.registry.names("recipe")]
+    return [n for n in names if n not in SKIP and plugins.find_recipe(n) is not None]
+
+
+def stage_for(plugins: Any, recipe: str, size: str, cifar_batch: int) -> tuple[Any, str]:
+    """The last training stage of ``recipe`` at ``size`` and the preset it came from."""
+    presets = rc.resolve_raw(recipe, plugins.find_recipe).get("presets", {})
+    if size == "cpu":
+        preset: str | None = next(p for p in CPU_PRESETS if p in presets)
+    else:
+        preset = "cifar10" if "cifar10" in presets else None
+    overrides = ['train.device="cpu"', "train.checkpoint_every=0", 'train.precision="auto"',
+                 'train.memory_format="auto"']
+    if size == "cifar":
+        overrides.append(f"train.batch_size={cifar_batch}")
+    stages = rc.resolve(recipe, plugins.find_recipe, preset, overrides).stages
+    return [s for s in stages if s.train.epochs > 0][-1], preset or "top level"
+
+
+def data_for(stage: Any, size: str) -> Any:
+    """The stage's own data where it loads offline (CPU presets), else noise of its shape."""
+    if size == "cifar":
+        return noise_set(512, 3, 32)
+    try:
+        return load_dataset(stage.data.name)
+    except (UserError, OSError):
+        return noise_set(512, 1, 28)
+
+
+def measure(plugins: Any, recipe: str, size: str, args: argparse.Namespace) -> dict[str, Any]:
+    stage, preset = stage_for(plugins, recipe, size, args.cifar_batch)
+    data = data_for(stage, size)
+    datasets = lambda _name: data  # noqa: E731
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ[nm.CACHE_ENV] = cache
+        decision = choose_numerics(plugins, stage, datasets, CPU, None, {})
+    fixed = nm.candidates(stage.train, CPU)
+    if args.compile:
+        fixed.append(nm.Numerics(compile=True))
+    seconds: dict[str, list[float]] = {n.label(): [] for n in fixed}
+    seconds["auto"] = []
+    def time_step(numerics: nm.Numerics) -> float:
+        trial = trial_numerics(plugins, stage, datasets, CPU, None, {}, numerics, args.steps)
+        return trial.seconds_per_step if trial.error is None else float("nan")
+
+    for _ in range(args.repeats):
+        for numerics in fixed:
+            seconds[numerics.label()].append(time_step(numerics))
+        seconds["auto"].append(time_step(decision.chosen))
+    medians = {k: median(v) for k, v in seconds.items()}
+    fastest = min((k for k in medians if k != "auto"), key=lambda k: medians[k])
+    return {"recipe": recipe, "size": size, "preset": preset, "batch": stage.train.batch_size,
+            "backbone": stage.model.backbone.type, "view_size": stage.augment.size,
+            "data": data.name, "seconds": seconds, "median_seconds": medians,
+            "fastest_fixed": fastest, "auto_choice": decision.chosen.label(),
+            "auto_over_fastest": medians["auto"] / medians[fastest],
+            "decision": decision.to_json()}
+
+
+def report(rows: list[dict[str, Any]]) -> str:
+    labels = sorted({k for r in rows for k in r["median_seconds"] if k != "auto"},
+                    key=lambda k: (len(k), k))
+    body = [[r["recipe"], f"{r['size']} ({r['preset']}, {r['backbone']} {r['view_size']} px, "
+             f"b{r['batch']})",
+             *(f"{r['median_seconds'][k] * 1e3:.1f}" if k in r["median_seconds"] else "-"
+               for k in labels),
+             f"{r['median_seconds']['auto'] * 1e3:.1f}", r["auto_choice"], r["fastest_fixed"],
+             f"{r['auto_over_fastest']:.2f}"] for r in rows]
+    return table(["recipe", "stage", *(f"{k} ms" for k in labels), "auto ms", "auto chose",
+                  "fastest fixed", "auto / fastest"], body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipes", default="", help="comma-separated; default every shipped")
+    parser.add_argument("--sizes", default="cpu,cifar")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cifar-batch", type=int, default=64)
+    parser.add_argument("--compile", action="store_true", help="add an fp32+compile column")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    setup(args.threads)
+    plugins = get_plugins()
+    env = environment(steps=args.steps, repeats=args.repeats, cifar_batch=args.cifar_batch)
+    recipes = args.recipes.split(",") if args.recipes else shipped(plugins)
+    rows = []
+    for recipe in recipes:
+        for size in args.sizes.split(","):
+            rows.append(measure(plugins, recipe, size, args))
+            print(f"{recipe} {size}: auto chose {rows[-1]['auto_choice']}, "
+                  f"{rows[-1]['auto_over_fastest']:.2f}x the fastest fixed", flush=True)
+    payload = finish(env) | {"rows": rows}
+    write_json("numerics_auto", payload, args.out)
+    print(load_line(payload))
+    print(report(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Probes that train a few real steps of a stage on a throwaway copy before it trains: the
+time budget's plan (``corekit.budget``) and the numerics trials (``corekit.engine.numerics``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from corekit import recipe as rc
+from corekit.budget import Plan, plan
+from corekit.composer import Composed, compose
+from corekit.data import ImageSet
+from corekit.engine.devices import resolve_precision
+from corekit.engine.numerics import Decision, DecisionCache, Numerics, Trial, decide
+from corekit.engine.trainer import StageTrainer, steps_per_epoch
+from corekit.errors import NonFiniteLoss
+from corekit.handoff import StageOutputs
+from corekit.plugins import Plugins
+
+Datasets = Callable[[str], ImageSet]
+TRIAL_STEPS = 3  # timed steps per numerics candidate, after the first (warm-up) batch
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def stage_steps(stage: rc.Stage, datasets: Datasets) -> int:
+    """Steps per epoch of ``stage`` on the set it trains on."""
+    source = stage.data.reference if stage.data.source == "reference" else stage.data.name
+    train_set = datasets(source or stage.data.name)
+    return steps_per_epoch(len(train_set), stage.train.batch_size, stage.train.drop_last,
+                           stage.train.steps_per_epoch)
+
+
+@contextlib.contextmanager
+def throwaway(plugins: Plugins, stage: rc.Stage, datasets: Datasets, device: torch.device,
+              previous: StageOutputs | None,
+              earlier: dict[str, StageOutputs]) -> Iterator[tuple[Composed, StageTrainer]]:
+    """``stage`` composed afresh from its seed and a trainer writing into a temporary folder;
+    nothing of it outlives the ``with`` block."""
+    seed_everything(stage.train.seed)
+    composed = compose(plugins, stage, datasets, device, previous, stage_steps(stage, datasets),
+                       earlier)
+    with tempfile.TemporaryDirectory() as tmp:
+        yield composed, StageTrainer(composed, Path(tmp), device,
+                                     resolve_precision(stage.train.precision, device), 0,
+                                     lambda _: None, False)
+
+
+def _batches(composed: Composed, trainer: StageTrainer,
+             count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first ``count`` batches of the sampler's order from generator seed 0."""
+    generator = torch.Generator().manual_seed(0)
+    order = composed.sampler.order(len(composed.train_set), count * trainer.batch_size,
+                                   generator, composed.state)
+    return list(composed.train_set.batches(order, trainer.batch_size))[:count]
+
+
+def _timed_steps(trainer: StageTrainer, batches: list[tuple[torch.Tensor, torch.Tensor]],
+                 generator: torch.Generator) -> tuple[float, list[float]]:
+    """Seconds per step over ``batches`` and each step's total loss."""
+    t0 = time.perf_counter()
+    losses = [float(trainer.train_step(indices, images, 0, generator)["loss"])
+              for indices, images in batches]
+    return (time.perf_counter() - t0) / max(len(batches), 1), losses
+
+
+def probe_budget(plugins: Plugins, stage: rc.Stage, datasets: Datasets, device: torch.device,
+                 previous: StageOutputs | None, earlier: dict[str, StageOutputs], budget: float,
+                 steps: int = 5) -> Plan:
+    """Time ``steps`` real steps (after one warm-up) and one E-step of ``stage`` on a throwaway
+    copy, and plan the epochs that fit ``budget`` seconds."""
+    with throwaway(plugins, stage, datasets, device, previous, earlier) as (composed, trainer):
+        estep = 0.0
+        clus = stage.clusterer
+        if clus is not None:
+            t0 = time.perf_counter()
+            trainer.e_step(0)
+            runs = (1 / clus.every if clus.every else 0) + \
+                (1 / stage.train.eval_every if stage.train.eval_every else 0)
+            estep = (time.perf_counter() - t0) * runs
+        generator = torch.Generator().manual_seed(0)
+        first, *rest = _batches(composed, trainer, steps + 1)
+        trainer.train_step(*first, 0, generator)
+        per_step, _ = _timed_steps(trainer, rest, generator)
+    return plan(budget, per_step, estep, stage_steps(stage, datasets), stage.train.epochs)
+
+
+def trial_numerics(plugins: Plugins, stage: rc.Stage, datasets: Datasets, device: torch.device,
+                   previous: StageOutputs | None, earlier: dict[str, StageOutputs],
+                   numerics: Numerics, steps: int = TRIAL_STEPS) -> Trial:
+    """``numerics`` on a throwaway copy of ``stage``: the loss of the first batch (the same
+    images and views for every candidate), then the seconds per step of ``steps`` more.
+    A candidate that raises (a ``torch.compile`` backend failing, an unsupported dtype) is a
+    failed trial, not an error; a mistake of the recipe's own still is."""
+    candidate = numerics.apply(stage)
+    try:
+        with throwaway(plugins, candidate, datasets, device, previous, earlier) as (
+                composed, trainer):
+            first, *rest = _batches(composed, trainer, steps + 1)
+            generator = torch.Generator().manual_seed(0)
+            _, (first_loss,) = _timed_steps(trainer, [first], generator)
+            per_step, losses = _timed_steps(trainer, rest, generator)
+    except NonFiniteLoss:
+        return Trial(numerics, finite=False)
+    except (RuntimeError, TypeError, ValueError, AssertionError, OSError) as exc:
+        return Trial(numerics, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    return Trial(numerics, first_loss, per_step, all(map(math.isfinite, [first_loss, *losses])))
+
+
+def choose_numerics(plugins: Plugins, stage: rc.Stage, datasets: Datasets, device: torch.device,
+                    previous: StageOutputs | None, earlier: dict[str, StageOutputs],
+                    cache: DecisionCache | None = None) -> Decision:
+    """The numerics ``stage`` trains with (``corekit.engine.numerics.decide``), each
+    candidate tried by :func:`trial_numerics`."""
+    def measure(numerics: Numerics, steps: int = TRIAL_STEPS) -> Trial:
+        return trial_numerics(plugins, stage, datasets, device, previous, earlier, numerics,
+                              steps)
+
+    source = stage.data.reference if stage.data.source == "reference" else stage.data.name
+    data = datasets(source or stage.data.name)
+    size = data.size if isinstance(data.size, tuple) else (data.size, data.size)
+    return decide(stage, device, (data.channels, *size), measure, cache)
