@@ -154,6 +154,6 @@ def test_compiled_training_keeps_checkpoint_names(tmp_path):
     saved = json.loads((tmp_path / "compiled" / STAGE_DIR / "numerics.json").read_text())
     assert saved["chosen"]["compile"] is True, saved["rejected"]
     run_tiny(tiny_recipe(), tmp_path / "eager", PLUGINS)
-    keys = [set(checkpoint.load(tmp_path / r / STAGE_DIR / "checkpoint.pt")["model"])
+    keys = [set(checkpoint.load(tmp_path / r / STAGE_DIR / "checkpoint.pt")["online"])
             for r in ("compiled", "eager")]
     assert keys[0] == keys[1]
