@@ -99,11 +99,12 @@ def raw_pixel_kmeans(folder: Path, seeds: int) -> dict[str, float]:
             for stat, fn in (("mean", np.mean), ("std", lambda v: np.std(v, ddof=1)))}
 
 
-def train(method: str, folder: Path, budget: str, seeds: int, out: Path) -> dict[str, Any]:
+def train(method: str, folder: Path, budget: str, seeds: int, out: Path,
+          overrides: list[str]) -> dict[str, Any]:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "corekit.cli", "train", method, "--data",
                f"imagefolder:{folder}", "--budget", budget, "--seeds", str(seeds), "--out",
-               str(out), "--no-progress"]
+               str(out), "--no-progress", *(a for o in overrides for a in ("--set", o))]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         return {"error": f"exit {done.returncode}: "
@@ -121,8 +122,10 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--folders", default="photos3-gray,regions4-rgb")
     parser.add_argument("--tag", default="", help="suffix of the JSON file name")
+    parser.add_argument("--set", action="append", default=[], dest="overrides",
+                        help="a recipe override for every method (an ablation), repeatable")
     args = parser.parse_args()
-    env = environment(budget=args.budget, seeds=args.seeds)
+    env = environment(budget=args.budget, seeds=args.seeds, overrides=args.overrides)
     name = f"own_folders-{args.budget}" + (f"-{args.tag}" if args.tag else "")
     results: dict[str, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +136,7 @@ def main() -> None:
                 "raw-pixel k-means": raw_pixel_kmeans(folder, args.seeds)}
             for method in args.methods.split(","):
                 per[method] = train(method, folder, args.budget, args.seeds,
-                                    Path(tmp) / f"{folder_name}-{method}")
+                                    Path(tmp) / f"{folder_name}-{method}", args.overrides)
                 print(f"{folder_name} {method}: {per[method]}", flush=True)
                 write_json(name, finish(env) | {"results": results})
     payload = finish(env) | {"results": results}
