@@ -52,7 +52,8 @@ def shipped(plugins: Any) -> list[str]:
 
 
 def stage_for(plugins: Any, recipe: str, size: str, cifar_batch: int) -> tuple[Any, str]:
-    """The last training stage of ``recipe`` at ``size`` and the preset it came from."""
+    """The first training stage of ``recipe`` at ``size`` (a later one may need the outputs of
+    the stages before it) and the preset it came from."""
     presets = rc.resolve_raw(recipe, plugins.find_recipe).get("presets", {})
     if size == "cpu":
         preset: str | None = next(p for p in CPU_PRESETS if p in presets)
@@ -63,7 +64,7 @@ def stage_for(plugins: Any, recipe: str, size: str, cifar_batch: int) -> tuple[A
     if size == "cifar":
         overrides.append(f"train.batch_size={cifar_batch}")
     stages = rc.resolve(recipe, plugins.find_recipe, preset, overrides).stages
-    return [s for s in stages if s.train.epochs > 0][-1], preset or "top level"
+    return next(s for s in stages if s.train.epochs > 0), preset or "top level"
 
 
 def data_for(stage: Any, size: str) -> Any:
@@ -98,7 +99,7 @@ def measure(plugins: Any, recipe: str, size: str, args: argparse.Namespace) -> d
         seconds["auto"].append(time_step(decision.chosen))
     medians = {k: median(v) for k, v in seconds.items()}
     fastest = min((k for k in medians if k != "auto"), key=lambda k: medians[k])
-    return {"recipe": recipe, "size": size, "preset": preset, "batch": stage.train.batch_size,
+    return {"recipe": recipe, "stage": stage.name, "size": size, "preset": preset, "batch": stage.train.batch_size,
             "backbone": stage.model.backbone.type, "view_size": stage.augment.size,
             "data": data.name, "seconds": seconds, "median_seconds": medians,
             "fastest_fixed": fastest, "auto_choice": decision.chosen.label(),
@@ -107,8 +108,7 @@ def measure(plugins: Any, recipe: str, size: str, args: argparse.Namespace) -> d
 
 
 def report(rows: list[dict[str, Any]]) -> str:
-    labels = sorted({k for r in rows for k in r["median_seconds"] if k != "auto"},
-                    key=lambda k: (len(k), k))
+    labels = list(dict.fromkeys(k for r in rows for k in r["median_seconds"] if k != "auto"))
     body = [[r["recipe"], f"{r['size']} ({r['preset']}, {r['backbone']} {r['view_size']} px, "
              f"b{r['batch']})",
              *(f"{r['median_seconds'][k] * 1e3:.1f}" if k in r["median_seconds"] else "-"

@@ -5,6 +5,7 @@ time budget's plan (``corekit.budget``) and the numerics trials (``corekit.engin
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import random
 import tempfile
@@ -28,6 +29,8 @@ from corekit.plugins import Plugins
 
 Datasets = Callable[[str], ImageSet]
 TRIAL_STEPS = 3  # timed steps per numerics candidate, after the first (warm-up) batch
+MIN_TRIAL_SECONDS = 1.0  # fast steps are timed until this much time has passed ...
+MAX_TRIAL_STEPS = 30  # ... or this many steps
 
 
 def seed_everything(seed: int) -> None:
@@ -59,22 +62,30 @@ def throwaway(plugins: Plugins, stage: rc.Stage, datasets: Datasets, device: tor
                                      lambda _: None, False)
 
 
-def _batches(composed: Composed, trainer: StageTrainer,
-             count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The first ``count`` batches of the sampler's order from generator seed 0."""
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def _batches(composed: Composed, trainer: StageTrainer, count: int) -> Iterator[Batch]:
+    """The first ``count`` batches of the sampler's order from generator seed 0, loaded one
+    at a time."""
     generator = torch.Generator().manual_seed(0)
     order = composed.sampler.order(len(composed.train_set), count * trainer.batch_size,
                                    generator, composed.state)
-    return list(composed.train_set.batches(order, trainer.batch_size))[:count]
+    return itertools.islice(composed.train_set.batches(order, trainer.batch_size), count)
 
 
-def _timed_steps(trainer: StageTrainer, batches: list[tuple[torch.Tensor, torch.Tensor]],
-                 generator: torch.Generator) -> tuple[float, list[float]]:
-    """Seconds per step over ``batches`` and each step's total loss."""
+def _timed_steps(trainer: StageTrainer, batches: Iterator[Batch], generator: torch.Generator,
+                 steps: int, min_seconds: float = 0.0) -> tuple[float, list[float]]:
+    """Seconds per step and each step's total loss over ``steps`` steps, and more while they
+    took under ``min_seconds`` and ``batches`` last (fast steps are timed over enough of
+    them for the clock to resolve them)."""
+    losses: list[float] = []
     t0 = time.perf_counter()
-    losses = [float(trainer.train_step(indices, images, 0, generator)["loss"])
-              for indices, images in batches]
-    return (time.perf_counter() - t0) / max(len(batches), 1), losses
+    for indices, images in batches:
+        losses.append(float(trainer.train_step(indices, images, 0, generator)["loss"]))
+        if len(losses) >= steps and time.perf_counter() - t0 >= min_seconds:
+            break
+    return (time.perf_counter() - t0) / max(len(losses), 1), losses
 
 
 def probe_budget(plugins: Plugins, stage: rc.Stage, datasets: Datasets, device: torch.device,
@@ -92,9 +103,9 @@ def probe_budget(plugins: Plugins, stage: rc.Stage, datasets: Datasets, device: 
                 (1 / stage.train.eval_every if stage.train.eval_every else 0)
             estep = (time.perf_counter() - t0) * runs
         generator = torch.Generator().manual_seed(0)
-        first, *rest = _batches(composed, trainer, steps + 1)
-        trainer.train_step(*first, 0, generator)
-        per_step, _ = _timed_steps(trainer, rest, generator)
+        batches = _batches(composed, trainer, steps + 1)
+        trainer.train_step(*next(batches), 0, generator)
+        per_step, _ = _timed_steps(trainer, batches, generator, steps)
     return plan(budget, per_step, estep, stage_steps(stage, datasets), stage.train.epochs)
 
 
@@ -102,17 +113,19 @@ def trial_numerics(plugins: Plugins, stage: rc.Stage, datasets: Datasets, device
                    previous: StageOutputs | None, earlier: dict[str, StageOutputs],
                    numerics: Numerics, steps: int = TRIAL_STEPS) -> Trial:
     """``numerics`` on a throwaway copy of ``stage``: the loss of the first batch (the same
-    images and views for every candidate), then the seconds per step of ``steps`` more.
+    images and views for every candidate), then the seconds per step of ``steps`` more (more
+    while they take under ``MIN_TRIAL_SECONDS``, at most ``MAX_TRIAL_STEPS``).
     A candidate that raises (a ``torch.compile`` backend failing, an unsupported dtype) is a
     failed trial, not an error; a mistake of the recipe's own still is."""
     candidate = numerics.apply(stage)
     try:
         with throwaway(plugins, candidate, datasets, device, previous, earlier) as (
                 composed, trainer):
-            first, *rest = _batches(composed, trainer, steps + 1)
+            batches = _batches(composed, trainer, 1 + MAX_TRIAL_STEPS)
             generator = torch.Generator().manual_seed(0)
-            _, (first_loss,) = _timed_steps(trainer, [first], generator)
-            per_step, losses = _timed_steps(trainer, rest, generator)
+            _, (first_loss,) = _timed_steps(trainer, batches, generator, 1)
+            per_step, losses = _timed_steps(trainer, batches, generator, steps,
+                                            MIN_TRIAL_SECONDS)
     except NonFiniteLoss:
         return Trial(numerics, finite=False)
     except (RuntimeError, TypeError, ValueError, AssertionError, OSError) as exc:
