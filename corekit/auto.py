@@ -20,11 +20,12 @@ Rules (CPU / CUDA):
 from __future__ import annotations
 
 import copy
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from corekit import recipe as rc
+
+if TYPE_CHECKING:  # `deepclust show` of a recipe with a preset for its data imports no torch
+    import torch
 
 CPU_SIZE, GPU_SIZE = 32, 96
 CPU_BATCH, GPU_BATCH = 128, 256

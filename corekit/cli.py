@@ -36,7 +36,9 @@ def cmd_plugins(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def cmd_components(args: argparse.Namespace, plugins: Plugins) -> int:
-    from corekit.describe import describe, render
+    """List components (importing none of them, unless ``--json`` asks for their options and
+    needs), or describe one in full."""
+    from corekit.describe import brief, describe, render
 
     kinds = [args.kind] if args.kind else [k for k in KINDS if k != "recipe"]
     for kind in kinds:
@@ -45,10 +47,10 @@ def cmd_components(args: argparse.Namespace, plugins: Plugins) -> int:
     if args.name:
         if not args.kind:
             raise UserError("name a kind too: deepclust components KIND NAME")
-        entries = [plugins.registry.get(args.kind, args.name)]
+        entries = [plugins.get(args.kind, args.name)]
     else:
         entries = [e for kind in kinds for e in plugins.registry.entries(kind)]
-    infos = [describe(entry) for entry in entries]
+    infos = [(describe if args.json or args.name else brief)(entry) for entry in entries]
     if args.json:
         print(json.dumps(infos, indent=2, default=str))
         return 0
@@ -80,11 +82,12 @@ def cmd_recipes(args: argparse.Namespace, plugins: Plugins) -> int:
 def _resolve(args: argparse.Namespace, plugins: Plugins) -> rc.Recipe:
     def auto(base: rc.Raw, selected: rc.Raw, data: str) -> rc.Raw:
         from corekit import auto as preset
-        from corekit.data import load_dataset
-        from corekit.engine.devices import resolve_device
 
         if not preset.applies(base, data):
             return selected
+        from corekit.data import load_dataset  # torch: only to look at the images
+        from corekit.engine.devices import resolve_device
+
         device = resolve_device(getattr(args, "device", None)
                                 or str(selected.get("train", {}).get("device", "auto")))
         images = load_dataset(data, loaders=plugins.datasets())
@@ -251,7 +254,8 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("components", help="list registered components")
     sp.add_argument("kind", nargs="?", help=f"one of {', '.join(KINDS)}")
     sp.add_argument("name", nargs="?", help="one component: its options, needs and outputs")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true",
+                    help="as JSON, with every component's options, needs and outputs")
     sp.set_defaults(func=cmd_components)
     sub.add_parser("recipes", help="list recipes").set_defaults(func=cmd_recipes)
     for name, func, text in (("show", cmd_show, "print the resolved recipe"),

@@ -1,17 +1,22 @@
 """What ``deepclust components KIND [NAME]`` says about a registered component: its plugin,
 aliases, one-line description (with the paper equation its docstring cites), its options with
-types and defaults, what it needs from the step and what it produces."""
+types and defaults, what it needs from the step and what it produces.
+
+A listing (:func:`brief`) imports nothing: the summary of a factory registered as
+``"module:attr"`` is read from its module's source. :func:`describe` imports the factory.
+"""
 
 from __future__ import annotations
 
+import ast
+import functools
 import inspect
 import typing
+from pathlib import Path
 from typing import Any
 
-import torch
-
-from corekit.builder import CONTEXT_ARGS
-from corekit.registry import Entry
+import corekit
+from corekit.registry import Entry, find_module
 
 # Context values to build a component with its defaults, so that its needs() and produces can
 # be read off the object itself rather than restated in prose.
@@ -40,6 +45,8 @@ def _default(param: inspect.Parameter) -> Any:
 def options(entry: Entry) -> list[dict[str, Any]]:
     """The recipe options of ``entry``'s factory: name, type and default (context args left
     out: the composer supplies them)."""
+    from corekit.builder import CONTEXT_ARGS  # imports torch: only when describing one
+
     try:
         params = list(inspect.signature(entry.obj).parameters.values())
     except (TypeError, ValueError):
@@ -60,6 +67,8 @@ def _probe(entry: Entry) -> Any | None:
     """The component built with its defaults, or None when it cannot be built that way."""
     if entry.kind not in _PROBED_KINDS or entry.is_prefix:
         return None
+    import torch  # not at module level: a listing imports no torch
+
     try:
         params = inspect.signature(entry.obj).parameters
         kwargs = {k: v for k, v in _PROBE_CONTEXT.items() if k in params}
@@ -69,15 +78,49 @@ def _probe(entry: Entry) -> Any | None:
         return None
 
 
+@functools.cache
+def _module_source(module: str) -> ast.Module | None:
+    """The parsed source of ``module``, which is not run (nor are its parent packages)."""
+    try:
+        return ast.parse(Path(find_module(module).origin).read_text(encoding="utf-8"))
+    except Exception:  # no spec, no source file (an extension module), unreadable
+        return None
+
+
+def source_doc(module: str, attr: str) -> str:
+    """The docstring of the class or function ``attr`` that ``module`` defines, read from its
+    source (``corekit:Name`` from the module corekit exports it from); "" when not found."""
+    if module == "corekit":
+        module = corekit._EXPORTS.get(attr, module)
+    tree = _module_source(module)
+    for node in tree.body if tree else ():
+        if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name == attr:
+            return ast.get_docstring(node) or ""
+    return ""
+
+
+def summary(entry: Entry) -> str:
+    """The first paragraph of the factory's docstring, on one line (a lazy target's is read
+    from its source, without importing it); "" for a recipe."""
+    if entry.kind == "recipe":
+        return ""
+    target = entry.target
+    doc = source_doc(target.module, target.attr) if entry.is_lazy \
+        else inspect.getdoc(entry.obj) or ""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+def brief(entry: Entry) -> dict[str, Any]:
+    """What a listing shows about one component; imports nothing."""
+    return {"name": entry.name, "qualified": entry.qualified, "kind": entry.kind,
+            "plugin": entry.plugin, "aliases": list(entry.aliases), "summary": summary(entry)}
+
+
 def describe(entry: Entry) -> dict[str, Any]:
-    """Everything the listing shows about one component, as plain data (for ``--json``)."""
-    doc = inspect.getdoc(entry.obj) or "" if entry.kind != "recipe" else ""
-    info: dict[str, Any] = {
-        "name": entry.name, "qualified": entry.qualified, "kind": entry.kind,
-        "plugin": entry.plugin, "aliases": list(entry.aliases),
-        "summary": " ".join(doc.split("\n\n")[0].split()),
-        "options": options(entry) if entry.kind != "recipe" else [],
-    }
+    """Everything about one component, as plain data (for ``--json``): :func:`brief` plus
+    options, needs and produces; imports the factory."""
+    listed = options(entry) if entry.kind != "recipe" else []  # imports a lazy target
+    info = {**brief(entry), "options": listed}
     built = _probe(entry)
     needs = getattr(built, "needs", None)
     if callable(needs):

@@ -1,13 +1,15 @@
 """The extension points of deepclust: one pluggy hook per component kind.
 
 Every hook hands the plugin a ``register`` callback and is called once, when the
-plugin manager starts (``corekit.plugins.load_plugins``). A plugin registers factories:
+plugin manager starts (``corekit.plugins.load_plugins``). A plugin registers factories, best as
+``"module:attr"`` targets that are imported only when the component is first built, so that
+loading the plugin imports no torch (a factory object works too):
 
     from corekit import hookimpl
 
     @hookimpl
     def register_losses(register):
-        register("my_loss", MyLoss, aliases=("paper_name",))
+        register("my_loss", "my_plugin.losses:MyLoss", aliases=("paper_name",))
 
 The core's own components register through these same hooks (``corekit.builtins``).
 What each kind's factory must return is stated in its hook below and checked by

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -22,7 +22,7 @@ import pluggy
 
 from corekit import hookspecs
 from corekit.errors import ComponentError, PluginError, RecipeError, did_you_mean
-from corekit.registry import KINDS, Registry
+from corekit.registry import KINDS, Entry, Registry
 
 ENTRY_POINT_GROUP = "deepclust"
 CORE = "core"
@@ -73,6 +73,14 @@ class Plugins:
     def versions(self) -> dict[str, str | None]:
         return {p.name: p.version for p in self.info if p.status == "loaded"}
 
+    def get(self, kind: str, name: str) -> Entry:
+        """The entry of ``name``; an unknown name's error also names the plugins that failed
+        to load."""
+        try:
+            return self.registry.get(kind, name)
+        except ComponentError as exc:
+            raise ComponentError(f"{exc}{self.failure_note()}") from None
+
     def find_recipe(self, name: str) -> Path:
         """The TOML file of registered recipe ``name``; unknown names suggest neighbours."""
         try:
@@ -82,10 +90,10 @@ class Plugins:
             raise RecipeError(f"unknown recipe {name!r}; {did_you_mean(name, names)} "
                               f"(or pass a path to a .toml file){self.failure_note()}") from None
 
-    def datasets(self) -> dict[str, Any]:
-        """Every registered dataset loader by name (aliases included), for ``load_dataset``."""
-        return {name: self.registry.get("dataset", name).obj
-                for name in self.registry.names("dataset")}
+    def datasets(self) -> Mapping[str, Any]:
+        """Every registered dataset loader by name (aliases included), for ``load_dataset``;
+        a loader is imported when it is looked up."""
+        return _Loaders(self.registry)
 
     def failures(self) -> list[PluginInfo]:
         return [p for p in self.info if p.status == "failed"]
@@ -97,6 +105,24 @@ class Plugins:
             return ""
         names = ", ".join(p.name for p in failed)
         return f" (note: plugin(s) {names} failed to load; run `deepclust plugins` for why)"
+
+
+@attrs.frozen
+class _Loaders(Mapping[str, Any]):
+    """The registered datasets as a read-only mapping that imports a loader on lookup."""
+
+    registry: Registry
+
+    def __getitem__(self, name: str) -> Any:
+        if not self.registry.has("dataset", name):
+            raise KeyError(name)
+        return self.registry.get("dataset", name).obj
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.registry.names("dataset"))
+
+    def __len__(self) -> int:
+        return len(self.registry.names("dataset"))
 
 
 def _split_env(name: str) -> set[str]:
@@ -122,7 +148,7 @@ def _merge(registry: Registry, plugin: str, calls: list[tuple]) -> dict[str, lis
     """Register ``calls`` all or nothing; a clash raises ComponentError naming both plugins."""
     trial = Registry()
     for entry in registry.entries():
-        trial.register(entry.kind, entry.name, entry.obj, plugin=entry.plugin,
+        trial.register(entry.kind, entry.name, entry.target, plugin=entry.plugin,
                        aliases=entry.aliases)
     for kind, name, obj, aliases in calls:
         trial.register(kind, name, obj, plugin=plugin, aliases=aliases)

@@ -176,6 +176,7 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
     estimates = fill_missing_k(recipe, cache, log)
     check_recipe(recipe, plugins, cache)
     target = recipe.stage(only) if only else None
+    target_index = recipe.stages.index(target) if target is not None else None
     if resume and target is None and all(_finished(out, s) for s in recipe.stages):
         raise TrainingError(f"the run in {out} is finished (every stage saved its outputs); "
                             "rerun one stage with --stage NAME, or train into a new --out")
@@ -185,14 +186,14 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
     opened = False
     for index, stage in enumerate(recipe.stages):
         folder = stage_dir(out, stage)
-        before_target = target is not None and recipe.stages.index(target) > index
+        before_target = target_index is not None and target_index > index
         if before_target or (resume and target is None and _finished(out, stage)):
             if not _saved(out, stage):
                 raise TrainingError(f"--stage {only}: stage {stage.name!r} before it has no "
                                     f"saved outputs in {folder}; train the run up to it first")
             previous = earlier[stage.name] = StageOutputs.load(folder)
             continue
-        if target is not None and stage is not target:
+        if target_index is not None and index != target_index:
             continue
         datasets = stage_datasets(cache, stage)
         numerics = None
@@ -247,7 +248,7 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
     final = {**result, "recipe": recipe.name,
              "data": public_data_name(recipe.stages[-1].data.name),
              "seconds": time.perf_counter() - t0, "device": str(device)}
-    if target is None or target is recipe.stages[-1]:
+    if target_index in (None, len(recipe.stages) - 1):
         (out / "final.json").write_text(json.dumps(final, indent=2))
         shutil.copyfile(stage_dir(out, recipe.stages[-1]) / "assignments.csv",
                         out / "assignments.csv")

@@ -22,12 +22,30 @@ Loader = Callable[[Path | None], "ImageSet | StreamingImageSet"]
 
 
 def _digits(root: Path | None) -> ImageSet:
+    """scikit-learn's 8×8 digits (1,797 images, 10 classes), bundled: no download, no path."""
     if root is not None:
         raise DataError("dataset 'digits' takes no path; use 'digits'")
     return load_digits_set()
 
 
+def _mnist(root: Path | None) -> ImageSet:
+    """MNIST train+test (70,000 28×28 grey digits, 10 classes): the IDX files in PATH, else
+    downloaded."""
+    return load_mnist(root, "all")
+
+
+def _mnist_train(root: Path | None) -> ImageSet:
+    """The 60,000 MNIST train digits (as ``mnist``)."""
+    return load_mnist(root, "train")
+
+
+def _mnist_test(root: Path | None) -> ImageSet:
+    """The 10,000 MNIST test digits (as ``mnist``)."""
+    return load_mnist(root, "test")
+
+
 def _imagefolder(root: Path | None) -> ImageSet | StreamingImageSet:
+    """Your own images, ``imagefolder:PATH``: one sub-folder per class, or a flat folder."""
     if root is None:
         raise DataError("dataset 'imagefolder' needs a folder: use 'imagefolder:PATH'")
     return load_imagefolder(root)
@@ -35,9 +53,9 @@ def _imagefolder(root: Path | None) -> ImageSet | StreamingImageSet:
 
 BUILTIN_DATASETS: dict[str, Loader] = {
     "digits": _digits,
-    "mnist": lambda root: load_mnist(root, "all"),
-    "mnist-train": lambda root: load_mnist(root, "train"),
-    "mnist-test": lambda root: load_mnist(root, "test"),
+    "mnist": _mnist,
+    "mnist-train": _mnist_train,
+    "mnist-test": _mnist_test,
     "cifar10": load_cifar10,
     "cifar20": load_cifar20,
     "stl10": load_stl10,

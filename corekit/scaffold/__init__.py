@@ -66,11 +66,11 @@ def _render(template: str, name: str, **fields: str) -> str:
 
 
 def _plugin_module(name: str, extras: Sequence[str]) -> str:
-    components = sorted([LOSS, *(EXTRAS[e] for e in extras)], key=lambda c: c.module)
-    imports = "".join(f"\nfrom deepclust_{name}.{c.module} import {c.cls}" for c in components)
+    """``plugin.py``: each component registered lazily, as ``"deepclust_NAME.module:Class"``."""
     hooks = "".join(f"\n\n@hookimpl\ndef {EXTRAS[e].hook}(register: RegisterFn) -> None:\n"
-                    f'    register("{name}_{e}", {EXTRAS[e].cls})\n' for e in extras)
-    return _render("plugin.py.tmpl", name, imports=imports + "\n", hooks=hooks)
+                    f'    register("{name}_{e}", "deepclust_{name}.{EXTRAS[e].module}:'
+                    f'{EXTRAS[e].cls}")\n' for e in extras)
+    return _render("plugin.py.tmpl", name, hooks=hooks)
 
 
 def _components_list(name: str, extras: Sequence[str]) -> str:

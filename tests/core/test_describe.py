@@ -4,6 +4,8 @@ equation, options with types and defaults, needs and produces (issue: mixing com
 import json
 
 from corekit.cli import main
+from corekit.describe import summary
+from corekit.plugins import load_plugins
 
 
 def test_one_component_in_full(capsys):
@@ -33,3 +35,18 @@ def test_json_listing_and_errors(capsys):
     assert main(["components", "loss", "nt_xnet"]) == 2
     assert "did you mean 'nt_xent'" in capsys.readouterr().err
     assert main(["components", "lossez"]) == 2
+
+
+def test_listing_summaries_read_from_source_match_the_imported_docstrings():
+    """The listing reads a lazy target's docstring from its module's source; for every
+    component of every installed plugin that is the summary the imported factory gives."""
+    plugins = load_plugins()
+    entries = [e for e in plugins.registry.entries() if e.kind != "recipe"]
+    assert all(e.is_lazy for e in entries if e.kind != "need" and e.plugin == "core")
+    from_source = {e.qualified + " " + e.kind: summary(e) for e in entries}
+    for entry in entries:
+        assert callable(entry.obj)  # imports it
+    imported = {e.qualified + " " + e.kind: summary(e) for e in entries}
+    assert from_source == imported
+    if "cc.cc_instance_loss loss" in from_source:  # "corekit:NTXent", the core's public name
+        assert from_source["cc.cc_instance_loss loss"] == from_source["core.nt_xent loss"] != ""

@@ -1,4 +1,5 @@
 import json
+import re
 import types
 
 import attrs
@@ -14,7 +15,7 @@ from corekit.components.clusterers import ClusterResult
 from corekit.composer import CompositionError
 from corekit.data import load_dataset
 from corekit.engine.trainer import StageTrainer
-from corekit.errors import PluginError
+from corekit.errors import ComponentError, PluginError, RecipeError
 from corekit.handoff import StageOutputs
 from corekit.plugins import HOOKS, check_requirements, load_plugins
 from corekit.registry import KINDS
@@ -36,6 +37,61 @@ def test_core_registers_through_the_hooks():
     assert core.status == "loaded"
     assert "nt_xent" in core.components["loss"]
     assert plugins.registry.get("loss", "nt_xent").plugin == "core"
+
+
+def test_core_datasets_are_the_builtin_loaders():
+    """The core registers its datasets as targets by name; each resolves to the loader of
+    ``corekit.data.BUILTIN_DATASETS``, and ``Plugins.datasets()`` serves them all."""
+    from corekit.data import BUILTIN_DATASETS
+
+    loaders = load_plugins().datasets()
+    assert {name: loaders[name] for name in BUILTIN_DATASETS} == BUILTIN_DATASETS
+    assert "nonesuch" not in loaders
+
+
+LAZY_LAB_LOSSES = """
+class Fine:
+    def __init__(self, scale: float = 1.0):
+        self.scale = scale
+
+    def needs(self):
+        return []
+
+    def __call__(self, step):
+        return self.scale
+
+
+class NoNeeds:
+    def __call__(self, step):
+        return 0.0
+"""
+
+
+def test_lazy_targets_are_built_with_the_contract_checked(tmp_path, monkeypatch):
+    """A ``"module:attr"`` target goes through the same build as a factory object: options
+    checked against its signature, the result against its kind's protocol (contracts.py); one
+    that cannot be imported is an error naming the plugin and the target."""
+    (tmp_path / "lazy_lab_losses.py").write_text(LAZY_LAB_LOSSES)
+    (tmp_path / "lazy_lab_broken.py").write_text("import surely_not_installed_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    @hookimpl
+    def register_losses(register):
+        register("fine", "lazy_lab_losses:Fine")
+        register("no_needs", "lazy_lab_losses:NoNeeds")
+        register("broken", "lazy_lab_broken:Loss")
+
+    plugins = plugin_set(_module("lazylab", register_losses=register_losses), name="lazylab")
+    assert plugins.plugin("lazylab").status == "loaded"
+    assert build_component(plugins, "loss", "fine", {"scale": 2.0}, "losses.a").scale == 2.0
+    with pytest.raises(RecipeError, match="losses.a.scale: expected float"):
+        build_component(plugins, "loss", "fine", {"scale": "big"}, "losses.a")
+    with pytest.raises(ComponentError, match=re.escape(
+            "losses.b (lazylab.no_needs): this loss must provide needs()")):
+        build_component(plugins, "loss", "no_needs", {}, "losses.b")
+    with pytest.raises(ComponentError, match=re.escape(
+            "plugin 'lazylab': loss 'broken' (target 'lazy_lab_broken:Loss') cannot be imported")):
+        build_component(plugins, "loss", "broken", {}, "losses.c")
 
 
 def test_broken_plugin_is_reported_not_fatal():

@@ -5,6 +5,7 @@ import ast
 from pathlib import Path
 
 import corekit
+from corekit.registry import TARGET
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,6 +23,18 @@ def test_plugins_import_only_the_public_api():
             offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names
                           if n.startswith("corekit.")]
     assert not offenders, f"plugins may import only `corekit`: {offenders}"
+
+
+def test_plugin_targets_name_corekit_only_by_its_public_api():
+    """A plugin's ``"module:attr"`` targets name its own modules, another plugin's, or
+    ``corekit:Name``: a string is an import too."""
+    offenders = []
+    for path in ROOT.glob("plugins/*/deepclust_*/**/*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and TARGET.fullmatch(node.value) and node.value.startswith("corekit.")):
+                offenders.append(f"{path.relative_to(ROOT)}: {node.value}")
+    assert not offenders, f"name a core component as 'corekit:Name': {offenders}"
 
 
 def test_every_exported_name_exists():

@@ -125,6 +125,9 @@ def test_new_plugin_writes_an_installable_plugin_with_every_extra(tmp_path, caps
                              ("register_clusterers", "labx_clusterer")]:
         assert f"def {hook}(" in plugin and f'register("{registered}",' in plugin
     assert "register_recipe_dir(register, RECIPES)" in plugin
+    assert '"deepclust_labx.losses:ScaledNTXent"' in plugin  # lazy: plugin.py imports no torch
+    assert '"deepclust_labx.clusterers:CosineKMeans"' in plugin
+    assert "from deepclust_labx" not in plugin
     recipe = (root / "deepclust_labx" / "recipes" / "labx.toml").read_text()
     assert 'extends = "simclr-kmeans"' in recipe
     for registered in ("labx_loss", "labx_head", "labx_state", "labx_clusterer"):

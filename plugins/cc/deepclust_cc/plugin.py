@@ -1,27 +1,29 @@
-"""The ``cc`` plugin's registrations (pluggy hooks of ``corekit.hookspecs``)."""
+"""The ``cc`` plugin's registrations (pluggy hooks of ``corekit.hookspecs``).
+
+Factories are ``"module:attr"`` targets, imported when first built: loading the plugin imports
+no torch. The instance loss and the cluster head are the core's own classes.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from corekit import ClusterHead, NTXent, RegisterFn, hookimpl, register_recipe_dir
-from deepclust_cc.heads import cc_instance_head
-from deepclust_cc.losses import ClusterContrast, ClusterLoss
+from corekit import RegisterFn, hookimpl, register_recipe_dir
 
 RECIPES = Path(__file__).parent / "recipes"
 
 
 @hookimpl
 def register_heads(register: RegisterFn) -> None:
-    register("cc_instance_head", cc_instance_head)
-    register("cc_cluster_head", ClusterHead)
+    register("cc_instance_head", "deepclust_cc.heads:cc_instance_head")
+    register("cc_cluster_head", "corekit:ClusterHead")
 
 
 @hookimpl
 def register_losses(register: RegisterFn) -> None:
-    register("cc_instance_loss", NTXent)
-    register("cc_cluster_contrast", ClusterContrast)
-    register("cc_cluster_loss", ClusterLoss, aliases=("cc_cluster",))
+    register("cc_instance_loss", "corekit:NTXent")
+    register("cc_cluster_contrast", "deepclust_cc.losses:ClusterContrast")
+    register("cc_cluster_loss", "deepclust_cc.losses:ClusterLoss", aliases=("cc_cluster",))
 
 
 @hookimpl

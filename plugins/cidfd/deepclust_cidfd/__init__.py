@@ -8,34 +8,38 @@ the Stripe-MNIST / Stripes datasets and the ``idfd`` / ``cidfd`` recipes; memory
 backbones, k-means and the two-stage hand-off are the core's.
 """
 
-from deepclust_cidfd.augment import idfd_aug, idfd_ops
-from deepclust_cidfd.data import (
-    FAMILIES,
-    StripeParams,
-    StripeSet,
-    draw_stripes,
-    load_stripe_mnist,
-    load_stripes,
-    render_stripes,
-    stripe_mnist_images,
-    stripe_rng,
-    stripes_images,
-)
-from deepclust_cidfd.losses import (
-    ContrastiveInstanceDiscrimination,
-    FeatureDecorrelation,
-    InstanceDiscrimination,
-    contrastive_instance_discrimination,
-    feature_decorrelation,
-    instance_discrimination,
-)
-from deepclust_cidfd.schedules import FractionalMultiStep
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = [
-    "FAMILIES", "ContrastiveInstanceDiscrimination", "FeatureDecorrelation",
-    "FractionalMultiStep", "InstanceDiscrimination", "StripeParams", "StripeSet",
-    "__version__", "contrastive_instance_discrimination", "draw_stripes",
-    "feature_decorrelation", "idfd_aug", "idfd_ops", "instance_discrimination", "load_stripe_mnist",
-    "load_stripes", "render_stripes", "stripe_mnist_images", "stripe_rng", "stripes_images",
-]
+
+_MODULES: dict[str, tuple[str, ...]] = {
+    "deepclust_cidfd.augment": ("idfd_aug", "idfd_ops"),
+    "deepclust_cidfd.data": (
+        "FAMILIES", "StripeParams", "StripeSet", "draw_stripes", "load_stripe_mnist",
+        "load_stripes", "render_stripes", "stripe_mnist_images", "stripe_rng", "stripes_images",
+    ),
+    "deepclust_cidfd.losses": (
+        "ContrastiveInstanceDiscrimination", "FeatureDecorrelation", "InstanceDiscrimination",
+        "contrastive_instance_discrimination", "feature_decorrelation", "instance_discrimination",
+    ),
+    "deepclust_cidfd.schedules": ("FractionalMultiStep",),
+}
+_EXPORTS: dict[str, str] = {name: module for module, names in _MODULES.items()
+                             for name in names}
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name on first use (PEP 562): loading the plugin imports no torch."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

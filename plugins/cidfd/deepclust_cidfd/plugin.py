@@ -2,6 +2,8 @@
 
 IDFD is the base of cIDFD the way ProPos is the base of HaDis, so its two losses live here
 too, under plain names with ``idfd_`` aliases; the one cIDFD loss gets a ``cidfd_`` alias.
+Factories are ``"module:attr"`` targets, imported when first built: loading the plugin imports
+no torch.
 """
 
 from __future__ import annotations
@@ -9,49 +11,39 @@ from __future__ import annotations
 from pathlib import Path
 
 from corekit import RegisterFn, hookimpl, register_recipe_dir
-from deepclust_cidfd.augment import idfd_aug
-from deepclust_cidfd.data import load_stripe_mnist, load_stripes
-from deepclust_cidfd.losses import (
-    BANK_SOURCE,
-    ContrastiveInstanceDiscrimination,
-    FeatureDecorrelation,
-    InstanceDiscrimination,
-    check_bank_source,
-)
-from deepclust_cidfd.schedules import FractionalMultiStep
 
 RECIPES = Path(__file__).parent / "recipes"
 
 
 @hookimpl
 def register_losses(register: RegisterFn) -> None:
-    register("instance_discrimination", InstanceDiscrimination,
+    register("instance_discrimination", "deepclust_cidfd.losses:InstanceDiscrimination",
              aliases=("idfd_instance_discrimination", "idfd_id"))
-    register("feature_decorrelation", FeatureDecorrelation,
+    register("feature_decorrelation", "deepclust_cidfd.losses:FeatureDecorrelation",
              aliases=("idfd_feature_decorrelation", "idfd_fd"))
-    register("contrastive_instance_discrimination", ContrastiveInstanceDiscrimination,
-             aliases=("cidfd_ci",))
+    register("contrastive_instance_discrimination",
+             "deepclust_cidfd.losses:ContrastiveInstanceDiscrimination", aliases=("cidfd_ci",))
 
 
 @hookimpl
 def register_augmentations(register: RegisterFn) -> None:
-    register("idfd_aug", idfd_aug)
+    register("idfd_aug", "deepclust_cidfd.augment:idfd_aug")
 
 
 @hookimpl
 def register_schedules(register: RegisterFn) -> None:
-    register("idfd_multistep", FractionalMultiStep)
+    register("idfd_multistep", "deepclust_cidfd.schedules:FractionalMultiStep")
 
 
 @hookimpl
 def register_need_kinds(register: RegisterFn) -> None:
-    register(BANK_SOURCE, check_bank_source)
+    register("cidfd_bank_source", "deepclust_cidfd.losses:check_bank_source")  # = BANK_SOURCE
 
 
 @hookimpl
 def register_datasets(register: RegisterFn) -> None:
-    register("stripe-mnist", load_stripe_mnist)
-    register("stripes", load_stripes)
+    register("stripe-mnist", "deepclust_cidfd.data:load_stripe_mnist")
+    register("stripes", "deepclust_cidfd.data:load_stripes")
 
 
 @hookimpl

@@ -1,9 +1,30 @@
 """deepclust plugin ``hadis``: hardness-aware self-distillation on top of ProPos
 (specs/hadis.md). DSA and PCL are ProPos's PSA and PSL, imported from ``deepclust_propos``."""
 
-from deepclust_hadis.losses import HSD, hsd, hsd_anchor_losses
-from deepclust_hadis.mining import HardPairs, distances, mine_hard_pairs
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["HSD", "HardPairs", "__version__", "distances", "hsd", "hsd_anchor_losses",
-           "mine_hard_pairs"]
+
+_MODULES: dict[str, tuple[str, ...]] = {
+    "deepclust_hadis.losses": ("HSD", "hsd", "hsd_anchor_losses"),
+    "deepclust_hadis.mining": ("HardPairs", "distances", "mine_hard_pairs"),
+}
+_EXPORTS: dict[str, str] = {name: module for module, names in _MODULES.items()
+                             for name in names}
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name on first use (PEP 562): loading the plugin imports no torch."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
