@@ -33,10 +33,23 @@ bare, bare, engine, ...) to cancel drift of the shared machine's load; the ratio
 ``engine seconds / bare seconds`` per round (median reported) and over all rounds, for wall time
 and for process CPU time (less sensitive to waiting for a core on the loaded machine).
 
+Part 3 (``--cpu-presets``, instead of parts 1 and 2). The CPU presets (``digits`` and ``mnist``)
+of ``cc``, ``propos``, ``hadis`` and ``simclr-kmeans`` (the installed ones), each stage
+resolved and composed by the toolkit and stepped by ``StageTrainer.train_step`` with the
+engine's phase timer (``train.time_phases``: data, augment, forward, backward, optimizer,
+after_step; the E-step runs once before the steps and is not counted), fp32. With
+``--before-views FILE`` a second composition of the same stage gets its view pipelines from the
+factories of the augment module in FILE (e.g. the kornia op-per-transform pipelines of an
+earlier commit, ``git show REV:corekit/components/augment.py > FILE``), and the two are stepped
+in turn (order alternating) on the same batches: the "before" and "after" columns are
+measured side by side. The share of a phase is its median seconds over the median step.
+
     python bench/step_anatomy.py --quick
     python bench/step_anatomy.py --resnet-batch 256 --repeats 5
+    python bench/step_anatomy.py --cpu-presets --threads 1 --before-views /tmp/augment_before.py
 
-Prints markdown tables and writes ``bench/results/step_anatomy.json``.
+Prints markdown tables and writes ``bench/results/step_anatomy.json`` (part 3:
+``bench/results/step_anatomy_presets.json``).
 """
 
 from __future__ import annotations
@@ -47,6 +60,8 @@ os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
+import hashlib  # noqa: E402
+import importlib.util  # noqa: E402
 import inspect  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -59,6 +74,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
+    THREADS,
     Timer,
     environment,
     finish,
@@ -77,8 +93,9 @@ from common import (  # noqa: E402
 from corekit import recipe as rc  # noqa: E402
 from corekit.components.losses import nt_xent  # noqa: E402
 from corekit.composer import compose  # noqa: E402
-from corekit.data import ImageSet  # noqa: E402
+from corekit.data import ImageSet, load_dataset  # noqa: E402
 from corekit.engine.devices import autocast  # noqa: E402
+from corekit.engine.phases import PHASES  # noqa: E402
 from corekit.engine.trainer import StageTrainer  # noqa: E402
 from corekit.plugins import get_plugins  # noqa: E402
 from corekit.state import EMA  # noqa: E402
@@ -87,6 +104,8 @@ setup()
 
 CPU = torch.device("cpu")
 STEP_PARTS = ("data", "augment", "to_cl", "forward", "backward", "optimizer")
+STEP_PHASES = tuple(p for p in PHASES if p != "estep")
+PRESET_RECIPES = ("cc", "propos", "hadis", "simclr-kmeans")
 DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
 
@@ -106,7 +125,8 @@ def stage_raw(backbone: str, batch: int, precision: str, channels_last: bool,
     if backbone != "small_cnn":
         raw["model"]["backbone"] = {"type": backbone}
         raw["augment"]["size"] = 32
-    raw["train"].update(batch_size=batch, precision=precision, channels_last=channels_last,
+    layout = "channels_last" if channels_last else "contiguous"
+    raw["train"].update(batch_size=batch, precision=precision, memory_format=layout,
                         device="cpu", epochs=1, steps_per_epoch=steps, checkpoint_every=0)
     return raw
 
@@ -310,6 +330,123 @@ def engine_vs_bare(backbone: str, data: ImageSet, batch: int, rounds: int,
             "train_step_takes_images": takes_images}
 
 
+# -- part 3: CPU presets, before/after view pipelines ---------------------------------------
+def load_module(path: Path) -> Any:
+    """The Python module in file ``path`` (an augment module of another commit)."""
+    spec = importlib.util.spec_from_file_location(f"views_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def views_from(module: Any, c: Any) -> list[torch.nn.Module]:
+    """``c``'s view pipelines rebuilt by the same-named factories of ``module`` with the same
+    size, channels, mean/std and recipe options."""
+    aug = c.stage.augment
+    types = aug.type if isinstance(aug.type, list) else [aug.type] * aug.views
+    registry = get_plugins().registry
+    return [getattr(module, registry.get("augmentation", t).obj.__name__)(
+        v.size, v.channels, v.mean, v.std, **aug.options) for t, v in zip(types, c.views,
+                                                                         strict=True)]
+
+
+class PresetRun:
+    """One composition of a recipe's CPU preset, stepped by ``train_step`` with phase timing."""
+
+    def __init__(self, recipe: str, preset: str, data: ImageSet, views: Any | None) -> None:
+        overrides = ['train.device="cpu"', 'train.precision="fp32"', "train.epochs=1",
+                     "train.time_phases=true", "train.checkpoint_every=0"]
+        self.stage = rc.resolve(recipe, get_plugins().find_recipe, preset, overrides).stages[0]
+        torch.manual_seed(0)
+        self.c = compose(get_plugins(), self.stage, lambda _name: data, CPU, None, 1)
+        if views is not None:
+            self.c.views[:] = views_from(views, self.c)
+        self.tmp = tempfile.TemporaryDirectory()
+        self.trainer = StageTrainer(self.c, Path(self.tmp.name), CPU, None, 0,
+                                    lambda _s: None, False)
+        self.c.model.online.train()
+        if self.stage.clusterer is not None:
+            self.trainer.e_step(0)
+        self.trainer.phases.take()
+        self.data = data
+        self.samples: dict[str, list[float]] = {p: [] for p in STEP_PHASES}
+
+    def step(self, indices: torch.Tensor, generator: torch.Generator, timed: bool) -> None:
+        t = self.trainer
+        with t.phases("data"):
+            images = self.data.batch(indices)
+        t.train_step(indices, images, 0, generator)
+        seconds = t.phases.take()
+        if timed:
+            for p in STEP_PHASES:
+                self.samples[p].append(seconds.get(f"time_{p}", 0.0))
+
+    def result(self) -> dict[str, Any]:
+        self.tmp.cleanup()
+        parts = {p: median(s) for p, s in self.samples.items()}
+        totals = [sum(s[i] for s in self.samples.values())
+                  for i in range(len(self.samples["data"]))]
+        step = median(totals)
+        return {"median_seconds": parts, "step_seconds": step, "step_samples": totals,
+                "samples": self.samples, "shares": {p: v / step for p, v in parts.items()},
+                "images_per_second": self.stage.train.batch_size / step}
+
+
+def preset_anatomy(recipe: str, preset: str, data: ImageSet, before: Any | None, steps: int,
+                   warmup: int) -> dict[str, Any]:
+    """Both variants of one preset, stepped in turn (order alternating) on the same batches."""
+    runs = {"after": PresetRun(recipe, preset, data, None)}
+    if before is not None:
+        runs = {"before": PresetRun(recipe, preset, data, before), **runs}
+    stage = runs["after"].stage
+    batch = stage.train.batch_size
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))
+    generators = {name: torch.Generator().manual_seed(2) for name in runs}
+    names = list(runs)
+    for k in range(warmup + steps):
+        start = (k * batch) % (len(data) - batch + 1)
+        indices = order[start:start + batch]
+        for name in names if k % 2 == 0 else names[::-1]:
+            runs[name].step(indices, generators[name], timed=k >= warmup)
+    return {"recipe": recipe, "preset": preset, "batch": batch,
+            "backbone": stage.model.backbone.type, "view_size": stage.augment.size,
+            "views": len(runs["after"].c.views), "augment_options": stage.augment.options,
+            "steps": steps, **{name: run.result() for name, run in runs.items()}}
+
+
+def preset_datasets(presets: list[str]) -> dict[str, tuple[ImageSet, str]]:
+    sets = {}
+    if "digits" in presets:
+        sets["digits"] = load_dataset("digits"), "scikit-learn digits (1,797 8×8 images)"
+    if "mnist" in presets:
+        sets["mnist"] = mnist_or_noise()
+    return sets
+
+
+def cpu_presets(args: argparse.Namespace, env: dict[str, Any]) -> dict[str, Any]:
+    before = load_module(args.before_views) if args.before_views else None
+    names = get_plugins().registry.names("recipe")
+    recipes = [r for r in args.recipes if r in names]
+    sets = preset_datasets(args.presets)
+    rows = []
+    for recipe in recipes:
+        for preset in args.presets:
+            data, _source = sets[preset]
+            row = preset_anatomy(recipe, preset, data, before, args.repeats, args.warmup)
+            rows.append(row)
+            shares = ", ".join(f"{name} {pct(row[name]['shares']['augment'])}"
+                               for name in ("before", "after") if name in row)
+            print(f"{recipe} {preset}: augment share {shares}", flush=True)
+    finish(env)
+    settings = {k: getattr(args, k) for k in ("recipes", "presets", "repeats", "warmup",
+                                              "threads")}
+    if args.before_views:
+        digest = hashlib.sha256(args.before_views.read_bytes()).hexdigest()
+        settings |= {"before_views": str(args.before_views), "before_views_sha256": digest}
+    return {"environment": env, "datasets": {k: v[1] for k, v in sets.items()},
+            "settings": settings, "presets": rows}
+
+
 # -- output ---------------------------------------------------------------------------------
 def anatomy_table(rows: list[dict[str, Any]]) -> str:
     out = []
@@ -358,6 +495,26 @@ def engine_table(rows: list[dict[str, Any]]) -> str:
                   "per-round wall ratios"], out, "lrlrrrrrl")
 
 
+def presets_table(rows: list[dict[str, Any]]) -> str:
+    variants = [v for v in ("before", "after") if v in rows[0]]
+    out = []
+    for r in rows:
+        cells = [r["recipe"], r["preset"], r["backbone"], str(r["view_size"]), str(r["batch"])]
+        for key in ("step_seconds", "augment"):
+            for v in variants:
+                seconds = r[v][key] if key == "step_seconds" else r[v]["median_seconds"][key]
+                cells.append(f"{1000 * seconds:.1f}")
+        cells += [pct(r[v]["shares"]["augment"]) for v in variants]
+        if len(variants) == 2:
+            cells.append(f"{r['before']['step_seconds'] / r['after']['step_seconds']:.2f}×")
+        out.append(cells)
+    head = ["recipe", "preset", "backbone", "view px", "batch",
+            *(f"step ms ({v})" for v in variants), *(f"augment ms ({v})" for v in variants),
+            *(f"augment share ({v})" for v in variants)]
+    head += ["step speed-up"] if len(variants) == 2 else []
+    return table(head, out, "lllrr" + "r" * (len(head) - 5))
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="few repeats, small E-step")
@@ -377,6 +534,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--round-steps", type=int, help="steps per round (default 2; quick 1)")
     p.add_argument("--engine-backbones", nargs="+",
                    help="engine-vs-bare backbones (default: all; quick: small_cnn)")
+    p.add_argument("--cpu-presets", action="store_true",
+                   help="part 3 only: the CPU presets, before/after view pipelines")
+    p.add_argument("--recipes", nargs="+", default=list(PRESET_RECIPES),
+                   help="part 3 recipes (the installed ones of these)")
+    p.add_argument("--presets", nargs="+", default=["digits", "mnist"], help="part 3 presets")
+    p.add_argument("--before-views", type=Path,
+                   help="part 3: an augment module file whose factories build the 'before' views")
+    p.add_argument("--threads", type=int, default=THREADS, help="torch intra-op threads")
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
     q = a.quick
@@ -393,7 +558,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
+    setup(args.threads)
     env = environment(script="step_anatomy", quick=args.quick)
+    if args.cpu_presets:
+        return main_presets(args, env)
     anatomy_rows, engine_rows, datasets, recipes = [], [], {}, {}
     for backbone in args.backbones:
         data, source = dataset_for(backbone)
@@ -425,6 +593,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(anatomy_table(anatomy_rows) + "\n")
     if engine_rows:
         print(engine_table(engine_rows) + "\n")
+    print(f"wrote {path}")
+    return payload
+
+
+def main_presets(args: argparse.Namespace, env: dict[str, Any]) -> dict[str, Any]:
+    payload = cpu_presets(args, env)
+    path = write_json("step_anatomy_presets", payload, args.out)
+    print(f"\n## CPU preset anatomy ({load_line(env)})\n")
+    print(presets_table(payload["presets"]) + "\n")
     print(f"wrote {path}")
     return payload
 

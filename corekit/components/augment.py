@@ -4,13 +4,17 @@ Every factory has the form ``factory(size, channels=3, mean=None, std=None, **op
 returns a module mapping a float batch B×C×H×W in [0, 1] (any device) to one view
 B×C×size×size, normalised with ``mean``/``std`` when given and left in [0, 1] otherwise.
 Random parameters are drawn per sample and every kornia argument is passed explicitly (spec cc
-P10, spice P15: several kornia defaults differ from torchvision). Colour ops that need RGB
-(saturation, hue, grayscale) are skipped for images that do not have three channels.
+P10, spice P15: several kornia defaults differ from torchvision). The geometric ops of a view
+(rotation, shear, crop, flip) are drawn as the kornia ops draw them and applied as one warp
+(:class:`RandomGeometry`, issue #23). Colour ops that need RGB (saturation, hue, grayscale) are
+skipped for images that do not have three channels.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import kornia.augmentation as K
@@ -75,43 +79,157 @@ class ViewPipeline(nn.Module):
         return x
 
 
-_GEOMETRY = {  # kornia arguments shared by every geometric op here, passed explicitly (cc P10)
-    "resample": "bilinear",
-    "same_on_batch": False,
-    "align_corners": False,
-    "p": 1.0,
-    "keepdim": False,
-}
+@dataclass(frozen=True)
+class ResizedCrop:
+    """``RandomResizedCrop`` draws (spec cc §2.2, kornia 0.9.0 ``ResizedCropGenerator``): ten
+    candidates of area ``U(scale)·H·W`` and log-uniform aspect ratio ``r = w/h`` in ``ratio``,
+    ``w = round(√(area·r))``, ``h = round(√(area/r))``; the first that fits the image, else
+    the whole image (clipped to ``ratio``); top-left corner uniform over integer positions."""
+
+    scale: tuple[float, float]
+    ratio: tuple[float, float]
+
+    def boxes(self, batch: int, height: int, width: int, size: int, device: torch.device
+              ) -> Tensor:
+        """(B, 4) crop boxes ``x0, y0, w, h`` in input pixels; ``size`` is not used."""
+        (s0, s1), (log_r0, log_r1) = self.scale, (math.log(r) for r in self.ratio)
+        u = torch.rand(batch, 10, 2, device=device)
+        area = (s0 + (s1 - s0) * u[..., :1]) * (height * width)
+        aspect = torch.exp(log_r0 + (log_r1 - log_r0) * u[..., 1:])
+        wh = torch.sqrt(area * torch.cat([aspect, 1 / aspect], dim=-1)).round()  # (B, 10, 2)
+        limit = wh.new_tensor([width, height])
+        fits = ((wh > 0) & (wh <= limit)).all(dim=-1)
+        first = wh[torch.arange(batch, device=device), fits.int().argmax(dim=1)]
+        fallback = wh.new_tensor(self._fallback(height, width))
+        wh = torch.where(fits.any(dim=1, keepdim=True), first, fallback)
+        wh = wh.clamp_min(1).minimum(limit)
+        return _place(wh, limit - wh + 1)
+
+    def _fallback(self, height: int, width: int) -> tuple[float, float]:
+        """(w, h) when no candidate fits: the whole image, cut to the nearest allowed ratio."""
+        r0, r1 = min(self.ratio), max(self.ratio)
+        if width / height < r0:
+            return float(width), float(round(width / r0))
+        if width / height > r1:
+            return float(round(height * r1)), float(height)
+        return float(width), float(height)
 
 
-def _resized_crop(
-    size: int, scale: tuple[float, float], ratio: tuple[float, float]
-) -> K.RandomResizedCrop:
-    return K.RandomResizedCrop(
-        (size, size), scale=scale, ratio=ratio, cropping_mode="slice", **_GEOMETRY
-    )
+@dataclass(frozen=True)
+class PaddedCrop:
+    """``RandomCrop(size, padding)`` draws: a size×size window at a uniform integer position of
+    the input zero-padded by ``padding`` on every side (``padding = 0``: the window is the
+    whole size×size input)."""
+
+    padding: int
+
+    def boxes(self, batch: int, height: int, width: int, size: int, device: torch.device
+              ) -> Tensor:
+        """(B, 4) boxes ``x0, y0, size, size`` in input pixels (``x0, y0 ≥ −padding``)."""
+        wh = torch.full((batch, 2), float(size), device=device)
+        span = wh.new_tensor([width, height]) + (2 * self.padding + 1) - wh
+        return _place(wh, span) - wh.new_tensor([self.padding, self.padding, 0.0, 0.0])
 
 
-def _padded_crop(size: int, padding: int) -> K.RandomCrop:
-    return K.RandomCrop(
-        (size, size),
-        padding=padding if padding > 0 else None,
-        pad_if_needed=False,
-        fill=0.0,
-        padding_mode="constant",
-        cropping_mode="slice",
-        **_GEOMETRY,
-    )
+def _place(wh: Tensor, span: Tensor) -> Tensor:
+    """(B, 4) boxes ``x0, y0, w, h`` of sizes ``wh`` (B, 2) with ``x0 ~ randint[0, span_x)``,
+    ``y0 ~ randint[0, span_y)`` (``span`` (B, 2))."""
+    return torch.cat([(torch.rand_like(wh) * span).floor(), wh], dim=1)
 
 
-def _affine(degrees: float, shear: float) -> K.RandomAffine:
-    """Rotation by U(−degrees, degrees), shear parallel to the x axis (slant) by U(−shear,
-    shear) degrees, about the image centre, zero fill."""
-    return K.RandomAffine(degrees=degrees, shear=shear, padding_mode="zeros", **_GEOMETRY)
+@dataclass(frozen=True)
+class Geometry:
+    """Parameters drawn by :class:`RandomGeometry`, one row per image of a batch of B:
+    ``angle`` (B,) degrees (positive = clockwise, as kornia's ``RandomAffine``), ``shear`` (B,)
+    degrees along x, ``box`` (B, 4) crop ``x0, y0, w, h`` in input pixels, ``flip`` (B,) bool."""
+
+    angle: Tensor
+    shear: Tensor
+    box: Tensor
+    flip: Tensor
 
 
-def _flip(p: float) -> K.RandomHorizontalFlip:
-    return K.RandomHorizontalFlip(p=p, p_batch=1.0, same_on_batch=False, keepdim=False)
+class RandomGeometry(nn.Module):
+    """Rotation and x-shear about the centre, a crop resized to size×size, a horizontal flip,
+    all drawn per image and applied as ONE warp of each image (spec cc §2.2, hadis §2.2).
+
+    The draws are those of the kornia ops it replaces (spec cc P10), in this order:
+    ``RandomAffine(degrees, shear=shear, padding_mode="zeros")`` (angle ~ U(−degrees, degrees),
+    x-shear ~ U(−shear, shear)°, about pixel ((W−1)/2, (H−1)/2)), then ``crop`` (``ResizedCrop``:
+    ``RandomResizedCrop(cropping_mode="slice")``, or ``PaddedCrop``: ``RandomCrop`` with zero
+    padding), then ``RandomHorizontalFlip(p=flip_p)``; all with ``p=1``, bilinear,
+    ``align_corners=False``, ``same_on_batch=False``. The output pixel centres map through flip,
+    crop-and-resize (half-pixel centres, clamped to the crop box as ``F.interpolate`` clamps)
+    and the inverse affine onto the input, which is sampled once (zero fill). Maps made only of
+    integer shifts and flips (no affine, crop at output size) sample nearest: exact copies."""
+
+    def __init__(self, size: int, crop: ResizedCrop | PaddedCrop, flip_p: float,
+                 degrees: float = 0.0, shear: float = 0.0) -> None:
+        super().__init__()
+        self.size = size
+        self.crop = crop
+        self.flip_p = flip_p
+        self.degrees = degrees
+        self.shear = shear
+        integer_map = isinstance(crop, PaddedCrop) and not (degrees or shear)
+        self.mode = "nearest" if integer_map else "bilinear"
+
+    def sample(self, batch: int, height: int, width: int, device: torch.device) -> Geometry:
+        """Draw the parameters for a batch of ``batch`` images of height×width."""
+        angle = torch.empty(batch, device=device).uniform_(-self.degrees, self.degrees)
+        shear = torch.empty(batch, device=device).uniform_(-self.shear, self.shear)
+        box = self.crop.boxes(batch, height, width, self.size, device)
+        flip = torch.rand(batch, device=device) < self.flip_p
+        return Geometry(angle, shear, box, flip)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) → (B, C, size, size), new parameters per image."""
+        return self.warp(x, self.sample(x.shape[0], x.shape[-2], x.shape[-1], x.device))
+
+    def warp(self, x: Tensor, g: Geometry) -> Tensor:
+        """(B, C, H, W) → (B, C, size, size) with the parameters ``g``."""
+        grid = self.grid(g, x.shape[-2], x.shape[-1]).to(x.dtype)
+        return F.grid_sample(x, grid, mode=self.mode, padding_mode="zeros", align_corners=False)
+
+    def grid(self, g: Geometry, height: int, width: int) -> Tensor:
+        """(B, size, size, 2) ``grid_sample`` coordinates (``align_corners=False``) of every
+        output pixel in the height×width input."""
+        xs, ys = _crop_axes(g.box, self.size).unbind(1)
+        xs = torch.where(g.flip[:, None], xs.flip(1), xs)
+        if self.degrees or self.shear:
+            lin, shift = _inverse_affine(g, height, width)
+        else:
+            lin, shift = torch.eye(2, device=xs.device, dtype=xs.dtype)[None], xs.new_zeros(1, 2)
+        scale = xs.new_tensor([2 / width, 2 / height])  # pixel -> grid_sample, row by row
+        lin, shift = lin * scale[:, None], shift * scale + (scale / 2 - 1)
+        along_x = torch.addcmul(shift[:, None], lin[:, None, :, 0], xs[:, :, None])  # (B, S, 2)
+        along_y = lin[:, None, :, 1] * ys[:, :, None]
+        grid = xs.new_empty(xs.shape[0], self.size, self.size, 2)
+        for k in range(2):  # one strided add per coordinate: half the time of one 4-D add
+            torch.add(along_x[:, None, :, k], along_y[:, :, None, k], out=grid[..., k])
+        return grid
+
+
+def _crop_axes(box: Tensor, size: int) -> Tensor:
+    """(B, 2, size) input x and y coordinates of the output columns and rows: the crop boxes
+    ``x0, y0, w, h`` (B, 4) resized to size×size as ``F.interpolate(bilinear,
+    align_corners=False)`` samples them (half-pixel centres, clamped to the box)."""
+    u = torch.arange(size, device=box.device, dtype=box.dtype)
+    start, length = box[:, :2, None], box[:, 2:, None]
+    pos = ((u + 0.5) * (length / size) - 0.5).clamp_min(0).minimum(length - 1)
+    return start + pos
+
+
+def _inverse_affine(g: Geometry, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """(B, 2, 2) and (B, 2): ``p_in = lin · p + shift`` maps rotated-and-sheared pixels back
+    to input pixels. It inverts kornia's ``RandomAffine`` map ``p = c + R·S·(p_in − c)``
+    (``get_affine_matrix2d``): centre c = ((W−1)/2, (H−1)/2), R = [[cos a, −sin a],
+    [sin a, cos a]] (clockwise on screen), S = [[1, −tan s], [0, 1]]."""
+    a, s = torch.deg2rad(g.angle), torch.deg2rad(g.shear)
+    cos, sin, tan = a.cos(), a.sin(), s.tan()
+    lin = torch.stack([cos - tan * sin, sin + tan * cos, -sin, cos], dim=1).view(-1, 2, 2)
+    centre = lin.new_tensor([(width - 1) / 2, (height - 1) / 2])
+    return lin, centre - lin @ centre
 
 
 def _colour(channels: int, jitter: _Jitter, jitter_p: float, gray_p: float) -> list[nn.Module]:
@@ -195,10 +313,10 @@ def simclr(
     CC's ``cc_small`` (s=0.5), ``cc_stl`` (s=1) and ``cc_imagenet`` (s=1, blur), spec cc §2.2;
     ProPos/HaDis ``propos_simclr`` (s=0.5, no blur, with mean/std), spec hadis §2.2. ``rotate`` /
     ``shear`` (degrees, default 0 = off) add a random affine before the crop: a toolkit option
-    for digit images, not in any of the papers."""
+    for digit images, not in any of the papers. Affine, crop and flip are one warp."""
     s = strength
-    ops: list[nn.Module] = [_affine(rotate, shear)] if rotate or shear else []
-    ops += [_resized_crop(size, crop_scale, crop_ratio), _flip(flip_p)]
+    crop = ResizedCrop(crop_scale, crop_ratio)
+    ops: list[nn.Module] = [RandomGeometry(size, crop, flip_p, rotate, shear)]
     ops += _colour(channels, (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s), jitter_p, gray_p)
     if blur:
         ops.append(_blur(size, blur_kernel, blur_sigma, blur_p))
@@ -230,7 +348,8 @@ def byol(
         raise ValueError(f"byol view must be 1 or 2, got {view!r}")
     blur_p = (1.0 if view == 1 else 0.1) if blur_p is None else blur_p
     solarize_p = (0.0 if view == 1 else 0.2) if solarize_p is None else solarize_p
-    ops: list[nn.Module] = [_resized_crop(size, crop_scale, crop_ratio), _flip(flip_p)]
+    crop = ResizedCrop(crop_scale, crop_ratio)
+    ops: list[nn.Module] = [RandomGeometry(size, crop, flip_p)]
     ops += _colour(channels, jitter, jitter_p, gray_p)
     ops += [_blur(size, blur_kernel, blur_sigma, blur_p), _solarize(solarize_p)]
     return ViewPipeline(size, channels, ops, mean, std, resize=False)
@@ -254,10 +373,12 @@ def moco_v2(
 ) -> nn.Module:
     """MoCo-v2 view (SPICE stage 1, spec spice §2.2 A): crop scale (0.2, 1), jitter
     (0.4, 0.4, 0.4, 0.1) p=0.8, grayscale p=0.2, blur σ ∈ (0.1, 2) with a 13-tap kernel p=0.5,
-    flip p=0.5; SPICE normalises with ImageNet mean/std."""
-    ops: list[nn.Module] = [_resized_crop(size, crop_scale, crop_ratio)]
+    flip p=0.5; SPICE normalises with ImageNet mean/std. The flip is warped with the crop: it
+    commutes with the jitter (per image) and the blur (symmetric kernel, reflect border), so
+    the views have the distribution of SPICE's order."""
+    ops: list[nn.Module] = [RandomGeometry(size, ResizedCrop(crop_scale, crop_ratio), flip_p)]
     ops += _colour(channels, jitter, jitter_p, gray_p)
-    ops += [_blur(size, blur_kernel, blur_sigma, blur_p), _flip(flip_p)]
+    ops += [_blur(size, blur_kernel, blur_sigma, blur_p)]
     return ViewPipeline(size, channels, ops, mean, std, resize=False)
 
 
@@ -274,7 +395,7 @@ def weak(
 
     SPICE ``spice_weak`` and FixMatch ``fixmatch_weak`` (spec spice §2.2 B, D; the order of the
     two independent ops does not change the distribution). Inputs not at size are resized."""
-    ops = [_padded_crop(size, padding), _flip(flip_p)]
+    ops = [RandomGeometry(size, PaddedCrop(padding), flip_p)]
     return ViewPipeline(size, channels, ops, mean, std, resize=True)
 
 
@@ -505,11 +626,12 @@ def strong(
     if scan:
         side = cutout if cutout is not None else (16 if size <= 32 else 32)
         hole = Cutout("scan", side, mean or (0.5,) * channels, cutout_p)
-        return ViewPipeline(size, channels, [_flip(flip_p), ops, hole], mean, std, resize=True)
+        flip = RandomGeometry(size, PaddedCrop(0), flip_p)
+        return ViewPipeline(size, channels, [flip, ops, hole], mean, std, resize=True)
     grey = _FIXMATCH_FILL if channels == 3 else (sum(_FIXMATCH_FILL) / 3,) * channels
     hole = Cutout("fixmatch", 0.5 if cutout is None else cutout, grey, cutout_p)
-    tail = [_flip(flip_p), _padded_crop(size, padding)]
-    return ViewPipeline(size, channels, [ops, hole, *tail], mean, std, resize=True)
+    tail = RandomGeometry(size, PaddedCrop(padding), flip_p)
+    return ViewPipeline(size, channels, [ops, hole, tail], mean, std, resize=True)
 
 
 def identity(

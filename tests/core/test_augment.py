@@ -4,15 +4,22 @@ and the PIL-style ops of the SPICE strong pipeline (spec spice §2.2)."""
 from __future__ import annotations
 
 import kornia.augmentation as K
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from kornia.geometry.bbox import bbox_generator
+from scipy import stats
 
 from corekit.components import augment as A
 
 RANDOM = ["simclr", "byol", "moco_v2", "weak", "strong"]
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
+ROUNDING = 1e-5
+"""Float rounding of one ``grid_sample`` against ``F.interpolate``: the same bilinear weights,
+summed in another order (spec cc §9.16 records 0.0 for kornia's slice crop, before issue #23
+made crop, flip and affine one warp)."""
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +80,7 @@ def test_cc_9_16_noop_crop_is_bilinear_interpolate():
         blur_p=0.0,
     )
     expected = F.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False)
-    assert torch.equal(view(x), expected)
+    torch.testing.assert_close(view(x), expected, rtol=0.0, atol=ROUNDING)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -82,8 +89,10 @@ def test_noop_moco_and_byol_are_interpolate(channels):
     common = {"crop_scale": (1.0, 1.0), "crop_ratio": (1.0, 1.0), "flip_p": 0.0}
     common |= {"jitter_p": 0.0, "gray_p": 0.0, "blur_p": 0.0}
     expected = F.interpolate(x, size=(40, 40), mode="bilinear", align_corners=False)
-    assert torch.equal(A.moco_v2(40, channels, **common)(x), expected)
-    assert torch.equal(A.byol(40, channels, view=2, solarize_p=0.0, **common)(x), expected)
+    close = {"rtol": 0.0, "atol": ROUNDING}
+    torch.testing.assert_close(A.moco_v2(40, channels, **common)(x), expected, **close)
+    torch.testing.assert_close(A.byol(40, channels, view=2, solarize_p=0.0, **common)(x),
+                               expected, **close)
 
 
 def test_normalisation():
@@ -217,15 +226,214 @@ def test_pixel_ops():
 
 
 def test_simclr_rotate_and_shear_turn_about_the_image_centre():
-    """``rotate``/``shear`` add one RandomAffine before the crop; with every other op a no-op the
-    view is the input turned about its centre (the centre pixel stays, the rest moves)."""
+    """``rotate``/``shear`` add a random affine before the crop (in the same warp); with every
+    other op a no-op the view is the input turned about its centre (the centre pixel stays, the
+    rest moves)."""
     still = {"crop_scale": (1.0, 1.0), "crop_ratio": (1.0, 1.0), "flip_p": 0.0, "jitter_p": 0.0,
              "gray_p": 0.0}
     x = torch.zeros(64, 1, 29, 29)
     x[:, :, 14, :] = 1.0  # a horizontal bar through the centre
-    assert torch.equal(A.simclr(29, 1, **still)(x), x)
+    torch.testing.assert_close(A.simclr(29, 1, **still)(x), x, rtol=0.0, atol=ROUNDING)
     view = A.simclr(29, 1, rotate=15.0, shear=10.0, **still)
-    assert isinstance(view.ops[0], K.RandomAffine)
+    assert isinstance(view.ops[0], A.RandomGeometry)
+    assert (view.ops[0].degrees, view.ops[0].shear) == (15.0, 10.0)
     y = view(x)
     assert torch.allclose(y[:, :, 14, 14], torch.ones(64, 1), atol=1e-5)
     assert all(not torch.allclose(y[i], x[i], atol=1e-3) for i in range(64))
+
+
+# -- the geometric ops as one warp (issue #23) ----------------------------------------------
+# RandomGeometry replaces kornia's RandomAffine → RandomResizedCrop / RandomCrop →
+# RandomHorizontalFlip. Its draws must have the distributions of those ops (built below with
+# the arguments the pipelines passed them, spec cc P10), and its one warp must give the image
+# the three ops give for the same parameters.
+
+KORNIA_GEOMETRY = {"resample": "bilinear", "same_on_batch": False, "align_corners": False,
+                   "p": 1.0, "keepdim": False}
+N_DRAWS = 20_000
+RATIO = (3 / 4, 4 / 3)
+G = A.RandomGeometry
+GEOMETRIES = {  # case: ((height, width) of the input, the op)
+    "cc/propos mnist": ((28, 28), G(12, A.ResizedCrop((0.3, 1.0), RATIO), 0.0, 15.0, 10.0)),
+    "simclr-kmeans mnist": ((28, 28), G(28, A.ResizedCrop((0.3, 1.0), RATIO), 0.5)),
+    "cc digits (8 px up to 16)": ((8, 8), G(16, A.ResizedCrop((0.5, 1.0), RATIO), 0.5, 15.0,
+                                            10.0)),
+    "few crops fit (fallback)": ((28, 28), G(20, A.ResizedCrop((0.3, 1.0), (1.5, 3.0)), 0.3)),
+    "simclr default": ((32, 32), G(32, A.ResizedCrop((0.08, 1.0), RATIO), 0.5)),
+    "weak": ((16, 16), G(16, A.PaddedCrop(4), 0.5)),
+    "wide input": ((20, 30), G(16, A.ResizedCrop((0.3, 1.0), (1.0, 2.0)), 0.5, 15.0, 10.0)),
+}
+
+
+def kornia_ops(geo: A.RandomGeometry) -> tuple[K.RandomAffine | None, K.AugmentationBase2D,
+                                               K.RandomHorizontalFlip]:
+    """The kornia ops ``geo`` stands for, as the pipelines built them before issue #23."""
+    affine = None
+    if geo.degrees or geo.shear:
+        affine = K.RandomAffine(degrees=geo.degrees, shear=geo.shear, padding_mode="zeros",
+                                **KORNIA_GEOMETRY)
+    size = (geo.size, geo.size)
+    if isinstance(geo.crop, A.ResizedCrop):
+        crop = K.RandomResizedCrop(size, scale=geo.crop.scale, ratio=geo.crop.ratio,
+                                   cropping_mode="slice", **KORNIA_GEOMETRY)
+    else:
+        pad = geo.crop.padding
+        crop = K.RandomCrop(size, padding=pad if pad > 0 else None, pad_if_needed=False,
+                            fill=0.0, padding_mode="constant", cropping_mode="slice",
+                            **KORNIA_GEOMETRY)
+    flip = K.RandomHorizontalFlip(p=geo.flip_p, p_batch=1.0, same_on_batch=False,
+                                  keepdim=False)
+    return affine, crop, flip
+
+
+def padding(geo: A.RandomGeometry) -> int:
+    return geo.crop.padding if isinstance(geo.crop, A.PaddedCrop) else 0
+
+
+def kornia_draws(geo: A.RandomGeometry, n: int, hw: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """n parameter draws of the kornia ops for height×width ``hw``, in :class:`Geometry`'s
+    terms."""
+    affine, crop, flip = kornia_ops(geo)
+    shape = torch.Size([n, 1, *hw])
+    drawn = {"angle": torch.zeros(n), "shear": torch.zeros(n)}
+    if affine is not None:
+        p = affine.forward_parameters(shape)
+        assert torch.equal(p["shear_y"], torch.zeros(n))
+        drawn |= {"angle": p["angle"], "shear": p["shear_x"]}
+    src = crop.forward_parameters(shape)["src"]
+    drawn["x0"], drawn["y0"] = src[:, 0, 0] - padding(geo), src[:, 0, 1] - padding(geo)
+    drawn["w"], drawn["h"] = src[:, 1, 0] - src[:, 0, 0] + 1, src[:, 2, 1] - src[:, 0, 1] + 1
+    drawn["flip"] = flip.forward_parameters(torch.Size([n, 1, geo.size, geo.size]))["batch_prob"]
+    return drawn
+
+
+def our_draws(geo: A.RandomGeometry, n: int, hw: tuple[int, int]) -> dict[str, torch.Tensor]:
+    g = geo.sample(n, *hw, torch.device("cpu"))
+    x0, y0, w, h = g.box.unbind(1)
+    return {"angle": g.angle, "shear": g.shear, "x0": x0, "y0": y0, "w": w, "h": h,
+            "flip": g.flip.float()}
+
+
+def same_distribution(a: torch.Tensor, b: torch.Tensor) -> float:
+    """p-value of "a and b are draws of one distribution": chi-square on the counts of each
+    value for integer draws (values seen < 20 times pooled), two-sample KS otherwise."""
+    a, b = a.double().numpy(), b.double().numpy()
+    if not (np.all(a == np.round(a)) and np.all(b == np.round(b))):
+        return float(stats.ks_2samp(a, b).pvalue)
+    values, counts = np.unique(np.concatenate([a, b]), return_counts=True)
+    common = values[counts >= 20]
+    table = np.array([[*(np.sum(x == v) for v in common), np.sum(~np.isin(x, common))]
+                      for x in (a, b)])
+    table = table[:, table.sum(axis=0) > 0]
+    return 1.0 if table.shape[1] < 2 else float(stats.chi2_contingency(table).pvalue)
+
+
+@pytest.mark.parametrize("case", list(GEOMETRIES))
+def test_geometry_draws_have_the_distributions_of_the_kornia_ops(case):
+    """Angle, shear, crop position and size, area fraction, aspect ratio and flip rate of
+    N_DRAWS seeded draws against as many of the kornia ops (p > 1e-3 each, and the means
+    agree to 4 standard errors)."""
+    (height, width), geo = GEOMETRIES[case]
+    ours = our_draws(geo, N_DRAWS, (height, width))
+    theirs = kornia_draws(geo, N_DRAWS, (height, width))
+    for d in (ours, theirs):
+        d["area"] = d["w"] * d["h"] / (height * width)
+        d["aspect"] = d["w"] / d["h"]
+    for key in ours:
+        a, b = ours[key], theirs[key]
+        p = same_distribution(a, b)
+        assert p > 1e-3, f"{case}: {key} differs from kornia's (p = {p:.2g})"
+        se = ((a.var() + b.var()) / N_DRAWS).sqrt()
+        assert (a.mean() - b.mean()).abs() <= 4 * se + 1e-9, f"{case}: mean {key}"
+    pad = padding(geo)
+    assert ours["angle"].abs().max() <= geo.degrees and ours["shear"].abs().max() <= geo.shear
+    assert ours["x0"].min() >= -pad and (ours["x0"] + ours["w"]).max() <= width + pad
+    assert ours["y0"].min() >= -pad and (ours["y0"] + ours["h"]).max() <= height + pad
+
+
+def kornia_sequence(x: torch.Tensor, geo: A.RandomGeometry, g: A.Geometry) -> torch.Tensor:
+    """(B, C, H, W) → (B, C, size, size): the kornia ops one after the other, with the
+    parameters ``g``."""
+    affine, crop, flip = kornia_ops(geo)
+    if affine is not None:
+        p = affine.forward_parameters(x.shape) | {"angle": g.angle, "shear_x": g.shear}
+        x = affine(x, params=p)
+    x0, y0, w, h = (g.box + torch.tensor([padding(geo), padding(geo), 0, 0])).unbind(1)
+    p = crop.forward_parameters(x.shape) | {"src": bbox_generator(x0, y0, w, h)}
+    x = crop(x, params=p)
+    p = flip.forward_parameters(x.shape) | {"batch_prob": g.flip.float()}
+    return flip(x, params=p)
+
+
+def ramp(b: int, height: int, width: int) -> torch.Tensor:
+    """(b, 1, height, width) image linear in x and y: bilinear sampling reproduces it exactly."""
+    yy, xx = torch.meshgrid(torch.arange(height * 1.0), torch.arange(width * 1.0),
+                            indexing="ij")
+    return ((xx + 2 * yy + 1) / (width + 2 * height)).expand(b, 1, height, width).clone()
+
+
+def blob(b: int, side: int) -> torch.Tensor:
+    """(b, 1, side, side) off-centre Gaussian spot, near 0 at the borders like a digit."""
+    yy, xx = torch.meshgrid(torch.arange(side * 1.0), torch.arange(side * 1.0), indexing="ij")
+    r2 = (xx - 0.45 * side) ** 2 + (yy - 0.55 * side) ** 2
+    return torch.exp(-r2 / (2 * (0.15 * side) ** 2)).expand(b, 1, side, side).clone()
+
+
+@pytest.mark.parametrize("case", list(GEOMETRIES))
+def test_one_warp_equals_the_kornia_sequence_on_a_linear_image(case):
+    """Same parameters, 64 images: the warp equals affine → crop → flip to float rounding
+    wherever both read the image only (source ≥ 1.75 px inside: a second bilinear pass over a
+    linear image changes nothing, so any error of centre, sign or half-pixel shows)."""
+    (height, width), geo = GEOMETRIES[case]
+    g = geo.sample(64, height, width, torch.device("cpu"))
+    x = ramp(64, height, width)
+    ours, theirs = geo.warp(x, g), kornia_sequence(x, geo, g)
+    wh = torch.tensor([width, height])
+    src = ((geo.grid(g, height, width) + 1) * wh - 1) / 2
+    inside = ((src >= 1.75) & (src <= wh - 2.75)).all(dim=-1)[:, None]
+    assert inside.float().mean() > 0.1
+    torch.testing.assert_close(ours[inside], theirs[inside], rtol=0.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [28, 12])
+def test_one_warp_equals_the_kornia_sequence_on_a_digit_like_image(size):
+    """Rotation, slant, crop and flip on a smooth spot, everywhere (zero fill included): within
+    the difference of one bilinear pass against two."""
+    geo = A.RandomGeometry(size, A.ResizedCrop((0.3, 1.0), RATIO), 0.5, 15.0, 10.0)
+    g = geo.sample(64, 28, 28, torch.device("cpu"))
+    x = blob(64, 28)
+    diff = (geo.warp(x, g) - kornia_sequence(x, geo, g)).abs()
+    assert diff.max() < 0.03 and diff.mean() < 3e-3
+
+
+@pytest.mark.parametrize("case", [c for c, (_, geo) in GEOMETRIES.items() if not geo.degrees])
+def test_crop_and_flip_warp_equals_the_kornia_ops_on_noise(case):
+    """Without the affine the warp samples where kornia's crop-resize-flip samples: equal on
+    uniform noise to float rounding, exactly for the padded crop (nearest sampling)."""
+    (height, width), geo = GEOMETRIES[case]
+    g = geo.sample(64, height, width, torch.device("cpu"))
+    x = torch.rand(64, 3, height, width)
+    ours, theirs = geo.warp(x, g), kornia_sequence(x, geo, g)
+    if isinstance(geo.crop, A.PaddedCrop):
+        assert torch.equal(ours, theirs)
+    else:
+        torch.testing.assert_close(ours, theirs, rtol=0.0, atol=ROUNDING)
+
+
+@pytest.mark.parametrize("name", RANDOM)
+def test_pipelines_warp_once(name):
+    """Every random view holds one RandomGeometry and none of kornia's geometric ops."""
+    ops = list(getattr(A, name)(32, 3).ops)
+    kornia_geometric = (K.RandomAffine, K.RandomResizedCrop, K.RandomCrop,
+                        K.RandomHorizontalFlip)
+    assert sum(isinstance(op, A.RandomGeometry) for op in ops) == 1
+    assert not any(isinstance(op, kornia_geometric) for op in ops)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_geometry_runs_on_the_batch_device():
+    view = A.simclr(12, 1, crop_scale=(0.3, 1.0), rotate=15.0, shear=10.0)
+    x = torch.rand(8, 1, 28, 28, device="cuda")
+    g = view.ops[0].sample(8, 28, 28, x.device)
+    assert g.box.device.type == g.angle.device.type == g.flip.device.type == "cuda"
+    assert view(x).device.type == "cuda"

@@ -157,7 +157,7 @@ def evaluations(monkeypatch: pytest.MonkeyPatch) -> list:
 
 def test_tiny_training_run_on_digits(plugins, tmp_path, evaluations):
     recipe = rc.resolve("cc", plugins.find_recipe, data="digits",
-                        overrides=["train.epochs=1", "train.steps_per_epoch=3"])
+                        overrides=["train.epochs=1", "train.steps_per_epoch=6"])
     final = train(recipe, tmp_path, plugins, log=lambda line: None, progress=False)
     written = json.loads((tmp_path / "final.json").read_text())
     for key in ("nmi", "acc", "ari"):
