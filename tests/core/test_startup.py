@@ -141,3 +141,17 @@ def test_component_of_a_plugin_failed_on_a_bad_module_path_is_exit_2_naming_the_
     assert "deepclust: error: unknown loss 'typo_loss'" in done.stderr
     assert "plugin(s) typoplug failed to load" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_closed_pipe_ends_a_listing_quietly():
+    """``deepclust recipes | head -1``: the reader leaving is not an error."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "corekit.cli", "recipes"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
