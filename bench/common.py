@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +74,28 @@ def noise_set(n: int, channels: int, side: int, seed: int = 0) -> Any:
     images = torch.randint(0, 256, (n, channels, side, side), dtype=torch.uint8, generator=gen)
     mean, std = channel_stats(images)
     return ImageSet(f"noise{channels}x{side}", images, None, 10, mean, std)
+
+
+def gaussian_mixture(n: int, d: int, k: int, seed: int, scale: float) -> np.ndarray:
+    """(n, d) float32 rows of a seeded k-component Gaussian mixture: unit-variance noise around
+    centres drawn from N(0, scale²·I) (a small ``scale`` overlaps the components)."""
+    rng = np.random.default_rng(seed)
+    centres = scale * rng.standard_normal((k, d), dtype=np.float32)
+    x = rng.standard_normal((n, d), dtype=np.float32)
+    x += centres[rng.integers(k, size=n)]
+    return x
+
+
+def cosine_inertia(unit: np.ndarray, centres: np.ndarray, labels: np.ndarray) -> float:
+    """Σ_i (1 − x_i·n̂(c_{y_i})), the spherical k-means objective of a result, for unit rows
+    (N, D), centres (K, D) and labels (N,), in row chunks."""
+    directions = centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+    total = 0.0
+    for start in range(0, len(unit), 65536):
+        rows, ids = unit[start : start + 65536], labels[start : start + 65536]
+        total += float(np.sum(1.0 - np.einsum("ij,ij->i", rows, directions[ids]),
+                              dtype=np.float64))
+    return total
 
 
 def mnist_or_noise() -> tuple[Any, str]:

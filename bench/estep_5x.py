@@ -49,16 +49,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     RESULTS,
+    cosine_inertia,
     environment,
     finish,
     fmt,
+    gaussian_mixture,
     load_line,
     table,
     time_call,
     write_json,
 )
 
-from corekit.components.clusterers import KMeans, SphericalKMeans, _scores  # noqa: E402
+from corekit.components.clusterers import KMeans, SphericalKMeans, centre_scores  # noqa: E402
 
 CENTRE_SCALE = 0.5
 FULL = {"n": 1_000_000, "k": 1000, "iters": [10, 20], "spherical_n": 70_000}
@@ -67,21 +69,6 @@ SPHERICAL_K = 10
 SPHERICAL_ITERS = 20
 SPHERICAL_SCALE = 0.2  # overlapping enough that neither method converges within 20 iterations
 Fit = Callable[[], tuple[float, int]]
-
-
-def blobs(n: int, d: int, k: int, seed: int, scale: float = CENTRE_SCALE) -> np.ndarray:
-    """(n, d) float32 rows of a seeded k-component Gaussian mixture, centres ~ N(0, scale²·I)."""
-    rng = np.random.default_rng(seed)
-    centres = scale * rng.standard_normal((k, d), dtype=np.float32)
-    x = rng.standard_normal((n, d), dtype=np.float32)
-    x += centres[rng.integers(k, size=n)]
-    return x
-
-
-def cosine_inertia(unit: np.ndarray, centres: np.ndarray, labels: np.ndarray) -> float:
-    """Σ_i (1 − x_i·n̂(c_{y_i})), the spherical objective, for scikit-learn's result."""
-    directions = centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
-    return float(np.sum(1.0 - np.einsum("ij,ij->i", unit, directions[labels]), dtype=np.float64))
 
 
 def sklearn_fit(x: np.ndarray, k: int, iters: int, spherical: bool = False) -> Fit:
@@ -124,7 +111,7 @@ def timed(fit: Fit) -> dict[str, Any]:
 
 
 def kmeans_rows(n: int, k: int, iters: list[int], d: int) -> list[dict[str, Any]]:
-    x = blobs(n, d, k, seed=0)
+    x = gaussian_mixture(n, d, k, seed=0, scale=CENTRE_SCALE)
     x_t = torch.from_numpy(x)
     rows = []
     for max_iter in iters:
@@ -143,7 +130,7 @@ def kmeans_rows(n: int, k: int, iters: list[int], d: int) -> list[dict[str, Any]
 
 
 def spherical_rows(n: int, d: int) -> list[dict[str, Any]]:
-    x = blobs(n, d, SPHERICAL_K, seed=1, scale=SPHERICAL_SCALE)
+    x = gaussian_mixture(n, d, SPHERICAL_K, seed=1, scale=SPHERICAL_SCALE)
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)
     common = {"task": "spherical", "n": n, "d": d, "k": SPHERICAL_K, "max_iter": SPHERICAL_ITERS}
     ours = SphericalKMeans(SPHERICAL_K, n_init=1, max_iter=SPHERICAL_ITERS, tol=0.0)
@@ -163,15 +150,15 @@ def spherical_rows(n: int, d: int) -> list[dict[str, Any]]:
 
 def gemm_throughput(d: int, k: int, rows: int = 1024, repeats: int = 50) -> list[dict[str, Any]]:
     """GFLOP/s of one assignment block's GEMM (rows × d by d × k): ``torch.addmm`` (MKL on
-    this build), oneDNN fp32 and oneDNN bf16 (``_scores``, what the assignment runs)."""
+    this build), oneDNN fp32 and oneDNN bf16 (``centre_scores``, what the assignment runs)."""
     generator = torch.Generator().manual_seed(0)
     x, c = torch.randn(rows, d, generator=generator), torch.randn(k, d, generator=generator)
     bias = c.pow(2).sum(dim=1)
     xb, cb, bb = x.bfloat16(), c.bfloat16(), bias.bfloat16()
     kernels = {
         "torch.addmm fp32": lambda: torch.addmm(bias, x, c.T),
-        "oneDNN fp32 (assign_precision='fp32')": lambda: _scores(x, c, bias),
-        "oneDNN bf16 (assign_precision='bf16')": lambda: _scores(xb, cb, bb),
+        "oneDNN fp32 (assign_precision='fp32')": lambda: centre_scores(x, c, bias),
+        "oneDNN bf16 (assign_precision='bf16')": lambda: centre_scores(xb, cb, bb),
     }
     found = []
     for name, kernel in kernels.items():

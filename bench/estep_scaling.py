@@ -51,6 +51,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import cosine_inertia, gaussian_mixture  # noqa: E402
 from corekit.components.clusterers import KMeans, SphericalKMeans  # noqa: E402
 
 FULL_GRID = {"n": [10_000, 70_000, 1_000_000], "d": [128, 256], "k": [10, 100, 1000]}
@@ -62,25 +63,6 @@ CENTRE_SCALE = 0.2
 Key = tuple[str, str]
 Timed = tuple[float, float, int]
 Run = Callable[[], Timed]
-
-
-def mixture(n: int, d: int, k: int, seed: int) -> np.ndarray:
-    """N×D float32 rows from a K-component Gaussian mixture (seeded, overlapping components)."""
-    rng = np.random.default_rng(seed)
-    centres = CENTRE_SCALE * rng.standard_normal((k, d), dtype=np.float32)
-    x = rng.standard_normal((n, d), dtype=np.float32)
-    x += centres[rng.integers(k, size=n)]
-    return x
-
-
-def cosine_inertia(unit: np.ndarray, centres: np.ndarray, labels: np.ndarray) -> float:
-    """Σ_i (1 − x_i·n̂(c_{y_i})), the spherical k-means objective, in row chunks."""
-    directions = centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
-    total = 0.0
-    for start in range(0, len(unit), 65536):
-        rows, ids = unit[start : start + 65536], labels[start : start + 65536]
-        total += float(np.sum(1.0 - np.einsum("ij,ij->i", rows, directions[ids])))
-    return total
 
 
 def runners(x: np.ndarray, unit: np.ndarray, k: int, args: argparse.Namespace) -> dict[Key, Run]:
@@ -123,7 +105,7 @@ def runners(x: np.ndarray, unit: np.ndarray, k: int, args: argparse.Namespace) -
 
 
 def warm_up(args: argparse.Namespace) -> None:
-    x = mixture(2000, 16, 10, seed=1)
+    x = gaussian_mixture(2000, 16, 10, seed=1, scale=CENTRE_SCALE)
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)
     for run in runners(x, unit, 10, args).values():
         run()
@@ -134,7 +116,7 @@ def bench_cell(
 ) -> None:
     """Time one (N, D, K) cell; repeats go round-robin over the backends so that a burst of load
     from elsewhere on the machine hits all of them alike."""
-    x = mixture(n, d, k, seed=0)
+    x = gaussian_mixture(n, d, k, seed=0, scale=CENTRE_SCALE)
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)
     work = n * d * k
     runs = runners(x, unit, k, args)

@@ -99,7 +99,8 @@ def measure(plugins: Any, recipe: str, size: str, args: argparse.Namespace) -> d
         seconds["auto"].append(time_step(decision.chosen))
     medians = {k: median(v) for k, v in seconds.items()}
     fastest = min((k for k in medians if k != "auto"), key=lambda k: medians[k])
-    return {"recipe": recipe, "stage": stage.name, "size": size, "preset": preset, "batch": stage.train.batch_size,
+    return {"recipe": recipe, "stage": stage.name, "size": size, "preset": preset,
+            "batch": stage.train.batch_size,
             "backbone": stage.model.backbone.type, "view_size": stage.augment.size,
             "data": data.name, "seconds": seconds, "median_seconds": medians,
             "fastest_fixed": fastest, "auto_choice": decision.chosen.label(),

@@ -7,8 +7,7 @@ in torch, kornia or scikit-learn until a component needs them.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from corekit.lazy import LazyExports
 
 __version__ = "0.1.0"
 
@@ -27,24 +26,12 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "ComponentError", "PluginError", "RecipeError", "TrainingError", "UserError"
     ),
     "corekit.hookspecs": ("hookimpl",),
+    "corekit.lazy": ("LazyExports",),
     "corekit.lifecycle": ("HOOKS", "Lifecycle", "StageContext"),
     "corekit.needs": ("Need", "NeedContext", "OutputKind"),
     "corekit.registry": ("RegisterFn", "register_recipe_dir"),
     "corekit.state": ("Branch", "EMA", "MemoryBank", "PseudoLabels", "Queue", "State"),
     "corekit.step": ("Model", "Step"),
 }
-_EXPORTS: dict[str, str] = {name: module for module, names in _MODULES.items()
-                             for name in names}
-__all__ = sorted([*_EXPORTS, "__version__"])
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'corekit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+_LAZY = LazyExports(__name__, _MODULES, "__version__")
+__all__, __getattr__, __dir__ = _LAZY.names, _LAZY.getattr, _LAZY.dir

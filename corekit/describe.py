@@ -91,7 +91,7 @@ def source_doc(module: str, attr: str) -> str:
     """The docstring of the class or function ``attr`` that ``module`` defines, read from its
     source (``corekit:Name`` from the module corekit exports it from); "" when not found."""
     if module == "corekit":
-        module = corekit._EXPORTS.get(attr, module)
+        module = corekit._LAZY.module_of(attr) or module
     tree = _module_source(module)
     for node in tree.body if tree else ():
         if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name == attr:

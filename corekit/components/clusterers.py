@@ -150,7 +150,7 @@ def _mean_variance(x: torch.Tensor, correction: int) -> float:
     )
 
 
-def _scores(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def centre_scores(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``rows @ weightᵀ + bias``, (R, K) from rows (R, D), weight (K, D) and bias (K,), all of
     one dtype (fp32, or bf16 with fp32 accumulation and a bf16 result).
 
@@ -188,7 +188,7 @@ def _assign_euclidean(
     distances (N,); ``x_sq`` (N,) holds the rows' squared norms.
 
     Each block of rows gets ``‖c‖² − 2 x·c`` from one GEMM on ``gemm_rows`` (N, D), which is
-    ``x`` itself or a bf16 copy of it (:func:`_scores`), and its minimum from
+    ``x`` itself or a bf16 copy of it (:func:`centre_scores`), and its minimum from
     :func:`_grouped_min`; the K centres are padded to G groups of ``min(K, 32)`` with centres at
     infinite distance. With fp32 rows the distance is ``‖x‖² + ‖c‖² − 2 x·c`` of that GEMM; with
     bf16 rows (whose GEMM rounds its output to bf16) it is recomputed as the exact fp32
@@ -206,7 +206,7 @@ def _assign_euclidean(
     labels, mins = [], []
     blocks = (_chunks(t, len(bias), _ASSIGN_ROWS) for t in (x, x_sq, gemm_rows))
     for rows, rows_sq, gemm in zip(*blocks, strict=True):
-        scores = _scores(gemm, weight, bias).float().view(len(rows), groups, width)
+        scores = centre_scores(gemm, weight, bias).float().view(len(rows), groups, width)
         low, arg = _grouped_min(scores)
         labels.append(arg)
         if exact:
@@ -274,7 +274,7 @@ class KMeans:
     ``backend="torch"``: Lloyd iterations until the labels stop changing, the squared centre
     shift falls to ``tol · mean_d Var(X[:, d])`` (scikit-learn's rule) or ``max_iter`` is
     reached; an empty cluster moves onto the point farthest from its centre. Each assignment
-    is one fp32 GEMM per block of rows (oneDNN on CPU, :func:`_scores`; about 230 GFLOP/s on
+    is one fp32 GEMM per block of rows (oneDNN on CPU, :func:`centre_scores`; about 230 GFLOP/s on
     one core of the AMD reference CPU, its fp32 peak) and a two-stage nearest-centre search
     (:func:`_grouped_min`): at N = 200k, K = 1000 an assignment ran at about 170 GFLOP/s
     against 85 for an iteration of scikit-learn's loop.

@@ -346,4 +346,4 @@ def test_scores_match_addmm() -> None:
         torch.randn(*s, generator=generator) for s in ((100, 16), (40, 16), (40,))
     )
     expected = torch.addmm(bias, rows, weight.T)
-    assert torch.allclose(clusterers._scores(rows, weight, bias), expected, atol=1e-5)
+    assert torch.allclose(clusterers.centre_scores(rows, weight, bias), expected, atol=1e-5)
