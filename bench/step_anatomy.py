@@ -335,6 +335,7 @@ def load_module(path: Path) -> Any:
     """The Python module in file ``path`` (an augment module of another commit)."""
     spec = importlib.util.spec_from_file_location(f"views_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return module
 

@@ -12,7 +12,8 @@ from corekit.lazy import LazyExports
 __version__ = "0.1.0"
 
 _MODULES: dict[str, tuple[str, ...]] = {
-    "corekit.components.augment": ("ViewPipeline",),
+    "corekit.components.augment": ("RandomGeometry", "ResizedCrop", "ViewPipeline", "colour_ops"),
+    "corekit.components.color_jitter": ("JitterFactors", "RandomColorJitter"),
     "corekit.components.clusterers": ("ClusterResult",),
     "corekit.components.heads": (
         "ClusterHead", "L2Normalize", "LinearL2", "MLPProjector", "Predictor"

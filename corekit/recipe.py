@@ -343,7 +343,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
                 return _convert(value, alt, path)
             except RecipeError as exc:
                 errors.append(str(exc))
-        raise RecipeError(errors[0])
+        raise RecipeError(_union_error(value, typing.get_args(tp), errors, path))
     if origin is list:
         (item,) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -370,6 +370,31 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     if not isinstance(value, tp):
         raise RecipeError(f"{path}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
     return value
+
+
+def _expected(tp: Any) -> str:
+    """What a value of annotation ``tp`` looks like in TOML, for an error message."""
+    if typing.get_origin(tp) is Literal:
+        return " or ".join(repr(c) for c in typing.get_args(tp))
+    if attrs.has(tp) or typing.get_origin(tp) is dict:
+        return "a table"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            list: "a list"}.get(typing.get_origin(tp) or tp, str(tp))
+
+
+def _union_error(value: Any, alternatives: tuple[Any, ...], errors: list[str], path: str
+                 ) -> str:
+    """The message for ``value`` matching none of ``alternatives`` (their ``errors``): the
+    error from inside a table or list where the value got that far, else every alternative."""
+    deeper = [e for e in errors if e.startswith((f"{path}.", f"{path}["))]
+    if deeper:
+        return deeper[0]
+    shown = " or ".join(_expected(alt) for alt in alternatives)
+    choices = [str(c) for alt in alternatives if typing.get_origin(alt) is Literal
+               for c in typing.get_args(alt)]
+    suggestion = did_you_mean(str(value), choices) if isinstance(value, str) else ""
+    hint = f"; {suggestion}" if suggestion.startswith("did you mean") else ""
+    return f"{path}: expected {shown}, got {type(value).__name__} {value!r}{hint}"
 
 
 def build(cls: type, raw: Mapping[str, Any], path: str) -> Any:

@@ -6,7 +6,7 @@ B×C×size×size, normalised with ``mean``/``std`` when given and left in [0, 1]
 Random parameters are drawn per sample and every kornia argument is passed explicitly (spec cc
 P10, spice P15: several kornia defaults differ from torchvision). The geometric ops of a view
 (rotation, shear, crop, flip) are drawn as the kornia ops draw them and applied as one warp
-(:class:`RandomGeometry`, issue #23). Colour ops that need RGB (saturation, hue, grayscale) are
+(:class:`RandomGeometry`, issue #23); the colour jitter is :class:`RandomColorJitter`. Colour ops that need RGB (saturation, hue, grayscale) are
 skipped for images that do not have three channels.
 """
 
@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from kornia.geometry.transform import get_rotation_matrix2d, warp_affine
 from torch import Tensor, nn
+
+from corekit.components.color_jitter import RandomColorJitter
 
 _LUMA = (0.299, 0.587, 0.114)
 _RATIO = (3.0 / 4.0, 4.0 / 3.0)
@@ -232,24 +234,16 @@ def _inverse_affine(g: Geometry, height: int, width: int) -> tuple[Tensor, Tenso
     return lin, centre - lin @ centre
 
 
-def _colour(channels: int, jitter: _Jitter, jitter_p: float, gray_p: float) -> list[nn.Module]:
-    """``ColorJitter`` (multiplicative brightness, random op order) then 3-channel grayscale;
+def colour_ops(channels: int, jitter: tuple[float, float, float, float], jitter_p: float,
+               gray_p: float) -> list[nn.Module]:
+    """Colour jitter (brightness, contrast, saturation, hue) with probability ``jitter_p``, in a
+    random order, then 3-channel grayscale with probability ``gray_p``
+    (:class:`RandomColorJitter`, kornia's ``RandomGrayscale``, luma weights 0.299/0.587/0.114);
     brightness and contrast only when the images are not RGB."""
     brightness, contrast, saturation, hue = jitter
     if channels != 3:
         saturation, hue = 0.0, 0.0
-    ops: list[nn.Module] = [
-        K.ColorJitter(
-            brightness,
-            contrast,
-            saturation,
-            hue,
-            same_on_batch=False,
-            p=jitter_p,
-            keepdim=False,
-            order=None,
-        )
-    ]
+    ops: list[nn.Module] = [RandomColorJitter(brightness, contrast, saturation, hue, jitter_p)]
     if channels == 3:
         weights = torch.tensor(_LUMA)
         ops.append(
@@ -317,7 +311,7 @@ def simclr(
     s = strength
     crop = ResizedCrop(crop_scale, crop_ratio)
     ops: list[nn.Module] = [RandomGeometry(size, crop, flip_p, rotate, shear)]
-    ops += _colour(channels, (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s), jitter_p, gray_p)
+    ops += colour_ops(channels, (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s), jitter_p, gray_p)
     if blur:
         ops.append(_blur(size, blur_kernel, blur_sigma, blur_p))
     return ViewPipeline(size, channels, ops, mean, std, resize=False)
@@ -350,7 +344,7 @@ def byol(
     solarize_p = (0.0 if view == 1 else 0.2) if solarize_p is None else solarize_p
     crop = ResizedCrop(crop_scale, crop_ratio)
     ops: list[nn.Module] = [RandomGeometry(size, crop, flip_p)]
-    ops += _colour(channels, jitter, jitter_p, gray_p)
+    ops += colour_ops(channels, jitter, jitter_p, gray_p)
     ops += [_blur(size, blur_kernel, blur_sigma, blur_p), _solarize(solarize_p)]
     return ViewPipeline(size, channels, ops, mean, std, resize=False)
 
@@ -377,7 +371,7 @@ def moco_v2(
     commutes with the jitter (per image) and the blur (symmetric kernel, reflect border), so
     the views have the distribution of SPICE's order."""
     ops: list[nn.Module] = [RandomGeometry(size, ResizedCrop(crop_scale, crop_ratio), flip_p)]
-    ops += _colour(channels, jitter, jitter_p, gray_p)
+    ops += colour_ops(channels, jitter, jitter_p, gray_p)
     ops += [_blur(size, blur_kernel, blur_sigma, blur_p)]
     return ViewPipeline(size, channels, ops, mean, std, resize=False)
 

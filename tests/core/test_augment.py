@@ -430,6 +430,94 @@ def test_pipelines_warp_once(name):
     assert not any(isinstance(op, kornia_geometric) for op in ops)
 
 
+JITTERS = {  # case: (brightness, contrast, saturation, hue, p)
+    "grey-cc-digits": (0.4, 0.4, 0.0, 0.0, 0.8),
+    "rgb-simclr": (0.8, 0.8, 0.8, 0.2, 0.8),
+    "rgb-strong-brightness": (1.5, 0.4, 0.4, 0.5, 1.0),
+}
+
+
+def kornia_jitter(jitter: A.RandomColorJitter) -> K.ColorJitter:
+    """The kornia op :class:`RandomColorJitter` stands in for."""
+    return K.ColorJitter(*jitter.strengths, same_on_batch=False, p=jitter.p, keepdim=False,
+                         order=None)
+
+
+def permutation_code(order: torch.Tensor) -> int:
+    """0..23: a permutation of 4 read as a base-4 number (enough to tell the 24 apart)."""
+    return int(sum(int(v) * 4**i for i, v in enumerate(order.tolist())))
+
+
+@pytest.mark.parametrize("case", list(JITTERS))
+def test_jitter_draws_have_the_distributions_of_kornias(case):
+    """The four factors and the gate of N_DRAWS images, and the step order of 2,000 batches,
+    against as many draws of kornia's ColorJitter (p > 1e-3 each, means within 4 standard
+    errors)."""
+    jitter = A.RandomColorJitter(*JITTERS[case])
+    theirs_op = kornia_jitter(jitter)
+    f = jitter.sample(N_DRAWS, torch.device("cpu"))
+    p = theirs_op.forward_parameters(torch.Size([N_DRAWS, 3, 4, 4]))
+    ours = {"brightness": f.brightness, "contrast": f.contrast, "saturation": f.saturation,
+            "hue": f.hue, "applied": f.applied.float()}
+    theirs = {"brightness": p["brightness_factor"], "contrast": p["contrast_factor"],
+              "saturation": p["saturation_factor"], "hue": p["hue_factor"],
+              "applied": p["batch_prob"].float()}
+    for key in ours:
+        a, b = ours[key], theirs[key]
+        p_value = same_distribution(a, b)
+        assert p_value > 1e-3, f"{case}: {key} differs from kornia's (p = {p_value:.2g})"
+        se = ((a.var() + b.var()) / N_DRAWS).sqrt()
+        assert (a.mean() - b.mean()).abs() <= 4 * se + 1e-9, f"{case}: mean {key}"
+    shape = torch.Size([1, 3, 4, 4])
+    orders = [torch.tensor([permutation_code(jitter.sample(1, torch.device("cpu")).order),
+                            permutation_code(theirs_op.forward_parameters(shape)["order"])])
+              for _ in range(2_000)]
+    ours_order, theirs_order = torch.stack(orders).unbind(1)
+    assert ours_order.unique().numel() == 24
+    assert same_distribution(ours_order, theirs_order) > 1e-3, f"{case}: step order"
+    for key, (low, high) in zip(("brightness", "contrast", "saturation", "hue"), jitter.ranges()):
+        assert low <= float(ours[key].min()) and float(ours[key].max()) <= high, key
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("case", list(JITTERS))
+def test_jitter_equals_kornias_with_the_same_parameters(case, channels):
+    """With the parameters it drew, the jitter gives kornia's ColorJitter's output bit for bit
+    (the same kornia.enhance adjustments; the gate as kornia applies it), images left out by
+    the gate included."""
+    brightness, contrast, saturation, hue, p = JITTERS[case]
+    if channels != 3:
+        saturation, hue = 0.0, 0.0
+    jitter = A.RandomColorJitter(brightness, contrast, saturation, hue, min(p, 0.6))
+    x = torch.rand(64, channels, 12, 12)
+    for _ in range(4):  # four batches: four step orders
+        f = jitter.sample(64, x.device)
+        assert 0 < int(f.applied.sum()) < 64
+        theirs_op = kornia_jitter(jitter)
+        params = theirs_op.forward_parameters(x.shape) | {
+            "brightness_factor": f.brightness, "contrast_factor": f.contrast,
+            "saturation_factor": f.saturation, "hue_factor": f.hue, "order": f.order,
+            "batch_prob": f.applied}
+        ours = jitter.jitter(x, f)
+        assert torch.equal(ours, theirs_op(x, params=params))
+        assert torch.equal(ours[~f.applied], x[~f.applied])
+
+
+def test_jitter_rejects_bad_strengths():
+    for args, match in (((-0.1, 0, 0, 0, 1.0), "brightness"), ((0, 0, 0, 0.6, 1.0), "hue"),
+                        ((0, float("inf"), 0, 0, 1.0), "contrast"), ((0, 0, 0, 0, 1.5), "p")):
+        with pytest.raises(ValueError, match=match):
+            A.RandomColorJitter(*args)
+
+
+@pytest.mark.parametrize("name", ["simclr", "byol", "moco_v2"])
+def test_pipelines_jitter_in_one_batched_op(name):
+    """The colour jitter of every view that has one is RandomColorJitter, not kornia's."""
+    ops = list(getattr(A, name)(32, 3).ops)
+    assert sum(isinstance(op, A.RandomColorJitter) for op in ops) == 1
+    assert not any(isinstance(op, (K.ColorJitter, K.ColorJiggle)) for op in ops)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_geometry_runs_on_the_batch_device():
     view = A.simclr(12, 1, crop_scale=(0.3, 1.0), rotate=15.0, shear=10.0)

@@ -57,3 +57,15 @@ def test_warnings_for_a_late_loss_and_a_large_subset():
 
     with pytest.warns(UserWarning, match="data.subset = 5000 is more than the 1797 images"):
         DataCache(torch.device("cpu"))("digits", 5000)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("yes", "train.compile: expected true or false or 'auto', got str 'yes'"),
+    ("aut", "got str 'aut'; did you mean 'auto'?"),
+    (3, "train.compile: expected true or false or 'auto', got int 3"),
+])
+def test_a_value_of_neither_union_type_names_every_choice(value, message):
+    """``train.compile`` is ``bool | "auto"``: the error names both, not only the first."""
+    with pytest.raises(rc.RecipeError) as err:
+        rc.validate(tiny_recipe(train={"compile": value}))
+    assert message in str(err.value)

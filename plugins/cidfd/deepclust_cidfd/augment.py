@@ -1,44 +1,29 @@
-"""IDFD's single-view augmentation, ``idfd_aug`` (cidfd.md §2.3), batched with kornia."""
+"""IDFD's single-view augmentation, ``idfd_aug`` (cidfd.md §2.3), batched on the device with the
+core's view ops."""
 
 from __future__ import annotations
 
-import kornia.augmentation as K
-import torch
 from torch import nn
 
-from corekit import ViewPipeline
+from corekit import RandomGeometry, ResizedCrop, ViewPipeline, colour_ops
 
 _RATIO = (3.0 / 4.0, 4.0 / 3.0)
-_LUMA = (0.299, 0.587, 0.114)
 
 
 def idfd_ops(size: int, channels: int, crop_scale: tuple[float, float],
              crop_ratio: tuple[float, float], jitter: tuple[float, float, float, float],
              gray_p: float, hflip_p: float) -> list[nn.Module]:
-    """The ops of one IDFD view, in order: RandomResizedCrop(scale, ratio) to size×size,
-    optional horizontal flip, ColorJitter(brightness, contrast, saturation, hue) always applied,
-    RandomGrayscale(gray_p).
+    """The ops of one IDFD view, in order: RandomResizedCrop(scale, ratio) to size×size and an
+    optional horizontal flip (one warp, ``RandomGeometry``), ColorJitter(brightness, contrast,
+    saturation, hue) always applied, RandomGrayscale(gray_p) (the core's ``colour_ops``: the
+    draws of kornia's torchvision-compatible ``ColorJitter``, not the legacy ``ColorJiggle``).
 
     Saturation, hue and grayscale need RGB; for other channel counts they are skipped (for
     1-channel Stripe-MNIST the view is crop + brightness/contrast, cidfd.md §2.3). Random
-    parameters are drawn per sample; kornia's torchvision-compatible ``ColorJitter`` (not the
-    legacy ``ColorJiggle``) is used, with every argument passed explicitly.
+    parameters are drawn per sample.
     """
-    rgb = channels == 3
-    brightness, contrast, saturation, hue = jitter
-    ops: list[nn.Module] = [K.RandomResizedCrop(
-        (size, size), scale=tuple(crop_scale), ratio=tuple(crop_ratio), resample="bilinear",
-        same_on_batch=False, align_corners=False, p=1.0, keepdim=False,
-        cropping_mode="slice")]
-    if hflip_p > 0:
-        ops.append(K.RandomHorizontalFlip(p=hflip_p, p_batch=1.0, same_on_batch=False,
-                                          keepdim=False))
-    ops.append(K.ColorJitter(brightness, contrast, saturation if rgb else 0.0,
-                             hue if rgb else 0.0, same_on_batch=False, p=1.0, keepdim=False))
-    if rgb and gray_p > 0:
-        ops.append(K.RandomGrayscale(rgb_weights=torch.tensor(_LUMA), same_on_batch=False,
-                                     p=gray_p, keepdim=False))
-    return ops
+    crop = ResizedCrop(tuple(crop_scale), tuple(crop_ratio))
+    return [RandomGeometry(size, crop, hflip_p), *colour_ops(channels, jitter, 1.0, gray_p)]
 
 
 def idfd_aug(size: int, channels: int = 3, mean: tuple[float, ...] | None = None,

@@ -66,16 +66,17 @@ def test_idfd_aug_one_channel_and_rgb():
     x = torch.rand(8, 1, 28, 28)
     out = gray(x)
     assert out.shape == (8, 1, 16, 16)
-    assert [type(m).__name__ for m in gray.ops] == ["RandomResizedCrop", "ColorJitter"]
+    assert [type(m).__name__ for m in gray.ops] == ["RandomGeometry", "RandomColorJitter"]
     rgb = idfd_aug(32, 3, hflip_p=0.5)
-    assert [type(m).__name__ for m in rgb.ops] == ["RandomResizedCrop", "RandomHorizontalFlip",
-                                                   "ColorJitter", "RandomGrayscale"]
-    jitter = rgb.ops[2]
-    assert jitter.hue == 0.0 and jitter.saturation == 0.4 and jitter.p == 1.0
-    assert rgb.ops[3].p == 0.2
+    assert [type(m).__name__ for m in rgb.ops] == ["RandomGeometry", "RandomColorJitter",
+                                                   "RandomGrayscale"]
+    assert rgb.ops[0].flip_p == 0.5 and gray.ops[0].flip_p == 0.0
+    jitter = rgb.ops[1]
+    assert jitter.strengths == (0.4, 0.4, 0.4, 0.0) and jitter.p == 1.0
+    assert rgb.ops[2].p == 0.2
     assert rgb(torch.rand(4, 3, 40, 40)).shape == (4, 3, 32, 32)
-    assert "scale=(0.2, 1.0)" in repr(gray.ops[0])
-    assert gray.ops[1].saturation == 0.0  # no saturation / hue / grayscale on 1 channel
+    assert gray.ops[0].crop.scale == (0.2, 1.0)
+    assert gray.ops[1].strengths[2:] == (0.0, 0.0)  # no saturation / hue / grayscale on 1 channel
 
 
 def test_idfd_multistep_matches_the_code_milestones_at_2000_epochs():

@@ -10,9 +10,10 @@ same probe. They agree to a relative 1e-6 (bit for bit when recorded).
 
 The train steps draw random views. Issue #23 folded the views' rotation, crop and flip into one
 affine warp per batch (``corekit.components.augment.RandomGeometry``): the same parameter
-distributions (tests/core/test_augment.py) but other pixels, so the train-step values are
-compared with data/train_steps_one_warp.json, recorded right after that change; the values on
-fixed views still match c9554c8.
+distributions (tests/core/test_augment.py) but other pixels; it then drew the colour jitter's
+parameters in one batched op (``RandomColorJitter``: kornia's distributions, other random
+numbers). So the train-step values are compared with data/train_steps_batched_views.json,
+recorded right after those changes; the values on fixed views still match c9554c8.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import pytest
 from corekit.testing import assert_losses_match, regression_probe
 
 RECORDED = json.loads((Path(__file__).parent / "data" / "loss_values_c9554c8.json").read_text())
-ONE_WARP = json.loads((Path(__file__).parent / "data" / "train_steps_one_warp.json").read_text())
+BATCHED_VIEWS = json.loads(
+    (Path(__file__).parent / "data" / "train_steps_batched_views.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -37,5 +39,5 @@ def test_losses_on_fixed_views_match_c9554c8(probe: dict) -> None:
     assert_losses_match(probe, RECORDED, "fixed_views", rel=1e-6)
 
 
-def test_losses_of_three_train_steps_match_the_one_warp_record(probe: dict) -> None:
-    assert_losses_match(probe, ONE_WARP, "train_steps", rel=1e-6)
+def test_losses_of_three_train_steps_match_the_batched_views_record(probe: dict) -> None:
+    assert_losses_match(probe, BATCHED_VIEWS, "train_steps", rel=1e-6)
