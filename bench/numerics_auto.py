@@ -8,9 +8,9 @@ For each shipped recipe that trains, at two sizes:
   batch ``--cifar-batch`` (64: the paper batches would take minutes per step on a CPU);
 
 the fixed settings (fp32, bf16 where native, each contiguous and channels_last; ``--compile``
-adds fp32+compile) and the auto choice are timed side by side: ``auto`` decides first (its own
-probe, an empty cache), then each setting and the chosen one are timed ``--repeats`` times,
-interleaved, each repeat a fresh throwaway stage of 1 warm-up + ``--steps`` timed steps
+adds each of them compiled) and the auto choice are timed side by side: ``auto`` decides first
+(its own probe, an empty cache), then each setting and the chosen one are timed ``--repeats``
+times, interleaved, each repeat a fresh throwaway stage of 1 warm-up + ``--steps`` timed steps
 (``corekit.stage_probe.trial_numerics``). Reported: median seconds per step, the fastest fixed
 setting, the auto choice and auto's time over the fastest fixed one.
 
@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -86,7 +87,7 @@ def measure(plugins: Any, recipe: str, size: str, args: argparse.Namespace) -> d
         decision = choose_numerics(plugins, stage, datasets, CPU, None, {})
     fixed = nm.candidates(stage.train, CPU)
     if args.compile:
-        fixed.append(nm.Numerics(compile=True))
+        fixed += [attrs.evolve(n, compile=True) for n in fixed]
     seconds: dict[str, list[float]] = {n.label(): [] for n in fixed}
     seconds["auto"] = []
     def time_step(numerics: nm.Numerics) -> float:
@@ -110,7 +111,8 @@ def measure(plugins: Any, recipe: str, size: str, args: argparse.Namespace) -> d
 
 def report(rows: list[dict[str, Any]]) -> str:
     labels = list(dict.fromkeys(k for r in rows for k in r["median_seconds"] if k != "auto"))
-    body = [[r["recipe"], f"{r['size']} ({r['preset']}, {r['backbone']} {r['view_size']} px, "
+    body = [[r["recipe"], f"{r['size']} ({r['preset']}, {r['backbone']} "
+             f"{r['view_size'] or 'native'} px, "
              f"b{r['batch']})",
              *(f"{r['median_seconds'][k] * 1e3:.1f}" if k in r["median_seconds"] else "-"
                for k in labels),
@@ -127,7 +129,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cifar-batch", type=int, default=64)
-    parser.add_argument("--compile", action="store_true", help="add an fp32+compile column")
+    parser.add_argument("--compile", action="store_true",
+                        help="add a compiled twin of every fixed setting")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

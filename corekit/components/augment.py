@@ -6,8 +6,9 @@ B×C×size×size, normalised with ``mean``/``std`` when given and left in [0, 1]
 Random parameters are drawn per sample and every kornia argument is passed explicitly (spec cc
 P10, spice P15: several kornia defaults differ from torchvision). The geometric ops of a view
 (rotation, shear, crop, flip) are drawn as the kornia ops draw them and applied as one warp
-(:class:`RandomGeometry`, issue #23); the colour jitter is :class:`RandomColorJitter`. Colour ops that need RGB (saturation, hue, grayscale) are
-skipped for images that do not have three channels.
+(:class:`RandomGeometry`, issue #23), and the colour jitter is one batched op
+(:class:`RandomColorJitter`). Colour ops that need RGB (saturation, hue, grayscale) are skipped
+for images that do not have three channels.
 """
 
 from __future__ import annotations

@@ -475,7 +475,8 @@ def test_jitter_draws_have_the_distributions_of_kornias(case):
     ours_order, theirs_order = torch.stack(orders).unbind(1)
     assert ours_order.unique().numel() == 24
     assert same_distribution(ours_order, theirs_order) > 1e-3, f"{case}: step order"
-    for key, (low, high) in zip(("brightness", "contrast", "saturation", "hue"), jitter.ranges()):
+    steps = ("brightness", "contrast", "saturation", "hue")
+    for key, (low, high) in zip(steps, jitter.ranges(), strict=True):
         assert low <= float(ours[key].min()) and float(ours[key].max()) <= high, key
 
 
