@@ -65,6 +65,7 @@ class StageTrainer:
         self.global_step = 0
         self.start_epoch = 0
         self._cluster_cache: tuple[tuple[int, str], torch.Tensor, ClusterResult] | None = None
+        self._head_cache: tuple[tuple[int, str], torch.Tensor] | None = None
         self.checkpoint_path = self.stage_dir / "checkpoint.pt"
         self.metrics = MetricsLog(run_dir)
         self.phases = PhaseTimer(enabled=self.train_cfg.time_phases, device=device)
@@ -132,15 +133,18 @@ class StageTrainer:
     def assigned(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Cluster ids (N,) of every training image, as ``eval.assign`` says, and each one's
         confidence (N,) in [0, 1]: the head's probability, or the centroid margin
-        (``corekit.assign.centroid_confidence``)."""
+        (``corekit.assign.centroid_confidence``). The head's outputs, like the clustering, are
+        reused while the weights are unchanged (the evaluation and ``assignments.csv``)."""
         assigned = parse_assign(self.c.stage.eval.assign)
         if assigned is None:
             spec = self.c.stage.eval.features or self.c.stage.clusterer.features
             feats, result = self.clustered(spec)
             return result.labels, centroid_confidence(feats, result.centroids, result.labels)
         branch, head = assigned
-        scores = self.features(f"{branch}:{head}", self.c.train_set)
-        return head_assignment(scores, self.c.model.network(branch).produces(head))
+        key = (self.global_step, f"{branch}:{head}")
+        if self._head_cache is None or self._head_cache[0] != key:
+            self._head_cache = (key, self.features(key[1], self.c.train_set))
+        return head_assignment(self._head_cache[1], self.c.model.network(branch).produces(head))
 
     def keep_final_clustering(self) -> None:
         """Write the evaluation's clustering (labels and centroids) into the ``pseudo`` state, so

@@ -257,3 +257,26 @@ def test_resumed_epoch_is_in_metrics_once(tmp_path):
     records = [json.loads(x) for x in log.read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3]
     assert records[1]["loss"] != -1.0
+
+
+@pytest.mark.parametrize("assign", ["head:cluster", "clusterer"])
+def test_the_final_evaluation_and_assignments_share_one_pass_over_the_set(assign, tmp_path,
+                                                                          monkeypatch):
+    """Features (or head outputs) of the training set are computed once per (weights, part):
+    the last evaluation and ``assignments.csv`` reuse them."""
+    from corekit.engine.trainer import StageTrainer
+
+    passes: list[tuple[int, str]] = []
+    features = StageTrainer.features
+
+    def counted(self, spec, data):
+        passes.append((self.global_step, spec))
+        return features(self, spec, data)
+
+    monkeypatch.setattr(StageTrainer, "features", counted)
+    raw = tiny_recipe(model={"heads": {"cluster": {"type": "cluster_head", "input": "backbone"}}},
+                      losses={"entropy": {"type": "batch_marginal_entropy", "head": "cluster"}},
+                      eval={"assign": assign})
+    run_tiny(raw, tmp_path, PLUGINS)
+    assert (tmp_path / "assignments.csv").exists() and passes
+    assert len(passes) == len(set(passes)), passes
