@@ -138,14 +138,14 @@ def main() -> None:
     plugins = get_plugins()
     env = environment(steps=args.steps, repeats=args.repeats, cifar_batch=args.cifar_batch)
     recipes = args.recipes.split(",") if args.recipes else shipped(plugins)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for recipe in recipes:
         for size in args.sizes.split(","):
             rows.append(measure(plugins, recipe, size, args))
             print(f"{recipe} {size}: auto chose {rows[-1]['auto_choice']}, "
                   f"{rows[-1]['auto_over_fastest']:.2f}x the fastest fixed", flush=True)
-    payload = finish(env) | {"rows": rows}
-    write_json("numerics_auto", payload, args.out)
+            payload = finish(dict(env)) | {"rows": rows}  # each row kept if the run is cut
+            write_json("numerics_auto", payload, args.out)
     print(load_line(payload))
     print(report(rows))
 
