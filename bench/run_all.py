@@ -25,8 +25,9 @@ target):
 (``quality_full*.json``: several such files, e.g. two invocations with different ``--recipes``
 run side by side, are merged.)
 
-docs/benchmarks.md is regenerated entirely from the JSON except the part between the
-``<!-- notes:start -->`` and ``<!-- notes:end -->`` markers, which is hand-written and kept.
+docs/benchmarks.md is regenerated from the JSON except two hand-written parts, which are kept:
+the block between the ``<!-- notes:start -->`` and ``<!-- notes:end -->`` markers, and every
+section below the ``HAND_WRITTEN`` line that ends the generated part.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from common import (  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 NOTES_START, NOTES_END = "<!-- notes:start -->", "<!-- notes:end -->"
+HAND_WRITTEN = "<!-- hand-written sections: bench/run_all.py keeps everything below this line -->"
 ENGINE_TARGET, DATA_AUG_TARGET, ESTEP_SPEEDUP, MNIST_NMI, MNIST_MINUTES = 1.15, 0.10, 5.0, 0.9, 20
 OURS = {"kmeans": ("auto",), "spherical": ("torch",)}  # the backends a training run uses
 
@@ -213,6 +215,13 @@ def read_notes() -> str:
         if NOTES_START in text and NOTES_END in text:
             return text.split(NOTES_START, 1)[1].split(NOTES_END, 1)[0].strip("\n") + "\n"
     return DEFAULT_NOTES
+
+
+def read_hand_written() -> str:
+    """The hand-written sections below ``HAND_WRITTEN`` in the current document ('' if none)."""
+    if DOCS.exists() and HAND_WRITTEN in DOCS.read_text():
+        return DOCS.read_text().split(HAND_WRITTEN, 1)[1].strip("\n") + "\n"
+    return ""
 
 
 def machine(res: dict[str, Any], run_all: dict[str, Any] | None) -> str:
@@ -448,9 +457,11 @@ def document(out: Path) -> str:
               "--out bench/results/quick/quality_full.json",
               "python bench/run_all.py --quick --docs-only       # merge the two into the doc",
               "python bench/step_anatomy.py --repeats 5          # more timed steps",
-              "python bench/quality.py                           # MNIST, every preset", "```",
-              ""]
-    return "\n".join(parts)
+              "python bench/quality.py                           # MNIST, every preset", "```"]
+    hand_written = read_hand_written()
+    if hand_written:
+        parts += ["", HAND_WRITTEN, "", hand_written]
+    return "\n".join(parts) + ("" if hand_written else "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
