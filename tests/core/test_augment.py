@@ -328,6 +328,18 @@ def same_distribution(a: torch.Tensor, b: torch.Tensor) -> float:
     return 1.0 if table.shape[1] < 2 else float(stats.chi2_contingency(table).pvalue)
 
 
+def assert_same_draws(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor],
+                      case: str) -> None:
+    """Each parameter of ``ours`` and ``theirs`` (N_DRAWS draws each) comes from one
+    distribution (p > 1e-3) and their means agree to 4 standard errors."""
+    for key in ours:
+        a, b = ours[key], theirs[key]
+        p = same_distribution(a, b)
+        assert p > 1e-3, f"{case}: {key} differs from kornia's (p = {p:.2g})"
+        se = ((a.var() + b.var()) / N_DRAWS).sqrt()
+        assert (a.mean() - b.mean()).abs() <= 4 * se + 1e-9, f"{case}: mean {key}"
+
+
 @pytest.mark.parametrize("case", list(GEOMETRIES))
 def test_geometry_draws_have_the_distributions_of_the_kornia_ops(case):
     """Angle, shear, crop position and size, area fraction, aspect ratio and flip rate of
@@ -339,12 +351,7 @@ def test_geometry_draws_have_the_distributions_of_the_kornia_ops(case):
     for d in (ours, theirs):
         d["area"] = d["w"] * d["h"] / (height * width)
         d["aspect"] = d["w"] / d["h"]
-    for key in ours:
-        a, b = ours[key], theirs[key]
-        p = same_distribution(a, b)
-        assert p > 1e-3, f"{case}: {key} differs from kornia's (p = {p:.2g})"
-        se = ((a.var() + b.var()) / N_DRAWS).sqrt()
-        assert (a.mean() - b.mean()).abs() <= 4 * se + 1e-9, f"{case}: mean {key}"
+    assert_same_draws(ours, theirs, case)
     pad = padding(geo)
     assert ours["angle"].abs().max() <= geo.degrees and ours["shear"].abs().max() <= geo.shear
     assert ours["x0"].min() >= -pad and (ours["x0"] + ours["w"]).max() <= width + pad
@@ -462,12 +469,7 @@ def test_jitter_draws_have_the_distributions_of_kornias(case):
     theirs = {"brightness": p["brightness_factor"], "contrast": p["contrast_factor"],
               "saturation": p["saturation_factor"], "hue": p["hue_factor"],
               "applied": p["batch_prob"].float()}
-    for key in ours:
-        a, b = ours[key], theirs[key]
-        p_value = same_distribution(a, b)
-        assert p_value > 1e-3, f"{case}: {key} differs from kornia's (p = {p_value:.2g})"
-        se = ((a.var() + b.var()) / N_DRAWS).sqrt()
-        assert (a.mean() - b.mean()).abs() <= 4 * se + 1e-9, f"{case}: mean {key}"
+    assert_same_draws(ours, theirs, case)
     shape = torch.Size([1, 3, 4, 4])
     orders = [torch.tensor([permutation_code(jitter.sample(1, torch.device("cpu")).order),
                             permutation_code(theirs_op.forward_parameters(shape)["order"])])
