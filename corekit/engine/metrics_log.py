@@ -18,22 +18,29 @@ class MetricsLog:
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / "metrics.jsonl"
+        self._epochs = {_epoch_key(record) for record in self._records()}
         self._writer = None
         if importlib.util.find_spec("tensorboard") is not None:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(str(run_dir / "tensorboard"))
 
+    def _records(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
     def write(self, record: dict[str, Any], step: int) -> None:
         """Append ``record``; a record of the same stage and epoch (an epoch re-run after a
-        resume) replaces the earlier one, so each epoch is in the file once."""
+        resume) replaces the earlier one, so each epoch is in the file once. The file is read
+        again only then, not at every epoch."""
         key = _epoch_key(record)
-        lines = self.path.read_text().splitlines() if self.path.exists() else []
-        kept = [line for line in lines if line.strip() and _epoch_key(json.loads(line)) != key]
-        if len(kept) != len(lines):
-            self.path.write_text("".join(line + "\n" for line in kept))
+        if key in self._epochs:
+            kept = [r for r in self._records() if _epoch_key(r) != key]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         with open(self.path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
+        self._epochs.add(key)
         if self._writer is None:
             return
         for key, value in record.items():
