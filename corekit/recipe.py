@@ -109,6 +109,11 @@ class Data:
     n_clusters: int | None = None
     subset: int | None = None
 
+    def trained_on(self) -> str:
+        """The name of the set the stage trains on: ``reference`` where ``source`` picks it
+        (and it is given), else ``name``."""
+        return self.reference if self.source == "reference" and self.reference else self.name
+
 
 @attrs.define
 class Augment:

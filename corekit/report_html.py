@@ -183,10 +183,7 @@ class Context:
 
         t0 = time.perf_counter()
         stage = self.recipe.stages[-1]
-        spec = stage.data.name
-        if stage.data.source == "reference" and stage.data.reference:
-            spec = stage.data.reference
-        data = load_dataset(spec, loaders=self.plugins.datasets())
+        data = load_dataset(stage.data.trained_on(), loaders=self.plugins.datasets())
         if stage.data.subset:
             data = data.subset(stage.data.subset, stage.train.seed)
         assigned = self.assignments

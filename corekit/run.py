@@ -128,8 +128,7 @@ def fill_missing_k(recipe: rc.Recipe, cache: DataCache,
         if stage.data.n_clusters:
             continue
         datasets = stage_datasets(cache, stage)
-        source = stage.data.reference if stage.data.source == "reference" else stage.data.name
-        data = datasets(source or stage.data.name)
+        data = datasets(stage.data.trained_on())
         if data.num_classes:
             continue
         estimate = estimate_k(data, stage.train.seed)

@@ -41,8 +41,7 @@ def seed_everything(seed: int) -> None:
 
 def stage_steps(stage: rc.Stage, datasets: Datasets) -> int:
     """Steps per epoch of ``stage`` on the set it trains on."""
-    source = stage.data.reference if stage.data.source == "reference" else stage.data.name
-    train_set = datasets(source or stage.data.name)
+    train_set = datasets(stage.data.trained_on())
     return steps_per_epoch(len(train_set), stage.train.batch_size, stage.train.drop_last,
                            stage.train.steps_per_epoch)
 
@@ -142,7 +141,6 @@ def choose_numerics(plugins: Plugins, stage: rc.Stage, datasets: Datasets, devic
         return trial_numerics(plugins, stage, datasets, device, previous, earlier, numerics,
                               steps)
 
-    source = stage.data.reference if stage.data.source == "reference" else stage.data.name
-    data = datasets(source or stage.data.name)
+    data = datasets(stage.data.trained_on())
     size = data.size if isinstance(data.size, tuple) else (data.size, data.size)
     return decide(stage, device, (data.channels, *size), measure, cache)

@@ -169,3 +169,10 @@ def test_a_child_recipe_means_what_it_says_under_a_parent_preset(tmp_path):
     mnist = rc.resolve(str(tmp_path / "child.toml"), finder(tmp_path), "mnist")
     assert (mnist.stages[0].train.epochs, mnist.stages[0].train.batch_size) == (3, 64)
     assert sorted(mnist.raw["presets"]) == ["digits", "mnist"]  # listed through the chain
+
+
+def test_the_set_a_stage_trains_on():
+    assert rc.Data(name="a").trained_on() == "a"
+    assert rc.Data(name="a", reference="b").trained_on() == "a"
+    assert rc.Data(name="a", reference="b", source="reference").trained_on() == "b"
+    assert rc.Data(name="a", source="reference").trained_on() == "a"  # no reference given
