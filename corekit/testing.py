@@ -12,8 +12,8 @@ the trainer of a recipe's preset without training.
 
 ``record_evaluations``, ``chance_level`` and ``assert_above_chance`` check that a tiny run's
 final NMI/ACC/ARI are those of its last evaluation and above chance; ``loss_probe``,
-``regression_probe`` and ``assert_losses_match`` compare a recipe's loss values with recorded
-ones.
+``regression_probe``, ``recorded_losses`` and ``assert_losses_match`` compare a recipe's loss
+values with recorded ones.
 """
 
 from __future__ import annotations
@@ -402,6 +402,28 @@ def regression_probe(plugins: str | Sequence[str], recipe: str) -> dict[str, Any
     """:func:`loss_probe` of ``recipe`` with the core plus only the installed ``plugins``
     (:func:`load_only`; ``"propos,hadis"`` or a list of names)."""
     return loss_probe(load_only(plugins), recipe)
+
+
+RECORDS = {"fixed_views": "loss_values_c9554c8.json",
+           "train_steps": "train_steps_batched_views.json"}
+"""The file, in a plugin's ``tests/data``, that each part of its recorded probe comes from."""
+
+
+def recorded_losses(data_dir: Path) -> dict[str, Any]:
+    """The recorded :func:`loss_probe` a plugin's regression test compares with, from
+    ``data_dir`` (see :data:`RECORDS`).
+
+    ``fixed_views`` are the values main at c9554c8 gave, before Core v2 (needs, lifecycle,
+    named state, schedules as registry kinds): the rewrite of the core must not change what a
+    recipe computes. ``train_steps`` draw random views, and issue #23 changed their random
+    numbers but not their distributions (tests/core/test_augment.py): it folded the views'
+    rotation, crop and flip into one affine warp per batch (``RandomGeometry``), then drew the
+    colour jitter in one batched op (``RandomColorJitter``). So they were recorded again right
+    after those changes; the values on fixed views still match c9554c8."""
+    import json
+
+    return {part: json.loads((data_dir / name).read_text())[part]
+            for part, name in RECORDS.items()}
 
 
 def assert_losses_match(probe: Mapping[str, Any], recorded: Mapping[str, Any], part: str,
