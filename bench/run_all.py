@@ -219,9 +219,10 @@ def read_notes() -> str:
 
 def read_hand_written() -> str:
     """The hand-written sections below ``HAND_WRITTEN`` in the current document ('' if none)."""
-    if DOCS.exists() and HAND_WRITTEN in DOCS.read_text():
-        return DOCS.read_text().split(HAND_WRITTEN, 1)[1].strip("\n") + "\n"
-    return ""
+    text = DOCS.read_text() if DOCS.exists() else ""
+    if HAND_WRITTEN not in text:
+        return ""
+    return text.split(HAND_WRITTEN, 1)[1].strip("\n") + "\n"
 
 
 def machine(res: dict[str, Any], run_all: dict[str, Any] | None) -> str:
