@@ -79,6 +79,21 @@ def test_memory_bank_momentum_and_fixed_updates():
     assert torch.equal(bank.read()[1:], torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
 
 
+def test_memory_bank_momentum_at_0_9_keeps_nine_tenths_of_the_old_row():
+    """v_i <- n(m*v_i + (1 - m)*n(f_i)) at m = 0.9 (not 0.5, where old and new weigh the
+    same and a swapped rule would go unnoticed): old row (1, 0), fresh feature (0, 5) ->
+    n((0.9, 0.1)) = (0.9, 0.1)/sqrt(0.82)."""
+    bank = MemoryBank(tiny_network(2), 3, source="proj", momentum=0.9)
+    bank.features.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]))
+    bank.update(torch.tensor([0, 2]), torch.tensor([[0.0, 5.0], [3.0, 4.0]]))
+    norm = math.sqrt(0.82)
+    assert bank.read()[0].tolist() == pytest.approx([0.9 / norm, 0.1 / norm], abs=1e-6)
+    # row 2: 0.9*(1, 0) + 0.1*(0.6, 0.8) = (0.96, 0.08), normalised
+    row2 = math.hypot(0.96, 0.08)
+    assert bank.read()[2].tolist() == pytest.approx([0.96 / row2, 0.08 / row2], abs=1e-6)
+    assert bank.read()[1].tolist() == [0.0, 1.0]  # a row not in the batch stays
+
+
 def test_memory_bank_encode_init_and_fixed_rows(tmp_path):
     from corekit.composer import compose
     from corekit.engine.trainer import StageTrainer

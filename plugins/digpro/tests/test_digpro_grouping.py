@@ -96,6 +96,23 @@ def test_c2_variants_are_not_the_default() -> None:
         assert abs(variant - default) > 1e-3
 
 
+def test_c2_labels_come_from_the_groups_before_the_update() -> None:
+    """Spec C2 step 1 / P2: ``t = argmax cos(k, G_old)``. C2's own ``k`` gives the same labels
+    with the old and the updated groups, so here ``k_1`` sits at 45.1°: between u(0) and
+    u(90) it is nearer u(90) (label 1), but the update moves G'_0 to 0.24° and G'_1 to 90.29°
+    (C1), whose bisector is 45.27°, so with G' it would be label 0. Everything else is C2, so
+    the loss is C2's 0.354960; labels from G' would give 0.338462 (independent float64
+    re-implementation of the spec's steps)."""
+    G, q, p = groups0(), q_c1(), p_c2()
+    k = rows(u(5), u(45.1), u(95), u(170))
+    new = update_groups(q, G, BETA)
+    assert assign_groups(k, G).tolist() == [0, 1, 1, 2]
+    assert assign_groups(k, new).tolist() == [0, 0, 1, 2]  # the input tells the two apart
+    loss, _ = dynamic_grouping(q, k, p, G, BETA, TAU)
+    assert loss.item() == pytest.approx(0.354960, abs=ATOL)
+    assert abs(loss.item() - 0.338462) > 100 * ATOL
+
+
 def update_path_gradient() -> torch.Tensor:
     """∂L/∂q of C2 through the group update only: ``p`` is a leaf (a constant here), so the
     only path from ``q`` to the loss is ``G'`` (the argmax assignments have no gradient)."""
@@ -177,6 +194,30 @@ def test_c3_symmetric_step_in_code_order() -> None:
     assert torch.allclose(loss.groups, expected_groups, atol=ATOL)
     assert loss.commits == 2
     assert not loss.groups.requires_grad
+
+
+def test_c3_labels_come_from_the_target_of_the_other_view() -> None:
+    """Spec C3 / §2.4.2 step 1: direction (s→t) labels the online sample of view s with the
+    group of the target embedding of view t. In C3's own example both views give the labels
+    [0, 0, 1, 2], so here view b is ``q_b = [u(80), u(40), u(170), u(185)]``, whose labels are
+    [1, 0, 2, 2]: (a→b) is then 4.082713, (b→a) 4.078476, L_group 4.080594, where labels from
+    the same view would give 0.006100, 0.059041, 0.032571 (independent float64
+    re-implementation of the spec's steps, which reproduces C3's published values)."""
+    qa = rows(u(10, 2), u(30), u(100, 3), u(200, 0.5))
+    qb = rows(u(80), u(40), u(170), u(185))
+    step = FixedStep(online={("proj", 0): qa, ("proj", 1): qb},
+                     target={("proj", 0): F.normalize(qa, dim=1),
+                             ("proj", 1): F.normalize(qb, dim=1)})
+    assert assign_groups(qa, groups0()).tolist() == [0, 0, 1, 2]
+    assert assign_groups(qb, groups0()).tolist() == [1, 0, 2, 2]  # the views disagree
+    loss = c3_loss()
+    a_to_b = loss.direction(step, 0, 1).item()
+    b_to_a = loss.direction(step, 1, 0).item()
+    assert a_to_b == pytest.approx(4.082713, abs=ATOL)
+    assert b_to_a == pytest.approx(4.078476, abs=ATOL)
+    expected_groups = rows([1.001797, 0.010622], [-0.003421, 1.019197], [-0.994656, -0.001261])
+    assert torch.allclose(loss.groups, expected_groups, atol=ATOL)
+    assert c3_loss()(step).item() == pytest.approx(4.080594, abs=ATOL)
 
 
 def test_c3_algorithm_1_order_differs() -> None:
