@@ -9,12 +9,9 @@ from typing import Any, Literal
 from corekit import recipe as rc
 from corekit.contracts import check_contract
 from corekit.errors import ComponentError, RecipeError, did_you_mean
+from corekit.kinds import BY_NAME
 from corekit.plugins import Plugins
 from corekit.registry import Entry
-
-CONTEXT_ARGS = ("in_channels", "in_dim", "image_size", "n_clusters", "size", "channels",
-                "mean", "std", "network", "n_images", "total_steps", "steps_per_epoch",
-                "epochs", "generator", "params")
 
 
 def _signature(entry: Entry) -> inspect.Signature:
@@ -53,7 +50,13 @@ def build_component(plugins: Plugins, kind: str, spec_type: str, options: dict[s
                     path: str, **context: Any) -> Any:
     """Look up ``spec_type`` and call its factory with the recipe ``options`` plus whichever
     ``context`` values (``in_channels``, ``n_clusters``, ...) its signature accepts; the result
-    must fit the kind's protocol (``corekit.contracts``)."""
+    must fit the kind's protocol (``corekit.contracts``). ``context`` holds only the kind's
+    context arguments (its row in ``corekit.kinds.TABLE``)."""
+    context_args = BY_NAME[kind].context
+    undeclared = sorted(set(context) - set(context_args))
+    if undeclared:
+        raise TypeError(f"build_component: {undeclared} are not context arguments of a {kind} "
+                        f"({list(context_args)}); add them to its row in corekit/kinds.py")
     try:
         entry = plugins.registry.get(kind, spec_type)
     except ComponentError as exc:
@@ -65,7 +68,7 @@ def build_component(plugins: Plugins, kind: str, spec_type: str, options: dict[s
     hints = _hints(entry.obj)
     for key, value in options.items():
         if key not in params and not accepts_any:
-            valid = [k for k in params if k not in CONTEXT_ARGS]
+            valid = [k for k in params if k not in context_args]
             raise RecipeError(
                 f"{path}.{key}: unknown option of {kind} {spec_type!r} ({entry.qualified}); "
                 f"{did_you_mean(key, valid)}"

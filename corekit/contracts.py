@@ -1,8 +1,11 @@
-"""One typed protocol per component kind, checked when the component is built.
+"""The protocols plugin authors implement, and the check of each, run when a component is built.
 
-A factory that returns something that does not fit its kind is a ``ComponentError`` at compose
-time naming the component and what is missing, not an ``AttributeError`` in the middle of
-training. The protocols are the reference for plugin authors (docs/plugins.md).
+Which protocol a kind's components must fit is the ``contract`` column of
+``corekit.kinds.TABLE``. A factory that returns something that does not fit is a
+``ComponentError`` at compose time naming the component and what is missing, not an
+``AttributeError`` in the middle of training. The protocols are exported from ``corekit``
+(``corekit.Loss``, ``corekit.Head``, ...) as the reference for plugin authors
+(docs/plugins.md).
 """
 
 from __future__ import annotations
@@ -17,7 +20,15 @@ from corekit.components.clusterers import Clusterer
 from corekit.components.samplers import Sampler
 from corekit.components.schedules import Schedule
 from corekit.errors import ComponentError
+from corekit.kinds import TABLE
 from corekit.needs import OUTPUT_KINDS, Need
+from corekit.state.base import State
+
+__all__ = ["CONTRACTS", "Augmentation", "Backbone", "Clusterer", "Head", "Loss", "Optimizer",
+           "PseudoLabeler", "Sampler", "Schedule", "State", "check_contract"]
+
+Optimizer = torch.optim.Optimizer
+"""An optimizer factory returns a ``torch.optim.Optimizer`` (the class itself is the contract)."""
 
 
 @runtime_checkable
@@ -108,22 +119,28 @@ def _state(obj: Any) -> str | None:
 
 
 def _optimizer(obj: Any) -> str | None:
-    return None if isinstance(obj, torch.optim.Optimizer) else \
+    return None if isinstance(obj, Optimizer) else \
         f"must be a torch.optim.Optimizer, got {type(obj).__name__}"
 
 
-CONTRACTS: dict[str, Callable[[Any], str | None]] = {
-    "backbone": _backbone,
-    "head": _head,
-    "augmentation": _augmentation,
-    "loss": _protocol(Loss, "needs() -> list[Need] and __call__(step) -> scalar tensor"),
-    "pseudo_labeler": _protocol(PseudoLabeler, "needs() and __call__(step) -> (labels, mask)"),
-    "clusterer": _protocol(Clusterer, "n_clusters and fit(features) -> ClusterResult"),
-    "state": _state,
-    "schedule": _protocol(Schedule, "factor(step) -> float"),
-    "optimizer": _optimizer,
-    "sampler": _protocol(Sampler, "order(n, count, generator, states) -> indices"),
+_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "Backbone": _backbone,
+    "Head": _head,
+    "Augmentation": _augmentation,
+    "Loss": _protocol(Loss, "needs() -> list[Need] and __call__(step) -> scalar tensor"),
+    "PseudoLabeler": _protocol(PseudoLabeler, "needs() and __call__(step) -> (labels, mask)"),
+    "Clusterer": _protocol(Clusterer, "n_clusters and fit(features) -> ClusterResult"),
+    "State": _state,
+    "Schedule": _protocol(Schedule, "factor(step) -> float"),
+    "Optimizer": _optimizer,
+    "Sampler": _protocol(Sampler, "order(n, count, generator, states) -> indices"),
 }
+"""The check of each protocol above, by its name: what a built object lacks, or None."""
+
+CONTRACTS: dict[str, Callable[[Any], str | None]] = {
+    kind.name: _CHECKS[kind.contract] for kind in TABLE if kind.contract is not None}
+"""The check of each kind the builder builds, read off the ``contract`` column of
+``corekit.kinds.TABLE``."""
 
 
 def check_contract(kind: str, obj: Any, where: str) -> None:

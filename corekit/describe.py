@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import corekit
+from corekit.kinds import BY_NAME
 from corekit.registry import Entry, find_module
 
 # Context values to build a component with its defaults, so that its needs() and produces can
@@ -23,7 +24,6 @@ from corekit.registry import Entry, find_module
 _PROBE_CONTEXT: dict[str, Any] = {"in_dim": 16, "in_channels": 1, "image_size": 8,
                                   "n_clusters": 4, "size": 8, "channels": 1, "mean": None,
                                   "std": None}
-_PROBED_KINDS = ("loss", "pseudo_labeler", "sampler", "head")
 
 
 def _annotation(param: inspect.Parameter, hints: dict[str, Any]) -> str:
@@ -43,10 +43,9 @@ def _default(param: inspect.Parameter) -> Any:
 
 
 def options(entry: Entry) -> list[dict[str, Any]]:
-    """The recipe options of ``entry``'s factory: name, type and default (context args left
-    out: the composer supplies them)."""
-    from corekit.builder import CONTEXT_ARGS  # imports torch: only when describing one
-
+    """The recipe options of ``entry``'s factory: name, type and default (its kind's context
+    arguments left out: the composer supplies them)."""
+    context_args = BY_NAME[entry.kind].context
     try:
         params = list(inspect.signature(entry.obj).parameters.values())
     except (TypeError, ValueError):
@@ -60,12 +59,12 @@ def options(entry: Entry) -> list[dict[str, Any]]:
         hints = {}
     return [{"name": p.name, "type": _annotation(p, hints), "default": _default(p)}
             for p in params
-            if p.name not in CONTEXT_ARGS and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+            if p.name not in context_args and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
 
 
 def _probe(entry: Entry) -> Any | None:
     """The component built with its defaults, or None when it cannot be built that way."""
-    if entry.kind not in _PROBED_KINDS or entry.is_prefix:
+    if not BY_NAME[entry.kind].probed or entry.is_prefix:
         return None
     import torch  # not at module level: a listing imports no torch
 

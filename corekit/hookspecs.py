@@ -12,8 +12,10 @@ loading the plugin imports no torch (a factory object works too):
         register("my_loss", "my_plugin.losses:MyLoss", aliases=("paper_name",))
 
 The core's own components register through these same hooks (``corekit.builtins``).
-What each kind's factory must return is stated in its hook below and checked by
-``corekit.registry.KINDS``.
+Each hook is the ``hook`` of one row of ``corekit.kinds.TABLE``; what the kind's factory must
+return is stated below and checked against the protocol the row names (``corekit.contracts``,
+exported as ``corekit.Loss``, ``corekit.Head``, ...). A hook's docstring names the context
+arguments of its kind, which the composer passes to a factory that accepts them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 @hookspec
 def register_backbones(register: RegisterFn) -> None:
     """Backbones: ``factory(in_channels=C, **options) -> nn.Module`` mapping B×C×H×W to B×D,
-    with an ``out_dim`` attribute. Fired once at plugin load."""
+    with an ``out_dim`` attribute; it may also accept ``image_size`` and ``n_clusters``.
+    Fired once at plugin load."""
 
 
 @hookspec
@@ -42,14 +45,16 @@ def register_augmentations(register: RegisterFn) -> None:
 
 @hookspec
 def register_heads(register: RegisterFn) -> None:
-    """Heads: ``factory(in_dim, **options) -> nn.Module`` with an ``out_dim`` attribute.
+    """Heads: ``factory(in_dim, **options) -> nn.Module`` with ``out_dim`` and ``produces``
+    attributes; it may also accept ``in_channels``, ``image_size`` and ``n_clusters``.
     Fired once at plugin load."""
 
 
 @hookspec
 def register_losses(register: RegisterFn) -> None:
     """Losses: ``factory(**options) -> Loss``; a loss is ``loss(step) -> scalar tensor`` and
-    declares what it reads through ``needs() -> list[Need]``. Fired once at plugin load."""
+    declares what it reads through ``needs() -> list[Need]``; the factory may accept
+    ``n_clusters``. Fired once at plugin load."""
 
 
 @hookspec

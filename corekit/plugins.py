@@ -22,26 +22,13 @@ import pluggy
 
 from corekit import hookspecs
 from corekit.errors import ComponentError, PluginError, RecipeError, did_you_mean
-from corekit.registry import KINDS, Entry, Registry
+from corekit.kinds import TABLE
+from corekit.registry import Entry, Registry
 
 ENTRY_POINT_GROUP = "deepclust"
 CORE = "core"
-HOOKS: dict[str, str] = {
-    "backbone": "register_backbones",
-    "augmentation": "register_augmentations",
-    "head": "register_heads",
-    "loss": "register_losses",
-    "pseudo_labeler": "register_pseudo_labelers",
-    "clusterer": "register_clusterers",
-    "state": "register_state_types",
-    "schedule": "register_schedules",
-    "optimizer": "register_optimizers",
-    "sampler": "register_samplers",
-    "need": "register_need_kinds",
-    "dataset": "register_datasets",
-    "recipe": "register_recipes",
-}
-assert set(HOOKS) == set(KINDS)
+HOOKS: dict[str, str] = {kind.name: kind.hook for kind in TABLE}
+"""The hook each kind is registered through, read off ``corekit.kinds.TABLE``."""
 
 
 @attrs.frozen

@@ -27,22 +27,10 @@ from typing import Any, Protocol
 import attrs
 
 from corekit.errors import ComponentError, did_you_mean
+from corekit.kinds import TABLE
 
-KINDS: dict[str, str] = {
-    "backbone": "image batch -> feature vectors; factory(in_channels, **options) -> nn.Module",
-    "augmentation": "float batch in [0,1] -> one view; factory(size, channels, mean, std, ...)",
-    "head": "features -> what a loss reads; factory(in_dim, **options) -> nn.Module",
-    "loss": "step -> scalar; factory(**options) -> Loss with needs()",
-    "pseudo_labeler": "assignments/scores -> (labels, mask); factory(**options)",
-    "clusterer": "features -> ClusterResult; factory(n_clusters, **options) with fit()",
-    "state": "named training state; factory(**options) -> nn.Module with lifecycle hooks",
-    "schedule": "lr factor per step; factory(steps_per_epoch, epochs, **options) with factor()",
-    "optimizer": "factory(params, lr, weight_decay, **options) -> torch.optim.Optimizer",
-    "sampler": "an epoch's image order; factory(**options) with order(n, count, generator, states)",
-    "need": "a need kind's checker: check(need, ctx) -> None or what to add",
-    "dataset": "a data set: loader(folder or None) -> ImageSet, used as --data NAME[:PATH]",
-    "recipe": "a TOML recipe file; register(name, path)",
-}
+KINDS: dict[str, str] = {kind.name: kind.summary for kind in TABLE}
+"""Each kind's name and one-line summary, read off ``corekit.kinds.TABLE``."""
 
 
 class RegisterFn(Protocol):

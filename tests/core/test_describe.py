@@ -31,6 +31,9 @@ def test_json_listing_and_errors(capsys):
     assert {"ema", "memory_bank", "queue", "pseudo_labels"} <= set(by_name)
     bank = {o["name"]: o for o in by_name["memory_bank"]["options"]}
     assert bank["init"]["default"] == "normal" and "uniform" in bank["init"]["type"]
+    queue = {o["name"]: o for o in by_name["queue"]["options"]}
+    assert queue["size"]["default"] == "required"  # an option: `size` is only a view's context
+    assert "network" not in queue and "generator" not in queue  # a state's context
     assert all(i["plugin"] == "core" for i in infos if i["name"] in by_name)
     assert main(["components", "loss", "nt_xnet"]) == 2
     assert "did you mean 'nt_xent'" in capsys.readouterr().err

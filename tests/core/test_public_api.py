@@ -41,7 +41,9 @@ def test_every_exported_name_exists():
     missing = [name for name in corekit.__all__ if not hasattr(corekit, name)]
     assert not missing
     for name in ("ClusterResult", "EMA", "MemoryBank", "Queue", "PseudoLabels", "Need",
-                 "Lifecycle", "StageContext", "gather", "all_reduce", "register_recipe_dir"):
+                 "Lifecycle", "StageContext", "gather", "all_reduce", "register_recipe_dir",
+                 "Backbone", "Augmentation", "Head", "Loss", "PseudoLabeler", "Clusterer",
+                 "State", "Schedule", "Sampler", "NeedCheck"):
         assert name in corekit.__all__, name
 
 
