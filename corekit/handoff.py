@@ -16,8 +16,8 @@ import attrs
 import torch
 from torch import nn
 
+from corekit import checkpoint_io as checkpoint
 from corekit import recipe as rc
-from corekit.engine import checkpoint
 from corekit.errors import RecipeError, did_you_mean
 from corekit.network import Network
 

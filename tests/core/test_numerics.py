@@ -12,7 +12,15 @@ from corekit import recipe as rc
 from corekit.engine import numerics as nm
 from corekit.errors import RecipeError
 from corekit.network import Network
-from corekit.testing import plugin_set, run_tiny, tiny_recipe
+from corekit.run_files import load_run_recipe
+from corekit.runner import trained_stage
+from corekit.testing import (
+    assert_above_chance,
+    plugin_set,
+    record_evaluations,
+    run_tiny,
+    tiny_recipe,
+)
 from tests.core import toy_plugin
 
 PLUGINS = plugin_set(toy_plugin, name="toy")
@@ -97,7 +105,7 @@ def test_auto_run_times_candidates_and_writes_its_choice(tmp_path):
     raw["model"]["backbone"] = {"type": "small_cnn", "width": 8, "out_dim": 16}
     lines: list[str] = []
     run_tiny(raw, tmp_path / "a", PLUGINS, log=lines.append)
-    saved = json.loads((tmp_path / "a" / STAGE_DIR / "numerics.json").read_text())
+    saved = json.loads((tmp_path / "a" / STAGE_DIR / "plan.json").read_text())["numerics"]
     labels = [t["numerics"] for t in saved["trials"]]
     assert labels[:2] == ["fp32", "fp32+channels_last"]
     assert all(t["seconds_per_step"] > 0 and math.isfinite(t["first_loss"])
@@ -105,7 +113,8 @@ def test_auto_run_times_candidates_and_writes_its_choice(tmp_path):
     chosen = nm.Numerics(**saved["chosen"])
     assert any(line.startswith(f"stage main: numerics auto -> {chosen.label()}")
                for line in lines)
-    assert nm.saved_choice(tmp_path / "a" / STAGE_DIR) == chosen
+    recipe = load_run_recipe(tmp_path / "a")
+    assert trained_stage(tmp_path / "a", recipe, 0).train == chosen.apply(recipe.stages[0]).train
     assert 'memory_format = "auto"' in (tmp_path / "a" / "recipe.toml").read_text()
     again: list[str] = []
     run_tiny(raw, tmp_path / "b", PLUGINS, log=again.append)
@@ -114,7 +123,8 @@ def test_auto_run_times_candidates_and_writes_its_choice(tmp_path):
 
 def test_explicit_numerics_run_no_probe(tmp_path):
     run_tiny(tiny_recipe(train={"precision": "fp32"}), tmp_path, PLUGINS)
-    assert not (tmp_path / STAGE_DIR / "numerics.json").exists()
+    saved = json.loads((tmp_path / STAGE_DIR / "plan.json").read_text())["numerics"]
+    assert saved["trials"] == [] and saved["chosen"]["precision"] == "fp32"
 
 
 def test_compile_failure_falls_back_to_eager_with_a_message(tmp_path, monkeypatch):
@@ -125,11 +135,12 @@ def test_compile_failure_falls_back_to_eager_with_a_message(tmp_path, monkeypatc
             module.register_forward_pre_hook(fail)
 
     monkeypatch.setattr(Network, "compile_parts", broken_compile)
+    evaluations = record_evaluations(monkeypatch)
     lines: list[str] = []
     final = run_tiny(tiny_recipe(train={"compile": True}), tmp_path, PLUGINS,
                      log=lines.append)
-    assert 0 <= final["nmi"] <= 1
-    saved = json.loads((tmp_path / STAGE_DIR / "numerics.json").read_text())
+    assert_above_chance(final, evaluations)
+    saved = json.loads((tmp_path / STAGE_DIR / "plan.json").read_text())["numerics"]
     assert saved["chosen"]["compile"] is False
     assert "no working C++ compiler" in saved["rejected"]["fp32+compile"]
     assert any("fp32+compile failed: RuntimeError" in line for line in lines)
@@ -147,11 +158,11 @@ def test_numerics_options_are_validated_with_the_recipe(key, value, expected):
 
 @pytest.mark.slow
 def test_compiled_training_keeps_checkpoint_names(tmp_path):
-    from corekit.engine import checkpoint
+    from corekit import checkpoint_io as checkpoint
 
     raw = tiny_recipe(train={"compile": True})
     run_tiny(raw, tmp_path / "compiled", PLUGINS)
-    saved = json.loads((tmp_path / "compiled" / STAGE_DIR / "numerics.json").read_text())
+    saved = json.loads((tmp_path / "compiled" / STAGE_DIR / "plan.json").read_text())["numerics"]
     assert saved["chosen"]["compile"] is True, saved["rejected"]
     run_tiny(tiny_recipe(), tmp_path / "eager", PLUGINS)
     keys = [set(checkpoint.load(tmp_path / r / STAGE_DIR / "checkpoint.pt")["online"])

@@ -14,9 +14,9 @@ import time
 import pytest
 import torch
 
+from corekit import checkpoint_io as checkpoint
 from corekit import recipe as rc
 from corekit.cli import main
-from corekit.engine import checkpoint
 from corekit.errors import RecipeError, TrainingError
 from corekit.run_files import interrupted_note
 
@@ -62,6 +62,49 @@ def test_full_disk_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
                                             "checkpoint .* is kept"):
         checkpoint.save_atomic({"epoch": 2}, path)
     assert checkpoint.load(path) == {"epoch": 1}
+
+
+class _Usage:
+    def __init__(self, free):
+        self.total, self.used, self.free = 1 << 40, 1 << 40, free
+
+
+@pytest.mark.parametrize("first", [False, True])
+def test_a_full_disk_in_torch_save_is_a_training_error(tmp_path, monkeypatch, first):
+    """torch's zip writer reports a full disk as a RuntimeError; told apart by the free space,
+    it says so (exit 2), keeps the last good checkpoint and leaves no temp file behind."""
+    path = tmp_path / "stage" / "checkpoint.pt"
+    if not first:
+        checkpoint.save_atomic({"epoch": 1}, path)
+
+    def full(payload, fh):
+        fh.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter "
+                           "failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr("shutil.disk_usage", lambda folder: _Usage(free=4096))
+    with pytest.raises(TrainingError) as caught:
+        checkpoint.save_atomic({"epoch": 2, "w": torch.zeros(1 << 20)}, path)
+    said = str(caught.value)
+    assert said.startswith(f"no space left on device while writing {path}; ")
+    if first:
+        assert "no earlier checkpoint exists yet" in said and not path.exists()
+    else:
+        assert "the last good checkpoint" in said and "continue with --resume" in said
+        monkeypatch.undo()
+        assert checkpoint.load(path) == {"epoch": 1}
+    assert [p.name for p in path.parent.iterdir()] == ([] if first else ["checkpoint.pt"])
+
+
+def test_another_runtime_error_in_torch_save_is_not_called_a_full_disk(tmp_path, monkeypatch):
+    def broken(payload, fh):
+        raise RuntimeError("cannot pickle this")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(RuntimeError, match="cannot pickle this"):
+        checkpoint.save_atomic({"epoch": 2}, tmp_path / "checkpoint.pt")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_broken_recipe_files(tmp_path):

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from corekit import checkpoint_io as checkpoint
 from corekit.cli import main
 from corekit.components.backbones import small_cnn
-from corekit.engine import checkpoint
 
 RECIPE = """
 name = "small-features-kmeans"

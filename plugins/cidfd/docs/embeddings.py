@@ -7,7 +7,7 @@ checkpoint (as ``deepclust evaluate`` does), extracts the clusterer's features o
 training set with the eval transform, runs the stage's k-means and prints ACC/NMI/ARI against
 the digits and against the stripe families. With ``--png`` it draws a t-SNE (scikit-learn) of
 ``N`` random images per run, coloured by digit and by stripe family. This script uses the
-core's internals (``corekit.run``), so it lives outside the plugin package.
+core's runner (``corekit.runner.restore_stage``), so it lives outside the plugin package.
 """
 
 from __future__ import annotations
@@ -19,37 +19,22 @@ import numpy as np
 import torch
 
 from corekit import metrics
-from corekit import recipe as rc
-from corekit.composer import compose
-from corekit.engine import checkpoint
-from corekit.engine.devices import resolve_device
-from corekit.engine.trainer import StageTrainer
-from corekit.handoff import StageOutputs
 from corekit.plugins import load_plugins
-from corekit.run import DataCache, last_checkpoint, stage_datasets, stage_dir, stage_steps
+from corekit.run_files import load_run_recipe
+from corekit.runner import restore_stage
 
 
 def load_features(run_dir: Path) -> dict:
     """Features, k-means labels, digits and stripe families of the last stage of a run."""
-    plugins = load_plugins()
-    recipe = rc.validate(rc.load_toml(run_dir / "recipe.toml"))
-    index, path = last_checkpoint(run_dir, recipe)
-    stage = recipe.stages[index]
-    earlier = {s.name: StageOutputs.load(stage_dir(run_dir, s)) for s in recipe.stages[:index]}
-    previous = earlier[recipe.stages[index - 1].name] if index else None
-    device = resolve_device("cpu")
-    datasets = stage_datasets(DataCache(device, plugins.datasets()), stage)
-    composed = compose(plugins, stage, datasets, device, previous, stage_steps(stage, datasets),
-                       earlier)
-    trainer = StageTrainer(composed, run_dir, device, None, index, lambda _: None,
-                           progress=False, stage_dir=path.parent)
-    trainer.load_state_dict(checkpoint.load(path))
+    trainer = restore_stage(run_dir, load_plugins(), torch.device("cpu"))
+    composed = trainer.composed
+    stage = composed.stage
     spec = stage.eval.features or stage.clusterer.features
     feats = trainer.features(spec, composed.train_set)
     pred = trainer.cluster(spec).labels.cpu()
     data = composed.train_set
     return {"features": feats.cpu().numpy(), "pred": pred, "digits": data.labels.cpu(),
-            "families": data.families.cpu(), "name": recipe.name}
+            "families": data.families.cpu(), "name": load_run_recipe(run_dir).name}
 
 
 def scores(found: dict) -> dict[str, dict[str, float]]:
