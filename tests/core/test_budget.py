@@ -71,7 +71,7 @@ def test_the_stage_stops_at_its_deadline_with_eval_and_checkpoint(tmp_path):
     from corekit.composer import compose
     from corekit.engine.trainer import StageTrainer
     from corekit.plugins import load_plugins
-    from corekit.run import DataCache
+    from corekit.runner import DataCache
 
     stage = rc.validate(tiny_recipe(train={"epochs": 5, "checkpoint_every": 0})).stages[0]
     cache = DataCache(torch.device("cpu"))

@@ -10,7 +10,7 @@ from corekit import recipe as rc
 from corekit.cli import main
 from corekit.composer import compose
 from corekit.handoff import StageOutputs
-from corekit.run import DataCache
+from corekit.runner import DataCache
 from corekit.testing import plugin_set, run_tiny, tiny_recipe
 from tests.core import toy_plugin
 

@@ -8,7 +8,7 @@ from corekit.composer import compose
 from corekit.engine.trainer import StageTrainer
 from corekit.errors import ComponentError
 from corekit.lifecycle import HOOKS, Hooks, Lifecycle, check_hooks
-from corekit.run import DataCache
+from corekit.runner import DataCache
 from corekit.testing import plugin_set, tiny_recipe
 from tests.core import toy_plugin
 

@@ -11,7 +11,7 @@ from corekit.cli import main
 from corekit.composer import CompositionError, compose
 from corekit.errors import RecipeError
 from corekit.needs import ACCEPTS, Need
-from corekit.run import DataCache, check_recipe, train
+from corekit.runner import DataCache, check_recipe, train
 from corekit.testing import plugin_set, tiny_recipe
 from tests.core import toy_plugin
 

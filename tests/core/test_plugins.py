@@ -19,7 +19,7 @@ from corekit.errors import ComponentError, PluginError, RecipeError
 from corekit.handoff import StageOutputs
 from corekit.plugins import HOOKS, check_requirements, load_plugins
 from corekit.registry import KINDS
-from corekit.run import DataCache, check_recipe, train
+from corekit.runner import DataCache, check_recipe, train
 from corekit.testing import plugin_set
 from tests.core import toy_plugin
 

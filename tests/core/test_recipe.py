@@ -1,3 +1,4 @@
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,7 @@ def test_component_shorthand_and_to_toml_round_trip():
     raw = rc.merge(tiny_recipe(), {"clusterer": {"type": "spherical_kmeans", "n_init": 2}})
     recipe = rc.validate(raw)
     assert recipe.stages[0].clusterer.options == {"n_init": 2}
-    again = rc.validate(rc.tomllib.loads(rc.to_toml(recipe.raw)))
+    again = rc.validate(tomllib.loads(rc.to_toml(recipe.raw)))
     assert again.stages[0] == recipe.stages[0]
 
 
@@ -92,7 +93,7 @@ def test_show_cli_and_unknown_recipe(capsys):
 def test_dotted_option_keys_survive_the_run_directory_toml():
     raw = tiny_recipe(train={"optimizer": {"lr_mult": {"heads.proj": 10.0}}},
                       stage=[{"name": "a", "train": {"optimizer": {"lr_mult": {"heads.x": 2.0}}}}])
-    again = rc.tomllib.loads(rc.to_toml(raw))
+    again = tomllib.loads(rc.to_toml(raw))
     assert again["train"]["optimizer"]["lr_mult"] == {"heads.proj": 10.0}
     assert again["stage"][0]["train"]["optimizer"]["lr_mult"] == {"heads.x": 2.0}
 
@@ -132,7 +133,7 @@ def test_registry_kind_typos_fail_at_compose_with_a_suggestion():
 
     from corekit.composer import CompositionError, compose
     from corekit.plugins import load_plugins
-    from corekit.run import DataCache
+    from corekit.runner import DataCache
 
     plugins = load_plugins()
     raw = tiny_recipe(train={"schedule": {"type": "cosin"}, "optimizer": {"type": "adamm"},

@@ -6,7 +6,7 @@ import torch
 
 from corekit import recipe as rc
 from corekit.composer import compose
-from corekit.run import DataCache
+from corekit.runner import DataCache
 from corekit.testing import plugin_set, tiny_recipe
 from tests.core import toy_plugin
 

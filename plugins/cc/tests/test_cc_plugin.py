@@ -15,7 +15,7 @@ from corekit import recipe as rc
 from corekit.composer import compose
 from corekit.data import ImageSet
 from corekit.plugins import load_plugins
-from corekit.run import train
+from corekit.runner import train
 from corekit.testing import FakeStep, assert_above_chance, record_evaluations
 
 PRESETS = ["cifar10", "cifar20", "stl10", "imagenet10", "imagenet_dogs", "tiny_imagenet",

@@ -10,7 +10,7 @@ from deepclust_propos import PSA, PSL, LatentGaussianNoise
 
 from corekit import recipe as rc
 from corekit.plugins import Plugins
-from corekit.run import train
+from corekit.runner import train
 from corekit.testing import assert_above_chance, record_evaluations
 
 
