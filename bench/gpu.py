@@ -37,7 +37,7 @@ from corekit import recipe as rc  # noqa: E402
 from corekit.components.clusterers import KMeans, SphericalKMeans  # noqa: E402
 from corekit.engine import numerics as nm  # noqa: E402
 from corekit.plugins import get_plugins  # noqa: E402
-from corekit.stage_probe import choose_numerics, throwaway, trial_numerics  # noqa: E402
+from corekit.runner import StageProbe  # noqa: E402
 
 FULL = {"images": 50_000, "steps": 3, "estep": (50_000, 128, 10)}
 TINY = {"images": 64, "steps": 2, "estep": (512, 16, 4)}
@@ -88,8 +88,7 @@ def step_check(stage: rc.Stage, data: Any, device: torch.device, numerics: nm.Nu
             raise Skip("fp16 autocast needs CUDA")
         if numerics.precision == "bf16" and numerics.precision not in nm.precisions(device):
             raise Skip("bf16 does not run natively here")
-        trial = trial_numerics(get_plugins(), stage, lambda _n: data, device, None, {},
-                               numerics, steps)
+        trial = StageProbe(get_plugins(), stage, lambda _n: data, device).trial(numerics, steps)
         if trial.error is not None:
             raise RuntimeError(trial.error)
         if not trial.finite:
@@ -120,12 +119,12 @@ def estep_check(clusterer: Any, shape: tuple[int, int, int], device: torch.devic
 
 def epoch_seconds(stage: rc.Stage, data: Any, device: torch.device) -> dict[str, Any]:
     """One epoch of ``stage`` with its ``auto`` numerics: every step, then the E-step."""
-    plugins = get_plugins()
+    probe = StageProbe(get_plugins(), stage, lambda _n: data, device)
     with tempfile.TemporaryDirectory() as cache:
-        decision = choose_numerics(plugins, stage, lambda _n: data, device, None, {},
-                                   nm.DecisionCache(Path(cache) / nm.CACHE_FILE))
-    chosen = decision.chosen.apply(stage)
-    with throwaway(plugins, chosen, lambda _n: data, device, None, {}) as (composed, trainer):
+        decision = probe.numerics(nm.DecisionCache(Path(cache) / nm.CACHE_FILE))
+    with tempfile.TemporaryDirectory() as folder:
+        composed = probe.copy(decision.chosen)
+        trainer = probe.trainer(composed, Path(folder))
         generator = torch.Generator().manual_seed(0)
         order = composed.sampler.order(len(composed.train_set), trainer.steps *
                                        trainer.batch_size, generator, composed.state)

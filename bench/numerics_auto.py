@@ -11,7 +11,7 @@ the fixed settings (fp32, bf16 where native, each contiguous and channels_last; 
 adds each of them compiled) and the auto choice are timed side by side: ``auto`` decides first
 (its own probe, an empty cache), then each setting and the chosen one are timed ``--repeats``
 times, interleaved, each repeat a fresh throwaway stage of 1 warm-up + ``--steps`` timed steps
-(``corekit.stage_probe.trial_numerics``). Reported: median seconds per step, the fastest fixed
+(``corekit.runner.StageProbe.trial``). Reported: median seconds per step, the fastest fixed
 setting, the auto choice, auto's time over the fastest fixed one, and the time of the fixed
 setting auto chose over the fastest (the same setting timed in the same repeats: where auto
 chose a fixed column, the two ratios differ only by timing noise).
@@ -42,7 +42,7 @@ from corekit.data import load_dataset  # noqa: E402
 from corekit.engine import numerics as nm  # noqa: E402
 from corekit.errors import UserError  # noqa: E402
 from corekit.plugins import get_plugins  # noqa: E402
-from corekit.stage_probe import choose_numerics, trial_numerics  # noqa: E402
+from corekit.runner import StageProbe  # noqa: E402
 
 CPU = torch.device("cpu")
 CPU_PRESETS = ("digits", "mnist", "stripe-mnist")
@@ -85,16 +85,17 @@ def measure(plugins: Any, recipe: str, size: str, args: argparse.Namespace) -> d
     stage, preset = stage_for(plugins, recipe, size, args.cifar_batch)
     data = data_for(stage, size)
     datasets = lambda _name: data  # noqa: E731
+    probe = StageProbe(plugins, stage, datasets, CPU)
     with tempfile.TemporaryDirectory() as cache:
         os.environ[nm.CACHE_ENV] = cache
-        decision = choose_numerics(plugins, stage, datasets, CPU, None, {})
+        decision = probe.numerics()
     fixed = nm.candidates(stage.train, CPU)
     if args.compile:
         fixed += [attrs.evolve(n, compile=True) for n in fixed]
     seconds: dict[str, list[float]] = {n.label(): [] for n in fixed}
     seconds["auto"] = []
     def time_step(numerics: nm.Numerics) -> float:
-        trial = trial_numerics(plugins, stage, datasets, CPU, None, {}, numerics, args.steps)
+        trial = probe.trial(numerics, args.steps)
         return trial.seconds_per_step if trial.error is None else float("nan")
 
     for _ in range(args.repeats):

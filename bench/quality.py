@@ -4,7 +4,7 @@ Recipes: ``simclr-kmeans`` and, where ``deepclust plugins`` lists them, ``cc``, 
 ``propos``; each runs with its ``--data`` preset (``digits``; ``mnist:DIR`` = all 70,000 MNIST
 images from ``../shared/data/mnist`` next to the repository). Every run is a subprocess (this
 script with ``--worker``: ``--threads`` torch threads, default 2; ``OPENBLAS_NUM_THREADS=1``;
-``corekit.run.train`` on the CPU) timed for wall seconds and CPU seconds (user + system of
+``corekit.runner.train`` on the CPU) timed for wall seconds and CPU seconds (user + system of
 the child, from ``getrusage``; includes start-up, data loading and evaluation). Baseline:
 scikit-learn ``KMeans(10, n_init=10, random_state=0)`` on raw pixels / 255, metrics from
 ``corekit.metrics``.
@@ -90,7 +90,7 @@ def worker(args: argparse.Namespace) -> None:
     setup(args.threads)
     from corekit import recipe as rc
     from corekit.plugins import get_plugins
-    from corekit.run import train
+    from corekit.runner import train
 
     plugins = get_plugins()
     overrides = ['train.device="cpu"', *args.set]

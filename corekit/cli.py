@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from corekit import recipe as rc
 from corekit.errors import UserError, did_you_mean
@@ -97,6 +102,15 @@ def _resolve(args: argparse.Namespace, plugins: Plugins) -> rc.Recipe:
 
 
 def cmd_show(args: argparse.Namespace, plugins: Plugins) -> int:
+    run_dir = Path(args.recipe)
+    if run_dir.is_dir():
+        from corekit.runner.show import describe_run
+
+        if not (run_dir / "recipe.toml").is_file() and not any(run_dir.glob("seed-*/recipe.toml")):
+            raise UserError(f"{run_dir} is a folder but not a run directory (no recipe.toml): "
+                            "give a recipe name, a .toml file or the --out of deepclust train")
+        print("\n".join(describe_run(run_dir)))
+        return 0
     recipe = _resolve(args, plugins)
     if "auto" in recipe.raw:
         print(f"# {recipe.raw['auto']['line']}")
@@ -106,7 +120,7 @@ def cmd_show(args: argparse.Namespace, plugins: Plugins) -> int:
 
 def cmd_check(args: argparse.Namespace, plugins: Plugins) -> int:
     from corekit.engine.devices import resolve_device
-    from corekit.run import DataCache, check_recipe
+    from corekit.runner import DataCache, check_recipe
 
     recipe = _resolve(args, plugins)
     cache = DataCache(resolve_device(recipe.stages[0].train.device), plugins.datasets())
@@ -121,7 +135,7 @@ def cmd_check(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
-    from corekit.run import train, train_seeds
+    from corekit.runner import train, train_seeds
 
     overrides = list(args.set or [])
     if args.device:
@@ -156,9 +170,10 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
         else:
             final = train(recipe, out, plugins, resume=args.resume, progress=progress,
                           only=args.stage, command=command)
-    except KeyboardInterrupt:
-        print(f"deepclust: interrupted; {interrupted_note(out)}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"deepclust: {what}; {interrupted_note(out)}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     print(_metrics_line(final))
     print(f"run directory: {out}  (final.json, metrics.jsonl, report.md)")
     return 0
@@ -175,7 +190,7 @@ def _metrics_line(final: dict) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace, plugins: Plugins) -> int:
-    from corekit.run import evaluate_run
+    from corekit.runner import evaluate_run
 
     result = evaluate_run(Path(args.run_dir), plugins)
     print(_metrics_line(result))
@@ -258,12 +273,14 @@ def parser() -> argparse.ArgumentParser:
                     help="as JSON, with every component's options, needs and outputs")
     sp.set_defaults(func=cmd_components)
     sub.add_parser("recipes", help="list recipes").set_defaults(func=cmd_recipes)
-    for name, func, text in (("show", cmd_show, "print the resolved recipe"),
+    for name, func, text in (("show", cmd_show, "print the resolved recipe, or a run directory's "
+                                               "decisions per stage"),
                              ("check", cmd_check, "validate and compose every stage, no "
                                                   "training (exit 0 or 2)"),
                              ("train", cmd_train, "train a recipe")):
         sp = sub.add_parser(name, help=text)
-        sp.add_argument("recipe", help="recipe name or path to a .toml file")
+        sp.add_argument("recipe", help="recipe name or path to a .toml file" +
+                        (" (or a run directory)" if name == "show" else ""))
         sp.add_argument("--data", help="digits, mnist, mnist:DIR, cifar10, cifar20, stl10, "
                                        "imagefolder:PATH (picks the recipe's preset)")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -313,21 +330,46 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers send), handled as an interrupt: checkpoints and locks are
+    left as after Ctrl-C."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`Terminated` in the main thread; the earlier
+    handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    earlier = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, earlier)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     args.argv = argv[1:] if argv and argv[0] == "train" else argv
     debug = args.debug or bool(os.environ.get("DEEPCLUST_DEBUG"))
     try:
-        return args.func(args, get_plugins())
+        with terminate_as_interrupt():
+            return args.func(args, get_plugins())
     except UserError as exc:
         if debug:
             raise
         print(f"deepclust: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("deepclust: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"deepclust: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}",
+              file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:  # `deepclust recipes | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -11,7 +11,7 @@ that is numerically safe wins. Safe means a finite loss on every timed step and,
 batch (the same images and views for every candidate), a loss within ``LOSS_RTOL`` of the
 full-precision candidate's. The decision is cached per (machine, torch, threads, stage) in
 ``numerics.json`` under the cache directory, so later runs of the same stage skip the probe;
-each stage writes its decision and the timings to ``stages/NAME/numerics.json``.
+each stage's decision and the timings are part of its plan (``stages/NAME/plan.json``).
 """
 
 from __future__ import annotations
@@ -23,18 +23,18 @@ import os
 import platform
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import torch
 
 from corekit import recipe as rc
 from corekit.engine.devices import cpu_flags, cpu_has_native_bf16
+from corekit.network import Network
 
 LOSS_RTOL = 0.05  # first-batch loss of a candidate vs full precision, relative (floor 1)
 CACHE_ENV = "DEEPCLUST_CACHE_DIR"
 CACHE_FILE = "numerics.json"
-RUN_FILE = "numerics.json"  # in the stage's folder of the run directory
 _KEY_VERSION = 1
 
 
@@ -56,6 +56,22 @@ class Numerics:
         return attrs.evolve(stage, train=attrs.evolve(
             stage.train, precision=self.precision, memory_format=self.memory_format,
             compile=self.compile))
+
+    def prepare(self, network: Network) -> None:
+        """Put ``network`` (on its device, its EMA copies already made) in this memory format
+        and compile its parts in place where asked."""
+        prepare_network(network, self.memory_format, self.compile)
+
+
+def prepare_network(network: Network, memory_format: rc.MemoryFormat,
+                    compile: bool | Literal["auto"]) -> None:
+    """The network-side numerics of a stage: ``channels_last`` moves every parameter to that
+    layout; ``compile = true`` compiles every encoder and head in place (``"auto"`` settings
+    are decided before, so they leave the network as it is)."""
+    if memory_format == "channels_last":
+        network.to(memory_format=torch.channels_last)
+    if compile is True:
+        network.compile_parts()
 
 
 @attrs.frozen
@@ -122,15 +138,6 @@ def _parse_label(label: str) -> Numerics:
     return Numerics(precision=parts[0],  # type: ignore[arg-type]
                     memory_format="channels_last" if "channels_last" in parts else "contiguous",
                     compile="compile" in parts)
-
-
-def saved_choice(stage_dir: Path) -> Numerics | None:
-    """The numerics a stage trained with, from its ``numerics.json`` (None where it has none:
-    it trained with the recipe's own settings)."""
-    try:
-        return Numerics(**json.loads((stage_dir / RUN_FILE).read_text())["chosen"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def is_auto(train: rc.Train) -> bool:

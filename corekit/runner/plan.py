@@ -1,0 +1,210 @@
+"""A stage's plan: the stage as the recipe states it plus every decision taken for it.
+
+Decisions are taken once, before the stage trains, and kept as values: the number of clusters
+and how it was found, the seed, the device, the numerics and their trial times, the epochs a
+time budget allows and the probe's figures. The plan's ``stage`` is the recipe's stage with
+those decisions applied (``attrs.evolve``); the recipe itself is never edited. Each stage
+writes its plan to ``RUN/stages/NAME/plan.json``; ``deepclust show RUN`` prints it, and
+``evaluate`` reads it back to rebuild the stage as it trained.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import torch
+
+from corekit import recipe as rc
+from corekit.budget import Plan as BudgetProbe
+from corekit.budget import format_seconds, parse_budget, scale_stage
+from corekit.engine.numerics import Decision, DecisionCache, candidates
+from corekit.estimate_k import KEstimate, estimate_k
+from corekit.handoff import StageOutputs
+from corekit.plugins import Plugins
+from corekit.runner.data_cache import DataCache, stage_datasets
+from corekit.runner.probes import StageProbe
+
+PLAN_FILE = "plan.json"
+
+
+@attrs.frozen
+class KChoice:
+    """The stage's number of clusters and how it was found: stated by the recipe (``--k``),
+    the class count of a labelled set, or estimated (``corekit.estimate_k``) for an
+    unlabelled one."""
+
+    k: int
+    how: Literal["recipe", "labels", "estimate"]
+    estimate: KEstimate | None = None
+
+    def apply(self, stage: rc.Stage) -> rc.Stage:
+        """``stage`` with an estimated K as its ``data.n_clusters`` (a stated or labelled K
+        is already the stage's)."""
+        if self.how != "estimate":
+            return stage
+        return attrs.evolve(stage, data=attrs.evolve(stage.data, n_clusters=self.k))
+
+    def describe(self) -> str:
+        if self.estimate is None:
+            source = "data.n_clusters" if self.how == "recipe" else "the class count"
+            return f"K = {self.k} ({source})"
+        return (f"K = {self.k}, estimated by the silhouette of k-means on the pixels of "
+                f"{self.estimate.n_images} images (no labels and no --k; k_estimate.json)")
+
+    def to_json(self) -> dict[str, Any]:
+        scores = self.estimate.scores if self.estimate else None
+        return {"k": self.k, "how": self.how, "silhouette": scores,
+                "n_images": self.estimate.n_images if self.estimate else None}
+
+    @classmethod
+    def from_json(cls, payload: Mapping[str, Any]) -> KChoice:
+        estimate = None
+        if payload.get("silhouette") is not None:
+            scores = {int(k): float(v) for k, v in payload["silhouette"].items()}
+            estimate = KEstimate(int(payload["k"]), scores, int(payload["n_images"]))
+        return cls(int(payload["k"]), payload["how"], estimate)
+
+
+def decide_k(stage: rc.Stage, cache: DataCache) -> KChoice:
+    """How many clusters ``stage`` makes: the recipe's ``data.n_clusters``, else the class
+    count of the set it trains on, else an estimate from its pixels."""
+    if stage.data.n_clusters:
+        return KChoice(stage.data.n_clusters, "recipe")
+    data = stage_datasets(cache, stage)(stage.data.trained_on())
+    if data.num_classes:
+        return KChoice(data.num_classes, "labels")
+    estimate = estimate_k(data, stage.train.seed)
+    return KChoice(estimate.k, "estimate", estimate)
+
+
+@attrs.frozen
+class BudgetChoice:
+    """What a time budget allows a stage: ``seconds`` of the run's budget left for it once
+    its probe ran, and the probe's timings with the epochs that fit (``corekit.budget``)."""
+
+    seconds: float
+    probe: BudgetProbe
+
+    @property
+    def training_seconds(self) -> float:
+        """Seconds the stage may train before its last E-step."""
+        return self.seconds - self.probe.seconds_per_estep
+
+    def describe(self) -> str:
+        return f"{self.probe.describe()}; {format_seconds(self.seconds)} left for the stage"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, **attrs.asdict(self.probe)}
+
+    @classmethod
+    def from_json(cls, payload: Mapping[str, Any]) -> BudgetChoice:
+        fields = {f.name for f in attrs.fields(BudgetProbe)}
+        return cls(float(payload["seconds"]),
+                   BudgetProbe(**{k: v for k, v in payload.items() if k in fields}))
+
+
+@attrs.frozen
+class StagePlan:
+    """A stage and every decision taken for it. ``stage`` has the decisions applied: the
+    estimated K, the chosen numerics, the epochs (and epoch-counted options) a budget
+    allows; ``recipe_stage`` is the stage as the recipe states it."""
+
+    index: int
+    recipe_stage: rc.Stage
+    device: torch.device
+    k: KChoice
+    numerics: Decision
+    budget: BudgetChoice | None = None
+
+    @property
+    def name(self) -> str:
+        return self.recipe_stage.name
+
+    @property
+    def seed(self) -> int:
+        return self.recipe_stage.train.seed
+
+    @property
+    def stage(self) -> rc.Stage:
+        """The stage as it trains: the recipe's, with K, numerics and budget applied."""
+        stage = self.numerics.chosen.apply(self.k.apply(self.recipe_stage))
+        return scale_stage(stage, self.budget.probe.epochs) if self.budget else stage
+
+    def describe(self) -> list[str]:
+        """One line per decision, for the log and ``deepclust show RUN``."""
+        lines = [f"device {self.device}, seed {self.seed}", self.k.describe(),
+                 self.numerics.describe()]
+        if self.budget is not None:
+            lines.append(self.budget.describe())
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stage": self.name, "index": self.index, "device": str(self.device),
+                "seed": self.seed, "epochs": self.stage.train.epochs, "k": self.k.to_json(),
+                "numerics": self.numerics.to_json(),
+                "budget": self.budget.to_json() if self.budget else None}
+
+    def save(self, folder: Path) -> Path:
+        """``folder/plan.json``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / PLAN_FILE
+        path.write_text(json.dumps(self.to_json(), indent=2))
+        return path
+
+    @classmethod
+    def load(cls, folder: Path, recipe_stage: rc.Stage) -> StagePlan | None:
+        """The plan ``recipe_stage`` trained with, from ``folder/plan.json``; None where the
+        stage has none (it never trained)."""
+        path = folder / PLAN_FILE
+        if not path.exists():
+            return None
+        payload = json.loads(path.read_text())
+        budget = payload.get("budget")
+        return cls(int(payload["index"]), recipe_stage, torch.device(payload["device"]),
+                   KChoice.from_json(payload["k"]),
+                   attrs.evolve(Decision.from_json(payload["numerics"]), cached=False),
+                   BudgetChoice.from_json(budget) if budget else None)
+
+
+@attrs.frozen
+class PlanContext:
+    """What planning a stage reads besides the stage: the run's plugins, data and device,
+    the hand-off of the stages before (``previous``, and ``earlier`` by name), the clock
+    (``started``, ``time.perf_counter`` at the run's start) and how many stages share the
+    budget that is left (``stages_left``)."""
+
+    plugins: Plugins
+    cache: DataCache
+    device: torch.device
+    k: KChoice
+    previous: StageOutputs | None = None
+    earlier: Mapping[str, StageOutputs] = attrs.field(factory=dict)
+    started: float = attrs.field(factory=time.perf_counter)
+    stages_left: int = 1
+    numerics_cache: DecisionCache | None = None
+
+
+def plan_stage(stage: rc.Stage, index: int, context: PlanContext) -> StagePlan:
+    """Every decision for ``stage`` (the ``index``-th of its recipe). The stage is composed
+    once for its probes, only when a probe runs: the numerics trials (``"auto"`` settings
+    or ``compile = true``) and the budget's timing (``train.budget``)."""
+    probe = StageProbe(context.plugins, context.k.apply(stage),
+                       stage_datasets(context.cache, stage), context.device, context.previous,
+                       dict(context.earlier))
+    if stage.train.epochs == 0:
+        return StagePlan(index, stage, context.device, context.k,
+                         Decision(candidates(stage.train, context.device)[0]))
+    numerics = probe.numerics(context.numerics_cache)
+    budget = None
+    if stage.train.budget is not None:
+        elapsed = time.perf_counter() - context.started
+        seconds = (parse_budget(stage.train.budget) - elapsed) / context.stages_left
+        probe_started = time.perf_counter()
+        timing = probe.budget(numerics.chosen, seconds)
+        budget = BudgetChoice(seconds - (time.perf_counter() - probe_started), timing)
+    return StagePlan(index, stage, context.device, context.k, numerics, budget)

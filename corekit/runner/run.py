@@ -1,0 +1,69 @@
+"""Running a planned stage: compose it once, train it, save what the next stage reads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from corekit.assign import write_assignments
+from corekit.budget import Deadline
+from corekit.checkpoint_io import load as load_checkpoint
+from corekit.composer import compose
+from corekit.engine.devices import resolve_precision
+from corekit.engine.seed import seed_everything
+from corekit.engine.steps import stage_steps
+from corekit.engine.trainer import StageTrainer
+from corekit.handoff import StageOutputs
+from corekit.runner.data_cache import stage_datasets
+from corekit.runner.plan import PlanContext, StagePlan
+
+
+@attrs.frozen
+class StageResult:
+    """What a trained stage leaves: its hand-off to the next stage and its metrics."""
+
+    outputs: StageOutputs
+    metrics: dict[str, Any]
+
+
+def stage_dir(out: Path, name: str) -> Path:
+    """Where stage ``name`` keeps its plan, checkpoint and outputs: ``RUN/stages/<name>``."""
+    return out / "stages" / name
+
+
+def run_stage(plan: StagePlan, context: PlanContext, out: Path, *, resume: bool = False,
+              log: Callable[[str], None] = print, progress: bool = True) -> StageResult:
+    """Train ``plan``'s stage into ``out``: its plan, checkpoint, outputs, ``final.json`` and
+    ``assignments.csv`` go to ``out/stages/NAME``; its metrics to ``out/metrics.jsonl``.
+    With ``resume`` it continues from the stage's checkpoint where there is one."""
+    stage = plan.stage
+    folder = stage_dir(out, stage.name)
+    deadline = Deadline.after(plan.budget.training_seconds) if plan.budget else None
+    plan.save(folder)
+    datasets = stage_datasets(context.cache, stage)
+    seed_everything(stage.train.seed)
+    composed = compose(context.plugins, stage, datasets, plan.device, context.previous,
+                       stage_steps(stage, datasets), dict(context.earlier))
+    trainer = StageTrainer(composed, out, plan.device,
+                           resolve_precision(stage.train.precision, plan.device), plan.index,
+                           log, progress, folder, deadline)
+    payload = None
+    if resume and trainer.checkpoint_path.exists():
+        payload = load_checkpoint(trainer.checkpoint_path)
+        log(f"resumed {stage.name} after epoch {payload['epoch'] + 1}")
+    log(f"stage {stage.name}: {len(composed.train_set)} images of "
+        f"{composed.train_set.name}, {composed.n_clusters} clusters, {stage.train.epochs} "
+        f"epochs x {trainer.steps} steps on {plan.device}")
+    metrics = trainer.run(payload)
+    outputs = composed.outputs(stage.train.epochs)
+    outputs.save(folder)
+    (folder / "final.json").write_text(json.dumps(metrics, indent=2))
+    cluster, confidence = trainer.assigned()
+    data = composed.train_set
+    write_assignments(folder / "assignments.csv", cluster, confidence, data.names,
+                      data.labels if data is composed.eval_set else None)
+    return StageResult(outputs, metrics)
