@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from corekit import recipe as rc
+from corekit.run_folder import check_output_dir  # noqa: F401  cli.py's import, until it moves
 
 LOCAL_FILE = "local.json"
 RUN_FILE = "run.json"
@@ -74,60 +74,6 @@ def write_run_files(out: Path, recipe: rc.Recipe, command: str | None) -> None:
                         "epochs": s.train.epochs} for s in recipe.stages],
             "command": command}
     (out / RUN_FILE).write_text(json.dumps(info, indent=2))
-
-
-RUN_MARKERS = ("recipe.toml", "final.json", "metrics.jsonl", "stages")
-RUN_ARTEFACTS = (*RUN_MARKERS, "run.json", "local.json", "versions.json", "report.md",
-                 "report", "curves.png", "assignments.csv", "auto_preset.json",
-                 "k_estimate.json", "k_estimate.png", "predictions", "export", "tensorboard")
-
-
-def holds_run(folder: Path) -> bool:
-    """Whether ``folder`` holds a run (or a ``--seeds`` run's seed folders)."""
-    return folder.is_dir() and (any((folder / m).exists() for m in RUN_MARKERS)
-                                or any(folder.glob("seed-*/recipe.toml")))
-
-
-def check_output_dir(out: Path, resume: bool, overwrite: bool, stage: str | None) -> None:
-    """Refuse a ``--out`` that holds a run unless it is continued (``--resume``, ``--stage``)
-    or explicitly replaced (``--overwrite``: only the run's own files are removed); refuse one
-    that cannot be created or written, before any data is loaded."""
-    import errno
-    import shutil
-    import tempfile
-
-    from corekit.errors import UserError
-
-    if holds_run(out) and not (resume or stage or overwrite):
-        raise UserError(f"--out {out} already holds a run; continue it with --resume, rerun "
-                        "one stage with --stage NAME, or replace it with --overwrite")
-    for parent in [out, *out.parents]:
-        if parent.exists() and not parent.is_dir():
-            raise UserError(f"--out {out}: {parent} is a file, not a folder")
-    created = [p for p in [out, *out.parents] if not p.exists()]
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        reason = "the file system is read-only" if exc.errno == errno.EROFS else exc.strerror
-        raise UserError(f"--out {out} cannot be written ({reason}); choose another folder") \
-            from None
-    finally:
-        for folder in created:
-            if folder.exists() and not any(folder.iterdir()):
-                folder.rmdir()
-    if overwrite and holds_run(out):
-        for name in RUN_ARTEFACTS:
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-        for seed in out.glob("seed-*"):
-            if holds_run(seed):
-                shutil.rmtree(seed)
 
 
 def interrupted_note(out: Path) -> str:
