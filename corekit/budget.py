@@ -10,36 +10,16 @@ after the last epoch that fits, with its final E-step, evaluation and checkpoint
 
 from __future__ import annotations
 
-import math
-import re
 import time
 from typing import Any
 
 import attrs
 
 from corekit import recipe as rc
-from corekit.errors import RecipeError
+from corekit.recipe.durations import parse_budget as parse_budget  # callers read it here too
 
-_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)([hms])")
 SAFETY = 0.9  # of the budget planned for training; the rest covers evaluation and saving
 EPOCH_OPTIONS = ("warmup_epochs", "cosine_epochs")
-
-
-def parse_budget(text: str | float | int, path: str = "train.budget") -> float:
-    """``"10m"``, ``"1h30m"``, ``"90s"``, ``"2.5m"`` or a number of seconds → seconds (> 0)."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        seconds = float(text)
-    else:
-        compact = str(text).strip().lower().replace(" ", "")
-        parts = _PART.findall(compact)
-        if not parts or "".join(n + u for n, u in parts) != compact:
-            raise RecipeError(f"{path}: {text!r} is not a duration; write e.g. '10m', '1h30m', "
-                              "'90s' or a number of seconds")
-        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise RecipeError(f"{path}: the budget must be a positive duration, got {text!r}")
-    return seconds
 
 
 @attrs.frozen

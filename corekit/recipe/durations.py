@@ -1,0 +1,27 @@
+"""Durations in a recipe: ``train.budget = "10m"`` (and ``--budget``) read as seconds."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from corekit.errors import RecipeError
+
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([hms])")
+
+
+def parse_budget(text: str | float | int, path: str = "train.budget") -> float:
+    """``"10m"``, ``"1h30m"``, ``"90s"``, ``"2.5m"`` or a number of seconds → seconds (> 0)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        compact = str(text).strip().lower().replace(" ", "")
+        parts = _PART.findall(compact)
+        if not parts or "".join(n + u for n, u in parts) != compact:
+            raise RecipeError(f"{path}: {text!r} is not a duration; write e.g. '10m', '1h30m', "
+                              "'90s' or a number of seconds")
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise RecipeError(f"{path}: the budget must be a positive duration, got {text!r}")
+    return seconds

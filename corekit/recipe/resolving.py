@@ -1,0 +1,109 @@
+"""From a recipe's name to a validated ``Recipe``: read the TOML file (``load_toml``), merge
+its ``extends`` chain and the preset of the data set (``resolve_raw``, ``select_data``), apply
+the ``auto`` preset and the ``--set`` overrides, then validate (``resolve``)."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from corekit.errors import RecipeError
+from corekit.recipe.schema import Raw, Recipe
+from corekit.recipe.tables import apply_override, merge, parse_override
+from corekit.recipe.validation import validate
+
+
+def load_toml(path: Path) -> Raw:
+    """A TOML file as a dict; a missing file, invalid UTF-8 (or a UTF-8 BOM, which TOML does not
+    allow) and invalid TOML are RecipeErrors that say where."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise RecipeError(f"recipe file {path} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise RecipeError(f"recipe file {path} is a folder, not a .toml file") from exc
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise RecipeError(f"recipe file {path} starts with a UTF-8 BOM, which TOML does not "
+                          "allow; save it as UTF-8 without BOM")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise RecipeError(f"recipe file {path} is not valid UTF-8 (byte "
+                          f"0x{data[exc.start]:02x} on line {line}); save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"recipe file {path} is not valid TOML: {exc}") from exc
+
+
+def resolve_raw(name_or_path: str, find: Callable[[str], Path], data: str | None = None,
+                _seen: tuple[str, ...] = ()) -> Raw:
+    """The raw dict of a recipe with its ``extends`` chain merged in, resolved for ``data``.
+
+    Each recipe of the chain is applied whole before its child: the parent (resolved for the
+    data set, its preset included), then the child's own tables, then the child's preset for
+    the data set. So a child's ``train.epochs = 3`` means 3 epochs under ``--data digits`` even
+    when the parent's ``digits`` preset sets another value. ``presets`` holds every preset of
+    the chain (for listing and validation); ``preset`` names the one applied.
+    """
+    if name_or_path in _seen:
+        raise RecipeError(f"recipe {name_or_path!r} extends itself: {' -> '.join(_seen)}")
+    path = Path(name_or_path) if name_or_path.endswith(".toml") else find(name_or_path)
+    raw = load_toml(path)
+    raw.setdefault("name", path.stem)
+    parent = raw.pop("extends", None)
+    own_presets = raw.pop("presets", {})
+    if not isinstance(own_presets, Mapping):
+        raise RecipeError(f"{path}: presets: expected a table of dataset names")
+    if parent is None:
+        out, presets = raw, dict(own_presets)
+    else:
+        base = resolve_raw(parent, find, data, (*_seen, name_or_path))
+        presets = merge(base.pop("presets", {}), own_presets)
+        out = merge(base, raw)
+    key = dataset_key(data) if data else None
+    if key is not None and isinstance(own_presets.get(key), Mapping):
+        out = merge(out, own_presets[key])
+        out["preset"] = key
+    out["presets"] = presets
+    return out
+
+
+def dataset_key(data: str) -> str:
+    """The preset key of a ``--data`` value: ``mnist:DIR`` -> ``mnist``."""
+    return data.split(":", 1)[0]
+
+
+def select_data(raw: Raw, data: str | None) -> Raw:
+    """Merge the preset for ``data`` (if the recipe has one) and set ``data.name``."""
+    presets = raw.get("presets", {})
+    if data is None:
+        return raw
+    key = dataset_key(data)
+    out = dict(raw)
+    if key in presets and raw.get("preset") != key:  # not yet applied by resolve_raw
+        out = merge(raw, presets[key])
+        out["preset"] = key
+    return merge(out, {"data": {"name": data}})
+
+
+def resolve(
+    name_or_path: str,
+    find: Callable[[str], Path],
+    data: str | None = None,
+    overrides: list[str] = (),  # type: ignore[assignment]
+    auto: Callable[[Raw, Raw, str], Raw] | None = None,
+) -> Recipe:
+    """Load, extend, pick the dataset preset, apply ``--set`` overrides and validate.
+    ``auto(recipe, selected, data)`` may replace the selected raw recipe (the ``auto`` preset
+    of ``corekit.auto`` when no preset fits the data)."""
+    base = resolve_raw(name_or_path, find, data)
+    raw = select_data(base, data)
+    if auto is not None and data is not None:
+        raw = auto(base, raw, data)
+    for text in overrides:
+        keys, value = parse_override(text)
+        raw = apply_override(raw, keys, value)
+    return validate(raw)

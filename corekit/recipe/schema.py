@@ -1,0 +1,272 @@
+"""The recipe schema: one attrs class per table of a recipe, down to ``Stage`` (everything a
+single training run needs) and ``Recipe`` (metadata and stages). A numeric field carries its
+range beside it (``ranged``), ``build`` (``corekit.recipe.conversion``) checks it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import attrs
+
+from corekit.errors import RecipeError, did_you_mean
+from corekit.recipe.checks import BIG, Matches, checked, ranged
+
+Raw = dict[str, Any]
+"""A recipe as TOML reads it: nested tables of plain values."""
+
+
+def _opts() -> Any:
+    return attrs.field(factory=dict)
+
+
+@attrs.define
+class Component:
+    """A named component and the options passed to its factory. ``init_from = "STAGE:PART"``
+    (encoders) loads the weights of part PART saved by an earlier stage STAGE; ``weights =
+    "PATH"`` loads a safetensors or torch file (``corekit.weights``)."""
+
+    type: str
+    init_from: str | None = None
+    weights: str | None = None
+    options: dict[str, Any] = _opts()
+
+
+@attrs.define
+class Head:
+    """A head: ``input`` names an encoder or another head it reads. ``share = "other"`` applies
+    head ``other``'s module (one set of parameters) to this head's own ``input`` instead of
+    building a new one; ``init_from = "STAGE:PART"`` loads an earlier stage's weights."""
+
+    type: str | None = None
+    input: str = "backbone"
+    share: str | None = None
+    init_from: str | None = None
+    weights: str | None = None
+    options: dict[str, Any] = _opts()
+
+
+@attrs.define
+class Loss:
+    """A weighted loss term, active from ``start_epoch`` (0-based) on."""
+
+    type: str
+    weight: float = ranged(1.0, -1e6, 1e6)
+    start_epoch: int = ranged(0, 0, BIG)
+    options: dict[str, Any] = _opts()
+
+
+@attrs.define
+class State:
+    """A named training state (``[state.NAME]``) of a registered state type; ``init_from =
+    "STAGE:NAME"`` starts it from the state NAME saved by an earlier stage."""
+
+    type: str
+    init_from: str | None = None
+    options: dict[str, Any] = _opts()
+
+
+@attrs.define
+class Target:
+    """Short form of ``[state.target] type = "ema"``: an EMA target branch over ``parts``
+    (encoders and heads) of the online network; other keys are options of the ``ema`` type."""
+
+    parts: list[str] = attrs.field(factory=lambda: ["backbone"])
+    momentum: float = ranged(0.996, 0, 1)
+    schedule: Literal["constant", "cosine"] = "constant"
+    options: dict[str, Any] = _opts()
+
+
+@attrs.define
+class Model:
+    """The networks: a primary ``backbone``, extra named ``encoders``, ``heads``, ``target``."""
+
+    backbone: Component = attrs.field(factory=lambda: Component("small_cnn"))
+    encoders: dict[str, Component] = attrs.field(factory=dict)
+    heads: dict[str, Head] = attrs.field(factory=dict)
+    target: Target | None = None
+
+
+@attrs.define
+class Data:
+    """The training images. ``reference`` names a second dataset; ``source`` picks which one
+    this stage trains on; ``n_clusters`` defaults to the dataset's class count."""
+
+    name: str = "digits"
+    reference: str | None = None
+    source: Literal["main", "reference"] = "main"
+    n_clusters: int | None = ranged(None, 1, BIG)
+    subset: int | None = ranged(None, 1, BIG)
+
+    def trained_on(self) -> str:
+        """The name of the set the stage trains on: ``reference`` where ``source`` picks it
+        (and it is given), else ``name``."""
+        return self.reference if self.source == "reference" and self.reference else self.name
+
+
+@attrs.define
+class Augment:
+    """``views`` augmented views per image; ``type`` is one pipeline or one per view."""
+
+    type: str | list[str] = "simclr"
+    views: int = ranged(2, 1, 64)
+    size: int | None = ranged(None, 1, 4096)
+    normalize: bool = False
+    options: dict[str, Any] = _opts()
+
+
+@attrs.define
+class Clusterer:
+    """The E-step: cluster ``features`` (``branch:output``) every ``every`` epochs; with
+    ``per_batch`` the clusterer's ``update`` also re-assigns each batch after its step."""
+
+    type: str
+    features: str = "online:backbone"
+    every: int = ranged(1, 0, BIG)
+    before_training: bool = True
+    per_batch: bool = False
+    normalize: bool = True
+    options: dict[str, Any] = _opts()
+
+
+@attrs.define
+class MemoryBank:
+    """Short form of ``[state.bank] type = "memory_bank"``: one feature per dataset index,
+    refreshed after each optimizer step; other keys are options of the ``memory_bank`` type."""
+
+    source: str = "online:backbone"
+    momentum: float = ranged(0.5, 0, 1)
+    view: int = ranged(0, 0, 63)
+    options: dict[str, Any] = _opts()
+
+
+@attrs.define
+class Optimizer:
+    """A registered optimizer (``type``) over the trainable parameters. ``lr_mult`` scales the
+    lr of parameters under a prefix (e.g. ``{"heads.pred" = 10}``); ``no_decay_norm_bias``
+    exempts biases and norm weights from weight decay; other keys (``momentum``,
+    ``nesterov``, ``betas``, ...) are options of the optimizer type."""
+
+    type: str = "adam"
+    lr: float = ranged(3e-4, 0, 10, open_low=True)
+    weight_decay: float = ranged(0.0, 0, 1)
+    lr_mult: dict[str, float] = ranged(attrs.Factory(dict), 0, BIG, open_low=True)
+    no_decay_norm_bias: bool = False
+    options: dict[str, Any] = _opts()
+
+
+@attrs.define
+class Schedule:
+    """A registered learning-rate schedule (``constant``, ``cosine``, ``multistep``,
+    ``fixmatch_cosine``, ...); other keys (``warmup_epochs``, ``cosine_epochs``, ...) are
+    options of the schedule type."""
+
+    type: str = "constant"
+    options: dict[str, Any] = _opts()
+
+
+@attrs.define
+class Sampler:
+    """A registered sampler (``shuffle``, ``cluster_balanced``, ...) and its options."""
+
+    type: str = "shuffle"
+    options: dict[str, Any] = _opts()
+
+
+DEVICE = Matches(re.compile(r"auto|cpu|mps|cuda(:\d+)?"), "a device",
+                 "use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+
+FixedPrecision = Literal["fp32", "bf16", "fp16"]
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
+FixedMemoryFormat = Literal["contiguous", "channels_last"]
+MemoryFormat = Literal["contiguous", "channels_last", "auto"]
+
+
+@attrs.define
+class Train:
+    """The M-step loop and its numerics.
+
+    ``precision`` (autocast dtype), ``memory_format`` (of the network and its inputs) and
+    ``compile`` (``torch.compile`` of every encoder and head, falling back to eager with a
+    message where it fails) may each be ``"auto"``: chosen at stage start by timing a few real
+    steps of every candidate (``corekit.engine.numerics``).
+    """
+
+    epochs: int = ranged(10, 0, 100_000)
+    batch_size: int = ranged(256, 1, BIG)
+    drop_last: bool = True
+    steps_per_epoch: int | None = ranged(None, 1, BIG)
+    optimizer: Optimizer = attrs.field(factory=Optimizer)
+    schedule: Schedule = attrs.field(factory=Schedule)
+    precision: Precision = "fp32"
+    memory_format: MemoryFormat = "contiguous"
+    compile: bool | Literal["auto"] = False
+    grad_clip: float | None = ranged(None, 0, BIG, open_low=True)
+    seed: int = ranged(0, 0, 2**32 - 1)  # numpy's seeds
+    device: str = checked("auto", DEVICE)
+    freeze: list[str] = attrs.field(factory=list)
+    sampler: Sampler = attrs.field(factory=Sampler)
+    eval_every: int = ranged(1, 0, BIG)
+    checkpoint_every: int = ranged(1, 0, BIG)
+    time_phases: bool = False  # seconds per loop phase into metrics.jsonl (syncs CUDA)
+    # wall-clock cap: "10m", "1h30m", "90s" or seconds (corekit.recipe.durations)
+    budget: str | float | None = ranged(None, 0, BIG, open_low=True)
+
+
+@attrs.define
+class Eval:
+    """How clusters are read off: ``"clusterer"`` (E-step on ``features``) or
+    ``"head:[BRANCH:]NAME"`` (argmax of a head's output; e.g. ``"head:target:cluster"`` reads
+    the EMA target's copy)."""
+
+    assign: str = "clusterer"
+    features: str | None = None
+    batch_size: int = ranged(512, 1, BIG)
+
+
+@attrs.define
+class Stage:
+    """One training stage: everything a single run needs.
+
+    Hand-off from the previous stage: every part with the same name carries its weights unless
+    ``fresh = true`` (all parts new) or ``fresh = [parts]``; ``carry = [parts]`` carries only
+    those. ``drop = ["losses.entropy", "model.heads.cluster"]`` removes tables the stage would
+    inherit from the top level.
+    """
+
+    name: str = "main"
+    fresh: bool | list[str] = False
+    carry: list[str] | None = None
+    drop: list[str] = attrs.field(factory=list)
+    data: Data = attrs.field(factory=Data)
+    model: Model = attrs.field(factory=Model)
+    augment: Augment = attrs.field(factory=Augment)
+    losses: dict[str, Loss] = attrs.field(factory=dict)
+    state: dict[str, State] = attrs.field(factory=dict)
+    clusterer: Clusterer | None = None
+    memory_bank: MemoryBank | None = None
+    train: Train = attrs.field(factory=Train)
+    eval: Eval = attrs.field(factory=Eval)
+
+
+@attrs.define
+class Recipe:
+    """A resolved recipe: metadata plus one or more stages."""
+
+    name: str
+    description: str = ""
+    requires: list[str] = attrs.field(factory=list)
+    stages: list[Stage] = attrs.field(factory=list)
+    raw: Raw = attrs.field(factory=dict, repr=False)
+
+    def stage(self, name: str) -> Stage:
+        """The stage called ``name``."""
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise RecipeError(f"--stage {name!r}: no such stage; "
+                          f"{did_you_mean(name, [s.name for s in self.stages])}")
+
+
+COMPONENT_CLASSES = (Component, Head, Loss, State, Clusterer, Schedule, Sampler)
+"""The tables a bare string stands for: ``sampler = "shuffle"`` is ``{type = "shuffle"}``."""
