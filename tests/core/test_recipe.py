@@ -177,3 +177,42 @@ def test_the_set_a_stage_trains_on():
     assert rc.Data(name="a", reference="b").trained_on() == "a"
     assert rc.Data(name="a", reference="b", source="reference").trained_on() == "b"
     assert rc.Data(name="a", source="reference").trained_on() == "a"  # no reference given
+
+
+def test_unnamed_stages_are_named_by_position_before_they_are_built(monkeypatch):
+    """Several ``[[stage]]`` tables without a name (or named ``main``) are ``stage1``,
+    ``stage2``, ...; one stage is ``main``. ``validate`` sets the name before it builds the
+    stage and never assigns to a built one (so ``Stage`` can become frozen)."""
+    built = rc.validate(tiny_recipe(stage=[{}, {"name": "tune"}, {"name": "main"}]))
+    assert [s.name for s in built.stages] == ["stage1", "tune", "stage3"]
+    assert [s.name for s in rc.validate(tiny_recipe()).stages] == ["main"]
+
+    from corekit.recipe import validation
+
+    as_built = []
+
+    def build(cls, raw, path):
+        obj = rc.build(cls, raw, path)
+        as_built.append((obj, repr(obj)))
+        return obj
+
+    monkeypatch.setattr(validation, "build", build)
+    assert [s.name for s in rc.validate(tiny_recipe(stage=[{}, {}])).stages] == ["stage1",
+                                                                               "stage2"]
+    assert as_built and all(repr(obj) == seen for obj, seen in as_built)
+
+
+def test_the_recipe_package_imports_no_torch_and_no_budget():
+    """``deepclust show`` stays cheap, and the recipe <-> budget import loop is gone:
+    ``parse_budget`` lives in ``corekit.recipe.durations``; ``corekit.budget`` reads it there."""
+    import subprocess
+    import sys
+
+    code = ("import sys, corekit.recipe\n"
+            "print(sorted(m for m in sys.modules if m in ('torch', 'corekit.budget')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+    from corekit import budget
+
+    assert budget.parse_budget is rc.parse_budget

@@ -10,9 +10,9 @@ import attrs
 import pytest
 
 from corekit import recipe as rc
+from corekit.cli import main
 from corekit.recipe import schema
 from corekit.recipe.checks import Range, field_check
-from corekit.cli import main
 from corekit.testing import tiny_recipe
 
 REFUSED = [
