@@ -12,7 +12,7 @@ from corekit.runner.data_cache import DataCache, Datasets, stage_datasets
 from corekit.runner.plan import BudgetChoice, KChoice, PlanContext, StagePlan, decide_k, plan_stage
 from corekit.runner.probes import StageProbe
 from corekit.runner.run import StageResult, run_stage, stage_dir
-from corekit.runner.train import (
+from corekit.runner.loop import (
     check_recipe,
     evaluate_run,
     finished,

@@ -98,8 +98,16 @@ def finished(out: Path, stage: rc.Stage) -> bool:
     return StageOutputs.load(folder).epochs >= epochs
 
 
+def holds_seeds(out: Path) -> bool:
+    """Whether ``out`` holds a ``--seeds`` run (``seed-<s>`` folders, no stages of its own)."""
+    return not (out / "stages").exists() and any(out.glob("seed-*/recipe.toml"))
+
+
 def _check_resumable(recipe: rc.Recipe, out: Path, only: str | None) -> None:
     """Refuse a ``--resume`` that has nothing to continue, before anything is written."""
+    if holds_seeds(out):
+        raise TrainingError(f"--out {out} holds a --seeds run; continue it with --resume "
+                            "--seeds N (N as it was trained)")
     if only is not None:
         return
     if all(finished(out, s) for s in recipe.stages):
@@ -213,6 +221,9 @@ def train_seeds(recipe: rc.Recipe, out: Path, plugins: Plugins, seeds: int,
     """Train ``seeds`` runs (seed, seed+1, ...) in ``out/seed-<s>``; report mean ± std in
     ``out/final.json`` and ``out/report.md``. With ``resume`` a finished seed is read back, an
     interrupted one continues from its checkpoint and a missing one starts."""
+    if resume and (out / "stages").exists():
+        raise TrainingError(f"--out {out} holds a single-seed run: --resume continues it "
+                            f"without --seeds; train {seeds} seeds into a new --out")
     runs = []
     base = recipe.stages[0].train.seed
     for i in range(seeds):
