@@ -13,14 +13,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from corekit.engine.metrics_log import read_metrics  # noqa: E402
+
 CURVE_KEYS = ("loss", "nmi", "acc", "ari")
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def plot_curves(records: list[dict], path: Path) -> bool:

@@ -35,6 +35,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from corekit.engine.metrics_log import read_metrics  # noqa: E402
+
 REPORT_DIR = "report"
 GRID_IMAGES = 16
 """Sample images shown per cluster (highest confidence first)."""
@@ -506,8 +508,6 @@ def section_embedding(ctx: Context) -> str:
 
 
 def section_curves(ctx: Context) -> str:
-    from corekit.report import read_metrics
-
     records = read_metrics(ctx.run_dir)
     if not records:
         raise Missing("metrics.jsonl holds no epoch records")
