@@ -157,15 +157,15 @@ class Anatomy:
                  channels_last: bool) -> None:
         self.backbone, self.data, self.batch = backbone, data, batch
         self.precision, self.channels_last = precision, channels_last
-        self.c = composed_stage(backbone, data, batch, precision, channels_last)
-        self.ema = EMA(self.c.model.online, ["proj"], 0.99)
+        self.composed = composed_stage(backbone, data, batch, precision, channels_last)
+        self.ema = EMA(self.composed.model.online, ["proj"], 0.99)
         self.order = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))
         self.timer = Timer()
         self.rep = 0
-        self.c.model.online.train()
+        self.composed.model.online.train()
 
     def step(self, timed: bool) -> None:
-        c, net, batch = self.c, self.c.model.online, self.batch
+        c, net, batch = self.composed, self.composed.model.online, self.batch
         start = (self.rep * batch) % (len(self.data) - batch)
         idx = self.order[start:start + batch]
         self.rep += 1
@@ -203,8 +203,8 @@ class Anatomy:
             "images_per_second": {name: batch / s for name, s in parts.items()},
         }
         if estep_n:
-            row["estep"] = estep(self.c, self.data, estep_n, self.precision, self.channels_last,
-                                 batch)
+            row["estep"] = estep(self.composed, self.data, estep_n, self.precision,
+                                 self.channels_last, batch)
             row["estep"]["amortised_share"] = row["estep"]["amortised_per_step"] / step
         return row
 
@@ -359,13 +359,13 @@ class PresetRun:
                      "train.time_phases=true", "train.checkpoint_every=0"]
         self.stage = rc.resolve(recipe, get_plugins().find_recipe, preset, overrides).stages[0]
         torch.manual_seed(0)
-        self.c = compose(get_plugins(), self.stage, lambda _name: data, CPU, None, 1)
+        self.composed = compose(get_plugins(), self.stage, lambda _name: data, CPU, None, 1)
         if views is not None:
-            self.c.views[:] = views_from(views, self.c)
+            self.composed.views[:] = views_from(views, self.composed)
         self.tmp = tempfile.TemporaryDirectory()
-        self.trainer = StageTrainer(self.c, Path(self.tmp.name), CPU, None, 0,
+        self.trainer = StageTrainer(self.composed, Path(self.tmp.name), CPU, None, 0,
                                     lambda _s: None, False)
-        self.c.model.online.train()
+        self.composed.model.online.train()
         if self.stage.clusterer is not None:
             self.trainer.e_step(0)
         self.trainer.phases.take()
@@ -411,7 +411,7 @@ def preset_anatomy(recipe: str, preset: str, data: ImageSet, before: Any | None,
             runs[name].step(indices, generators[name], timed=k >= warmup)
     return {"recipe": recipe, "preset": preset, "batch": batch,
             "backbone": stage.model.backbone.type, "view_size": stage.augment.size,
-            "views": len(runs["after"].c.views), "augment_options": stage.augment.options,
+            "views": len(runs["after"].composed.views), "augment_options": stage.augment.options,
             "steps": steps, **{name: run.result() for name, run in runs.items()}}
 
 

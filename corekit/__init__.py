@@ -37,9 +37,10 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "corekit.lazy": ("LazyExports",),
     "corekit.lifecycle": ("HOOKS", "Lifecycle", "StageContext"),
     "corekit.needs": ("Need", "NeedCheck", "NeedContext", "OutputKind"),
+    "corekit.network": ("Branch", "Networks"),
     "corekit.registry": ("RegisterFn", "register_recipe_dir"),
-    "corekit.state": ("Branch", "EMA", "MemoryBank", "PseudoLabels", "Queue", "State"),
-    "corekit.step": ("Model", "Step"),
+    "corekit.state": ("EMA", "MemoryBank", "PseudoLabels", "Queue", "State"),
+    "corekit.step": ("Step",),
 }
 _LAZY = LazyExports(__name__, _MODULES, "__version__")
 __all__, __getattr__, __dir__ = _LAZY.names, _LAZY.getattr, _LAZY.dir

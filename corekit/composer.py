@@ -28,11 +28,10 @@ from corekit.errors import RecipeError, UserError, did_you_mean
 from corekit.handoff import StageOutputs, start_network, start_state
 from corekit.lifecycle import Hooks
 from corekit.needs import Need, NeedContext
-from corekit.network import Network
+from corekit.network import Branch, Network, Networks
+from corekit.parts import parse_assign, parse_feature
 from corekit.plugins import Plugins
-from corekit.state import Branch, PseudoLabels
-from corekit.state.base import source_parts
-from corekit.step import Model
+from corekit.state import PseudoLabels
 from corekit.weights import load_weights
 
 PSEUDO = "pseudo"
@@ -72,12 +71,13 @@ class Problems:
             raise CompositionError(self.items)
 
 
-@attrs.define
+@attrs.define(kw_only=True)
 class WeightedLoss:
-    """A loss term of the total: ``weight · fn(step)`` from epoch ``start_epoch`` on."""
+    """A loss term of the total: ``weight · fn(step)`` from epoch ``start_epoch`` on;
+    ``type`` is the registered loss type the recipe named (``[losses.<name>] type``)."""
 
     name: str
-    label: str
+    type: str
     fn: Callable[..., torch.Tensor]
     weight: float
     start_epoch: int
@@ -86,7 +86,7 @@ class WeightedLoss:
         return epoch >= self.start_epoch and self.weight != 0
 
 
-@attrs.define
+@attrs.define(kw_only=True)
 class Composed:
     """What the engine runs for one stage."""
 
@@ -95,7 +95,7 @@ class Composed:
     eval_set: ImageSet
     reference: ImageSet | None
     n_clusters: int
-    model: Model
+    model: Networks
     state: dict[str, nn.Module]
     views: list[nn.Module]
     eval_transform: nn.Module
@@ -269,7 +269,8 @@ def build_losses(plugins: Plugins, stage: rc.Stage, n_clusters: int,
         with problems.collect():
             fn = build_component(plugins, "loss", spec.type, spec.options, f"losses.{name}",
                                  n_clusters=n_clusters)
-            losses.append(WeightedLoss(name, spec.type, fn, spec.weight, spec.start_epoch))
+            losses.append(WeightedLoss(name=name, type=spec.type, fn=fn, weight=spec.weight,
+                                      start_epoch=spec.start_epoch))
     if stage.losses and stage.train.epochs == 0:
         problems.add("train.epochs: 0 epochs train no loss; set train.epochs >= 1, or drop "
                      "the [losses] tables to only cluster the features")
@@ -318,24 +319,6 @@ def build_sampler(plugins: Plugins, train: rc.Train) -> Any:
 
 
 # -- need checks ------------------------------------------------------------------------------
-def parse_feature(spec: str, path: str) -> tuple[str, str]:
-    """``"target:proj"`` -> ("target", "proj"); a bare name means the online branch."""
-    if spec.count(":") > 1:
-        raise RecipeError(f"{path}: {spec!r} must be 'PART' or 'BRANCH:PART'")
-    return source_parts(spec)
-
-
-def parse_assign(assign: str) -> tuple[str, str] | None:
-    """``eval.assign``: None for ``"clusterer"``, else (branch, head) of
-    ``"head:[BRANCH:]NAME"``."""
-    if assign == "clusterer":
-        return None
-    if not assign.startswith("head:") or not assign[5:]:
-        raise RecipeError(f"eval.assign: {assign!r} must be 'clusterer' or "
-                          "'head:<name>' (or 'head:<branch>:<name>')")
-    return parse_feature(assign[5:], "eval.assign")
-
-
 def declared_needs(composed_parts: Mapping[str, Any], stage: rc.Stage,
                    plugins: Plugins) -> list[tuple[str, Need]]:
     """(who, need) for every component of the stage that reads the step or the model."""
@@ -415,7 +398,7 @@ def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSe
     if stage.train.compile is True:
         network.compile_parts()
     branches = {name: s for name, s in state.items() if isinstance(s, Branch)}
-    model = Model(online=network, branches=branches)
+    model = Networks(online=network, branches=branches)
 
     views: list[nn.Module] = []
     evaluate: nn.Module = nn.Identity()
@@ -431,7 +414,7 @@ def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSe
         schedule = build_schedule(plugins, stage.train, steps_per_epoch)
 
     readers: dict[str, Any] = {f"state {n!r}": s for n, s in state.items()}
-    readers.update({f"loss {w.name!r} ({plugins.registry.get('loss', w.label).qualified})": w.fn
+    readers.update({f"loss {w.name!r} ({plugins.registry.get('loss', w.type).qualified})": w.fn
                     for w in losses})
     if sampler is not None:
         readers[f"train.sampler ({stage.train.sampler.type})"] = sampler
@@ -458,8 +441,10 @@ def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSe
     for module in [*views, evaluate, *(w.fn for w in losses)]:
         if isinstance(module, nn.Module):
             module.to(device)
-    return Composed(stage, train_set, main, reference, n_clusters, model, state, views, evaluate,
-                    losses, clusterer, sampler, optimizer, base_lrs, schedule, hooks)
+    return Composed(stage=stage, train_set=train_set, eval_set=main, reference=reference,
+                    n_clusters=n_clusters, model=model, state=state, views=views,
+                    eval_transform=evaluate, losses=losses, clusterer=clusterer, sampler=sampler,
+                    optimizer=optimizer, base_lrs=base_lrs, schedule=schedule, hooks=hooks)
 
 
 def _state_types(plugins: Plugins, stage: rc.Stage) -> dict[str, str]:

@@ -37,7 +37,8 @@ import torch
 from corekit.errors import ComponentError, did_you_mean
 
 if TYPE_CHECKING:
-    from corekit.step import Model, Step
+    from corekit.network import Networks
+    from corekit.step import Step
 
 STAGE_HOOKS: tuple[str, ...] = ("on_stage_start", "on_epoch_start", "on_epoch_end",
                                 "on_stage_end")
@@ -61,7 +62,7 @@ class StageContext:
     stage: str
     epochs: int
     steps_per_epoch: int
-    model: Model
+    model: Networks
     state: dict[str, Any]
     features: Callable[[str], torch.Tensor]
     out_dir: Path

@@ -1,11 +1,16 @@
-"""The online network: named encoders and heads wired by the names they read."""
+"""The networks of a stage: the online network (named encoders and heads wired by the names
+they read) and its branches (``Networks``), each branch a state holding a copy (``Branch``)."""
 
 from __future__ import annotations
 
 import copy
+from typing import Protocol, runtime_checkable
 
+import attrs
 import torch
 from torch import nn
+
+from corekit.errors import did_you_mean
 
 ENCODER_OUTPUT = "embedding"
 
@@ -121,3 +126,34 @@ class Network(nn.Module):
         shares = {n: self.shares[n] for n in keep if n in self.shares}
         labels = {n: self.labels[n] for n in keep if n in self.labels}
         return Network(encoders, heads, inputs, shares=shares, labels=labels)
+
+
+@runtime_checkable
+class Branch(Protocol):
+    """A state that is a second branch of the model (an EMA target): ``step.output(name,
+    view, branch=NAME)`` runs its ``network`` without gradient."""
+
+    network: Network
+
+
+@attrs.define
+class Networks:
+    """The networks of a stage: the online network and its branches (every EMA state, by its
+    state name; ``[model.target]`` is the branch ``target``)."""
+
+    online: Network
+    branches: dict[str, Branch] = attrs.field(factory=dict)
+
+    @property
+    def target(self) -> Branch | None:
+        """The ``target`` branch, if the stage has one."""
+        return self.branches.get("target")
+
+    def network(self, branch: str) -> Network:
+        """The network of ``branch`` (``online`` or an EMA state's name)."""
+        if branch == "online":
+            return self.online
+        if branch not in self.branches:
+            raise KeyError(f"this stage has no branch {branch!r}; "
+                           f"{did_you_mean(branch, ['online', *self.branches])}")
+        return self.branches[branch].network

@@ -16,11 +16,12 @@ from corekit import recipe as rc
 from corekit.assign import head_assignment, nearest_centroid
 from corekit.builder import build_component
 from corekit.components.augment import eval_transform
-from corekit.composer import build_network, parse_assign, parse_feature, state_specs
+from corekit.composer import build_network, state_specs
 from corekit.data import DataError, ImageSet
 from corekit.errors import TrainingError
 from corekit.handoff import OUTPUTS_FILE, StageOutputs
 from corekit.network import Network
+from corekit.parts import parse_assign, parse_feature
 from corekit.plugins import Plugins
 from corekit.run_files import load_run_recipe
 

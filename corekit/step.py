@@ -16,45 +16,22 @@ import torch
 
 from corekit.errors import did_you_mean
 from corekit.needs import Need
-from corekit.network import Network
-from corekit.state import Branch
+from corekit.network import Networks
 
-__all__ = ["Model", "Need", "Step"]
-
-
-@attrs.define
-class Model:
-    """The networks of a stage: the online network and its branches (every EMA state, by its
-    state name; ``[model.target]`` is the branch ``target``)."""
-
-    online: Network
-    branches: dict[str, Branch] = attrs.field(factory=dict)
-
-    @property
-    def target(self) -> Branch | None:
-        """The ``target`` branch, if the stage has one."""
-        return self.branches.get("target")
-
-    def network(self, branch: str) -> Network:
-        """The network of ``branch`` (``online`` or an EMA state's name)."""
-        if branch == "online":
-            return self.online
-        if branch not in self.branches:
-            raise KeyError(f"this stage has no branch {branch!r}; "
-                           f"{did_you_mean(branch, ['online', *self.branches])}")
-        return self.branches[branch].network
+__all__ = ["Need", "Step"]
 
 
 @attrs.define
 class Step:
     """Everything a loss may read in one M-step.
 
-    ``views``: V tensors (B, C, H, W); ``indices``: (B,) dataset indices; ``epoch`` 0-based;
-    ``global_step`` 1-based; ``state``: the stage's named state; ``reference``: a batch of the
-    reference set, when the recipe names one.
+    ``model``: the stage's networks (online and branches); ``views``: V tensors (B, C, H, W);
+    ``indices``: (B,) dataset indices; ``epoch`` 0-based; ``global_step`` 1-based; ``state``:
+    the stage's named state; ``reference``: a batch of the reference set, when the recipe names
+    one.
     """
 
-    model: Model
+    model: Networks
     views: list[torch.Tensor]
     indices: torch.Tensor
     epoch: int

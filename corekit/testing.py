@@ -101,7 +101,7 @@ def compose_trainer(plugins: Plugins, recipe: str, run_dir: Path, *overrides: st
                     dataset: ImageSet, data: str = "digits") -> StageTrainer:
     """The trainer of the first stage of ``recipe``'s ``data`` preset (with ``overrides``, as
     on the command line), composed on CPU with ``dataset`` standing for every data set the
-    stage names, writing into ``run_dir``; nothing is trained. ``trainer.c`` is the composed
+    stage names, writing into ``run_dir``; nothing is trained. ``trainer.composed`` is the composed
     stage. To enter epoch ``e``, set ``trainer.ctx.epoch = e`` and fire
     ``trainer.hooks.fire("on_epoch_start", trainer.ctx)``."""
     import torch
@@ -163,7 +163,8 @@ def record_evaluations(monkeypatch: pytest.MonkeyPatch) -> list[EvaluationRecord
 
     def spy(self: StageTrainer) -> torch.Tensor:
         pred = original(self)
-        seen.append((self.c.train_set.labels.cpu(), pred.cpu(), self.c.n_clusters))
+        seen.append((self.composed.train_set.labels.cpu(), pred.cpu(),
+                     self.composed.n_clusters))
         return pred
 
     monkeypatch.setattr(StageTrainer, "assignments", spy)
@@ -366,7 +367,7 @@ def loss_probe(plugins: Plugins, recipe_name: str) -> dict[str, Any]:
                 return trainer
 
             trainer = build()
-            c = trainer.c
+            c = trainer.composed
             generator = torch.Generator().manual_seed(7)
             size = stage.augment.size or c.train_set.size
             size = size if isinstance(size, int) else max(size)
@@ -381,7 +382,7 @@ def loss_probe(plugins: Plugins, recipe_name: str) -> dict[str, Any]:
             fixed = {k: float(v.detach()) for k, v in trainer.loss_terms(step).items()}
 
             trainer = build()
-            c = trainer.c
+            c = trainer.composed
             if c.pseudo is not None:
                 trainer.e_step(0)
             generator = torch.Generator().manual_seed(stage.train.seed * 100_003)

@@ -13,19 +13,20 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from corekit import checkpoint_io as checkpoint
 from corekit import metrics
 from corekit.assign import centroid_confidence, head_assignment
 from corekit.budget import Deadline, format_seconds
 from corekit.components.clusterers import ClusterResult
-from corekit.composer import Composed, parse_assign, parse_feature
+from corekit.composer import Composed
 from corekit.data import ImageSet
-from corekit.engine import checkpoint
 from corekit.engine.devices import autocast
 from corekit.engine.metrics_log import MetricsLog
 from corekit.engine.phases import PhaseTimer
 from corekit.errors import NonFiniteLoss, TrainingError
 from corekit.lifecycle import StageContext
 from corekit.network import Network
+from corekit.parts import parse_assign, parse_feature
 from corekit.step import Step
 
 
@@ -48,7 +49,7 @@ class StageTrainer:
                  dtype: torch.dtype | None, stage_index: int, log: Callable[[str], None],
                  progress: bool = True, stage_dir: Path | None = None,
                  deadline: Deadline | None = None) -> None:
-        self.c = composed
+        self.composed = composed
         self.train_cfg = composed.stage.train
         self.run_dir = run_dir
         self.stage_dir = stage_dir or run_dir / "stages" / composed.stage.name
@@ -85,12 +86,13 @@ class StageTrainer:
     def features(self, spec: str, data: ImageSet) -> torch.Tensor:
         """Part ``spec`` (``branch:name``) of every image, eval transform, eval mode."""
         branch, name = parse_feature(spec, "features")
-        net: Network = self.c.model.network(branch)
+        net: Network = self.composed.model.network(branch)
         was_training = net.training
         net.eval()
         out = []
-        for _, images in data.batches(torch.arange(len(data)), self.c.stage.eval.batch_size):
-            x = self.c.eval_transform(images)
+        batches = data.batches(torch.arange(len(data)), self.composed.stage.eval.batch_size)
+        for _, images in batches:
+            x = self.composed.eval_transform(images)
             if self.train_cfg.memory_format == "channels_last":
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(self.device, self.dtype):
@@ -104,10 +106,10 @@ class StageTrainer:
         key = (self.global_step, spec)
         if self._cluster_cache is not None and self._cluster_cache[0] == key:
             return self._cluster_cache[1], self._cluster_cache[2]
-        feats = self.features(spec, self.c.train_set)
-        if self.c.stage.clusterer.normalize:
+        feats = self.features(spec, self.composed.train_set)
+        if self.composed.stage.clusterer.normalize:
             feats = nn.functional.normalize(feats, dim=1)
-        result = self.c.clusterer.fit(feats)
+        result = self.composed.clusterer.fit(feats)
         self._cluster_cache = (key, feats, result)
         return feats, result
 
@@ -119,9 +121,9 @@ class StageTrainer:
         """Features of the whole set -> clusterer -> pseudo-label buffer (no labels read)."""
         t0 = time.perf_counter()
         with self.phases("estep"):
-            result = self.cluster(self.c.stage.clusterer.features)
-        self.c.pseudo.write(result.labels, result.centroids)
-        stats = metrics.cluster_stats(result.labels, self.c.n_clusters)
+            result = self.cluster(self.composed.stage.clusterer.features)
+        self.composed.pseudo.write(result.labels, result.centroids)
+        stats = metrics.cluster_stats(result.labels, self.composed.n_clusters)
         if stats["empty_clusters"]:
             self.log(f"  E-step (epoch {epoch}): {int(stats['empty_clusters'])} empty cluster(s)")
         return {"estep_seconds": time.perf_counter() - t0, "estep_empty": stats["empty_clusters"]}
@@ -135,50 +137,54 @@ class StageTrainer:
         confidence (N,) in [0, 1]: the head's probability, or the centroid margin
         (``corekit.assign.centroid_confidence``). The head's outputs, like the clustering, are
         reused while the weights are unchanged (the evaluation and ``assignments.csv``)."""
-        assigned = parse_assign(self.c.stage.eval.assign)
+        stage = self.composed.stage
+        assigned = parse_assign(stage.eval.assign)
         if assigned is None:
-            spec = self.c.stage.eval.features or self.c.stage.clusterer.features
+            spec = stage.eval.features or stage.clusterer.features
             feats, result = self.clustered(spec)
             return result.labels, centroid_confidence(feats, result.centroids, result.labels)
         branch, head = assigned
         key = (self.global_step, f"{branch}:{head}")
         if self._head_cache is None or self._head_cache[0] != key:
-            self._head_cache = (key, self.features(key[1], self.c.train_set))
-        return head_assignment(self._head_cache[1], self.c.model.network(branch).produces(head))
+            self._head_cache = (key, self.features(key[1], self.composed.train_set))
+        kind = self.composed.model.network(branch).produces(head)
+        return head_assignment(self._head_cache[1], kind)
 
     def keep_final_clustering(self) -> None:
         """Write the evaluation's clustering (labels and centroids) into the ``pseudo`` state, so
         the stage's outputs hold the centroids that assign new images (``deepclust predict``)."""
-        if parse_assign(self.c.stage.eval.assign) is None and self.c.pseudo is not None:
-            spec = self.c.stage.eval.features or self.c.stage.clusterer.features
+        stage = self.composed.stage
+        if parse_assign(stage.eval.assign) is None and self.composed.pseudo is not None:
+            spec = stage.eval.features or stage.clusterer.features
             result = self.cluster(spec)
-            self.c.pseudo.write(result.labels, result.centroids)
+            self.composed.pseudo.write(result.labels, result.centroids)
 
     def evaluate(self) -> dict[str, float]:
         """Assignments and, where the set has labels and is the main set, NMI/ACC/ARI."""
         pred = self.assignments().cpu()
-        data = self.c.train_set
-        if data.labels is None or data is not self.c.eval_set:
-            return metrics.cluster_stats(pred, self.c.n_clusters)
-        return metrics.evaluate(data.labels.cpu(), pred, self.c.n_clusters)
+        data = self.composed.train_set
+        if data.labels is None or data is not self.composed.eval_set:
+            return metrics.cluster_stats(pred, self.composed.n_clusters)
+        return metrics.evaluate(data.labels.cpu(), pred, self.composed.n_clusters)
 
     # -- the M-step ---------------------------------------------------------------------
     def set_lr(self) -> float:
         """Each group's lr = its base lr × the schedule's factor at the current step."""
-        factor = self.c.schedule.factor(self.global_step)
-        for group, base in zip(self.c.optimizer.param_groups, self.c.base_lrs, strict=True):
+        factor = self.composed.schedule.factor(self.global_step)
+        groups = self.composed.optimizer.param_groups
+        for group, base in zip(groups, self.composed.base_lrs, strict=True):
             group["lr"] = base * factor
-        return self.c.base_lrs[0] * factor
+        return self.composed.base_lrs[0] * factor
 
     def views(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Every view pipeline on ``images`` (B, C, H, W), float in [0, 1]."""
-        views = [pipeline(images) for pipeline in self.c.views]
+        views = [pipeline(images) for pipeline in self.composed.views]
         if self.train_cfg.memory_format == "channels_last":
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         return views
 
     def _reference_batch(self, generator: torch.Generator) -> torch.Tensor | None:
-        ref = self.c.reference
+        ref = self.composed.reference
         if ref is None:
             return None
         return ref.batch(torch.randint(len(ref), (self.batch_size,), generator=generator))
@@ -186,15 +192,15 @@ class StageTrainer:
     def make_step(self, indices: torch.Tensor, views: list[torch.Tensor], epoch: int,
                   reference: torch.Tensor | None = None) -> Step:
         """A Step over ``views`` (V tensors (B, C, H, W)) of the images ``indices`` (B,)."""
-        return Step(model=self.c.model, views=views, indices=indices, epoch=epoch,
+        return Step(model=self.composed.model, views=views, indices=indices, epoch=epoch,
                     global_step=self.global_step, epochs=self.train_cfg.epochs,
-                    states=self.c.state, reference=reference)
+                    states=self.composed.state, reference=reference)
 
     def loss_terms(self, step: Step) -> dict[str, torch.Tensor]:
         """Every loss active at ``step.epoch``, in recipe order, unweighted, in float32."""
         terms: dict[str, torch.Tensor] = {}
         with autocast(self.device, self.dtype):
-            for loss in self.c.losses:
+            for loss in self.composed.losses:
                 if loss.active(step.epoch):
                     terms[loss.name] = loss.fn(step).float()
         return terms
@@ -219,18 +225,19 @@ class StageTrainer:
             self._raise_non_finite(epoch, terms)
         with phase("backward"):
             self.hooks.fire("before_backward", step)
-            self.c.optimizer.zero_grad(set_to_none=True)
+            self.composed.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(total).backward()
         with phase("optimizer"):
             if self.train_cfg.grad_clip:
-                self.scaler.unscale_(self.c.optimizer)
-                nn.utils.clip_grad_norm_(self.c.model.online.parameters(),
+                self.scaler.unscale_(self.composed.optimizer)
+                nn.utils.clip_grad_norm_(self.composed.model.online.parameters(),
                                          self.train_cfg.grad_clip)
-            self.scaler.step(self.c.optimizer)
+            self.scaler.step(self.composed.optimizer)
             self.scaler.update()
         with phase("after_step"):
             self.hooks.fire("after_optimizer_step", step)
-        if self.c.stage.clusterer is not None and self.c.stage.clusterer.per_batch:
+        spec = self.composed.stage.clusterer
+        if spec is not None and spec.per_batch:
             with phase("estep"):
                 self._update_assignments(step)
         return {"loss": total.detach(), "lr": torch.tensor(lr),
@@ -239,18 +246,19 @@ class StageTrainer:
     @torch.no_grad()
     def _update_assignments(self, step: Step) -> None:
         """Per-batch E-step: the clusterer's ``update`` re-assigns this batch's images."""
-        spec = self.c.stage.clusterer
+        spec = self.composed.stage.clusterer
         branch, name = parse_feature(spec.features, "clusterer.features")
         feats = step.output(name, 0, branch).detach()
         if spec.normalize:
             feats = nn.functional.normalize(feats, dim=1)
-        self.c.pseudo.labels[step.indices] = self.c.clusterer.update(feats).to(torch.long)
+        labels = self.composed.clusterer.update(feats)
+        self.composed.pseudo.labels[step.indices] = labels.to(torch.long)
 
     def _weight(self, name: str) -> float:
-        return next(loss.weight for loss in self.c.losses if loss.name == name)
+        return next(loss.weight for loss in self.composed.losses if loss.name == name)
 
     def _raise_non_finite(self, epoch: int, terms: dict[str, torch.Tensor]) -> None:
-        bad = [f"{n} ({self._label(n)}) = {v.item()}" for n, v in terms.items()
+        bad = [f"{n} ({self._type(n)}) = {v.item()}" for n, v in terms.items()
                if not torch.isfinite(v).item()]
         last = (f"the last good checkpoint is {self.checkpoint_path}"
                 if self.checkpoint_path.exists() else "no checkpoint was written yet")
@@ -260,25 +268,25 @@ class StageTrainer:
             "Try a lower train.optimizer.lr, train.grad_clip, or train.precision = 'fp32'."
         )
 
-    def _label(self, name: str) -> str:
-        return next(loss.label for loss in self.c.losses if loss.name == name)
+    def _type(self, name: str) -> str:
+        return next(loss.type for loss in self.composed.losses if loss.name == name)
 
     # -- checkpoints --------------------------------------------------------------------
     def state_dict(self, epoch: int) -> dict[str, Any]:
-        c = self.c
-        loss_states = {loss.name: loss.fn.state_dict() for loss in c.losses
+        composed = self.composed
+        loss_states = {loss.name: loss.fn.state_dict() for loss in composed.losses
                        if isinstance(loss.fn, nn.Module)}
         payload: dict[str, Any] = {
             "stage": self.stage_index,
-            "stage_name": c.stage.name,
+            "stage_name": composed.stage.name,
             "epoch": epoch,
             "global_step": self.global_step,
-            "online": c.model.online.state_dict(),
-            "state": {name: module.state_dict() for name, module in c.state.items()},
-            "optimizer": c.optimizer.state_dict(),
+            "online": composed.model.online.state_dict(),
+            "state": {name: module.state_dict() for name, module in composed.state.items()},
+            "optimizer": composed.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "losses": loss_states,
-            "views": [v.state_dict() for v in c.views],
+            "views": [v.state_dict() for v in composed.views],
             "rng": torch.get_rng_state(),
         }
         if self.device.type == "cuda":
@@ -286,22 +294,22 @@ class StageTrainer:
         return payload
 
     def load_state_dict(self, payload: dict[str, Any]) -> None:
-        c = self.c
-        differ = network_differences(c.model.online, payload["online"])
+        composed = self.composed
+        differ = network_differences(composed.model.online, payload["online"])
         if differ:
             raise TrainingError(
                 f"--resume: the checkpoint {self.checkpoint_path} was trained with another "
                 f"network: {'; '.join(differ)}. Resume with the recipe it was trained with "
                 "(the run's recipe.toml), or train into a new --out")
-        c.model.online.load_state_dict(payload["online"])
-        for name, module in c.state.items():
+        composed.model.online.load_state_dict(payload["online"])
+        for name, module in composed.state.items():
             module.load_state_dict(payload["state"][name])
-        c.optimizer.load_state_dict(payload["optimizer"])
+        composed.optimizer.load_state_dict(payload["optimizer"])
         self.scaler.load_state_dict(payload["scaler"])
-        for loss in c.losses:
+        for loss in composed.losses:
             if isinstance(loss.fn, nn.Module):
                 loss.fn.load_state_dict(payload["losses"][loss.name])
-        for view, state in zip(c.views, payload["views"], strict=True):
+        for view, state in zip(composed.views, payload["views"], strict=True):
             view.load_state_dict(state)
         torch.set_rng_state(payload["rng"])
         if "cuda_rng" in payload and self.device.type == "cuda":
@@ -318,9 +326,9 @@ class StageTrainer:
     def run(self, resume: dict[str, Any] | None = None) -> dict[str, float]:
         """Train every remaining epoch of the stage (from ``resume``, a checkpoint payload);
         return the final evaluation."""
-        cfg, c = self.train_cfg, self.c
-        c.model.online.train()
-        for branch in c.model.branches.values():
+        cfg, composed = self.train_cfg, self.composed
+        composed.model.online.train()
+        for branch in composed.model.branches.values():
             branch.network.train()
         self.stage_dir.mkdir(parents=True, exist_ok=True)
         self.hooks.fire("on_stage_start", self.context(0))
@@ -330,12 +338,13 @@ class StageTrainer:
         for epoch in range(self.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             self.hooks.fire("on_epoch_start", self.context(epoch))
-            record: dict[str, Any] = {"stage": c.stage.name, "epoch": epoch + 1}  # as printed
-            clus = c.stage.clusterer
+            record: dict[str, Any] = {"stage": composed.stage.name,
+                                      "epoch": epoch + 1}  # as printed
+            clus = composed.stage.clusterer
             if clus is not None and ((epoch == 0 and clus.before_training)
                                      or (epoch > 0 and clus.every and epoch % clus.every == 0)):
                 record.update(self.e_step(epoch))
-            if clus is not None and not c.pseudo.ready and self.reads_labels:
+            if clus is not None and not composed.pseudo.ready and self.reads_labels:
                 record.update(self.e_step(epoch))
             sums = self._epoch(epoch)
             record.update({k: v for k, v in sums.items()})
@@ -368,9 +377,10 @@ class StageTrainer:
         generator = torch.Generator().manual_seed(self.train_cfg.seed * 100_003 + epoch)
         order = self._order(generator)
         totals: dict[str, torch.Tensor] = {}
-        loaded = self.phases.iterate("data", self.c.train_set.batches(order, self.batch_size))
+        stage, data = self.composed.stage, self.composed.train_set
+        loaded = self.phases.iterate("data", data.batches(order, self.batch_size))
         batches = tqdm(loaded, total=self.steps,
-                       desc=f"{self.c.stage.name} epoch {epoch + 1}/{self.train_cfg.epochs}",
+                       desc=f"{stage.name} epoch {epoch + 1}/{self.train_cfg.epochs}",
                        leave=False, disable=not self.progress, dynamic_ncols=True)
         for indices, images in batches:
             out = self.train_step(indices, images, epoch, generator)
@@ -382,8 +392,9 @@ class StageTrainer:
 
     def _order(self, generator: torch.Generator) -> torch.Tensor:
         """This epoch's image order, drawn by the recipe's sampler."""
-        return self.c.sampler.order(len(self.c.train_set), self.steps * self.batch_size,
-                                    generator, self.c.state)
+        composed = self.composed
+        return composed.sampler.order(len(composed.train_set), self.steps * self.batch_size,
+                                      generator, composed.state)
 
 
 def network_differences(network: nn.Module, saved: dict[str, torch.Tensor]) -> list[str]:

@@ -7,10 +7,10 @@ lifecycle hook (``corekit.lifecycle``) and ``needs()``. Losses read state by nam
 (index-keyed), ``queue`` (FIFO) and ``pseudo_labels`` (the E-step's buffer).
 """
 
-from corekit.state.base import Branch, State, check_state
+from corekit.state.base import State, check_state
 from corekit.state.ema import EMA
 from corekit.state.memory_bank import MemoryBank
 from corekit.state.pseudo_labels import PseudoLabels
 from corekit.state.queue import Queue
 
-__all__ = ["EMA", "Branch", "MemoryBank", "PseudoLabels", "Queue", "State", "check_state"]
+__all__ = ["EMA", "MemoryBank", "PseudoLabels", "Queue", "State", "check_state"]

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from corekit.distributed import gather
 from corekit.network import Network
-from corekit.state.base import source_parts
+from corekit.parts import source_parts
 
 if TYPE_CHECKING:
     from corekit.needs import Need

@@ -174,8 +174,9 @@ def test_several_named_states_train_checkpoint_and_resume_exactly(tmp_path):
 
 
 def test_eval_assign_reads_the_target_copy_of_a_head(tmp_path):
-    from corekit.composer import compose, parse_assign
+    from corekit.composer import compose
     from corekit.engine.trainer import StageTrainer
+    from corekit.parts import parse_assign
     from corekit.run import DataCache
 
     stage = rc.validate(two_bank_recipe(epochs=1)).stages[0]

@@ -223,7 +223,7 @@ def test_check1_bank_update_of_the_recipe_banks(stage2):
     three coordinates of a 128-d row)."""
     trainer, _ = stage2
     for name in ("bank_v", "bank_w"):
-        bank = trainer.c.state[name]
+        bank = trainer.composed.state[name]
         bank.features[3] = 0.0
         bank.features[3, 0] = 1.0
         q = torch.zeros(1, bank.features.shape[1])
@@ -242,27 +242,28 @@ def test_check2_bank_init_bound_of_the_recipe_banks(plugins, tmp_path, stripe_mn
     bound = 1 / math.sqrt(128 / 3)
     assert bound == pytest.approx(0.153093, abs=1e-6)
     for name in ("bank_v", "bank_w"):
-        rows = trainer.c.state[name].read()
+        rows = trainer.composed.state[name].read()
         assert rows.shape == (10_000, 128)
         assert rows.abs().max().item() <= bound
         assert rows.abs().max().item() > 0.99 * bound  # uniform up to the bound
         norms = rows.pow(2).sum(1)
         assert norms.mean().item() == pytest.approx(1.0, abs=0.02)
         assert norms.std().item() > 0.05  # not renormalised
-    assert not torch.equal(trainer.c.state["bank_v"].read(), trainer.c.state["bank_w"].read())
+    state = trainer.composed.state
+    assert not torch.equal(state["bank_v"].read(), state["bank_w"].read())
 
 
 def test_check10_freezing_after_one_stage2_step(stage2):
     """After one stage-2 step: f_θ's parameters and BN buffers are bit-identical and have no
     gradient, only the rows of V̄ and W̄ at the batch indices changed, g_ψ moved."""
     trainer, data = stage2
-    net = trainer.c.model.online
+    net = trainer.composed.model.online
     frozen = {k: v.clone() for k, v in net.state_dict().items()
               if k.startswith(("encoders.background.", "heads.background_emb."))}
     assert any("running_mean" in k for k in frozen)  # the mlp has BN buffers
     target = {k: v.clone() for k, v in net.state_dict().items()
               if k.startswith("encoders.backbone.")}
-    banks = {n: trainer.c.state[n].read().clone() for n in ("bank_v", "bank_w")}
+    banks = {n: trainer.composed.state[n].read().clone() for n in ("bank_v", "bank_w")}
     net.train()
     indices = torch.tensor([5, 17, 99, 100, 256, 300, 411, 500])
     trainer.train_step(indices, data.batch(indices), 0, torch.Generator().manual_seed(0))
@@ -272,7 +273,7 @@ def test_check10_freezing_after_one_stage2_step(stage2):
                if n.startswith(("encoders.background.", "heads.background_emb.")))
     assert any(not torch.equal(v, after[k]) for k, v in target.items())
     for name, before in banks.items():
-        changed = (trainer.c.state[name].read() != before).any(1).nonzero().flatten()
+        changed = (trainer.composed.state[name].read() != before).any(1).nonzero().flatten()
         assert changed.tolist() == indices.tolist(), name
 
 
@@ -281,11 +282,11 @@ def test_check9_kmeans_step_of_the_recipe_clusterer(plugins, tmp_path, stripe_mn
     points: assignments [0, 0, 1, 1] (up to relabelling), centroids ±[0.9, 0.3]."""
     trainer = compose_target(plugins, tmp_path, stripe_mnist.subset(64, seed=0),
                              "data.n_clusters=2")
-    clusterer = trainer.c.clusterer
+    clusterer = trainer.composed.clusterer
     assert type(clusterer) is plugins.registry.get("clusterer", "kmeans").obj
     assert (clusterer.n_clusters, clusterer.n_init, clusterer.max_iter) == (2, 20, 300)
     x = torch.tensor([[1.0, 0.0], [0.8, 0.6], [-1.0, 0.0], [-0.8, -0.6]])
-    result = trainer.c.clusterer.fit(x)
+    result = trainer.composed.clusterer.fit(x)
     labels = result.labels.tolist()
     assert labels[0] == labels[1] != labels[2] == labels[3]
     centroids = sorted(result.centroids.tolist(), reverse=True)

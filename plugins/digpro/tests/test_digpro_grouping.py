@@ -267,7 +267,7 @@ def test_groups_are_committed_twice_per_step(compose_step) -> None:
 
 def test_groups_change_between_batches_inside_an_epoch(trainer_for, digits) -> None:
     trainer = trainer_for()
-    loss = next(w.fn for w in trainer.c.losses if w.name == "group")
+    loss = next(w.fn for w in trainer.composed.losses if w.name == "group")
     generator = torch.Generator().manual_seed(0)
     order = torch.randperm(len(digits), generator=generator)
     history = [loss.groups.clone()]

@@ -43,7 +43,7 @@ def test_base_and_prototype_aggregation_are_the_propos_objects(plugins: Plugins)
 def test_composed_losses_and_group_state(compose_step) -> None:
     composed, _ = compose_step(0)
     by_name = {w.name: w for w in composed.losses}
-    assert {n: w.label for n, w in by_name.items()} == {
+    assert {n: w.type for n, w in by_name.items()} == {
         "psa": "digpro_base", "psl": "digpro_prototype_aggregation",
         "group": "digpro_dynamic_grouping"}
     group = by_name["group"].fn

@@ -13,16 +13,16 @@ from torch.nn import functional as F
 
 from corekit import EMA, Queue
 from corekit import recipe as rc
-from corekit.network import Network
-from corekit.step import Model, Step
+from corekit.network import Network, Networks
+from corekit.step import Step
 
 
 def tiny_network(width: int = 2) -> Network:
     return Network({"backbone": nn.Linear(1, width, bias=False)}, {}, {})
 
 
-def bare_step(global_step: int, states: dict, model: Model | None = None) -> Step:
-    return Step(model=model or Model(tiny_network()), views=[], indices=torch.arange(1),
+def bare_step(global_step: int, states: dict, model: Networks | None = None) -> Step:
+    return Step(model=model or Networks(tiny_network()), views=[], indices=torch.arange(1),
                 epoch=0, global_step=global_step, epochs=1, states=states)
 
 
@@ -140,7 +140,7 @@ def test_c8_hook_resets_on_schedule_and_skips_the_extra_ema() -> None:
     resets = []
     for n in range(1, 13):
         before = loss.resets
-        loss.on_step_start(bare_step(n, states, Model(online, {"target": target})))
+        loss.on_step_start(bare_step(n, states, Networks(online, {"target": target})))
         resets.append(loss.resets - before)
     assert [n for n, r in enumerate(resets, 1) if r] == [3, 6, 9, 12]
     assert updates == [0.99] * 8  # the 8 non-reset steps
@@ -149,7 +149,7 @@ def test_c8_hook_resets_on_schedule_and_skips_the_extra_ema() -> None:
 # -- C9 --------------------------------------------------------------------------------------
 def digits_target_at_0996(trainer_for):
     trainer = trainer_for("model.target.momentum=0.996")
-    c = trainer.c
+    c = trainer.composed
     target = c.state["target"]
     with torch.no_grad():
         for p in c.model.online.parameters():
@@ -176,7 +176,7 @@ def test_c9_effective_momentum_through_the_composed_ema_and_hook(trainer_for) ->
     trainer, target = digits_target_at_0996(trainer_for)
     assert isinstance(target, EMA) and target.update_at == "before_backward"
     assert target.base_momentum == 0.996
-    loss = next(w.fn for w in trainer.c.losses if w.name == "group")
+    loss = next(w.fn for w in trainer.composed.losses if w.name == "group")
     assert loss.extra_momentum == 0.99 and loss.reset_every == 10
     run_hooks(trainer, range(1, 2))
     assert torch.allclose(target_values(target), torch.tensor(0.98604), atol=1e-6)
@@ -195,7 +195,7 @@ def test_c9_reset_step_alone_and_the_paper_literal_variant(trainer_for) -> None:
     run_hooks(trainer, range(10, 11))  # a reset step: 0.996 only
     assert torch.allclose(target_values(target), torch.tensor(0.996), atol=1e-7)
     trainer, target = digits_target_at_0996(trainer_for)
-    next(w.fn for w in trainer.c.losses if w.name == "group").extra_momentum = 1.0
+    next(w.fn for w in trainer.composed.losses if w.name == "group").extra_momentum = 1.0
     run_hooks(trainer, range(1, 11))
     assert torch.allclose(target_values(target), torch.tensor(0.960712), atol=1e-6)
 
@@ -211,7 +211,7 @@ def test_c9_per_block_factor(k: int, factor: float) -> None:
         teacher.network.get_parameter("encoders.backbone.weight").fill_(1.0)
     loss = DynamicGrouping(n_clusters=k, dim=2, seed=0)
     bank = Queue(online, size=64, dim=2, rule="truncate")
-    model = Model(online, {"target": teacher})
+    model = Networks(online, {"target": teacher})
     for n in range(1, k + 1):
         step = bare_step(n, {"bank": bank, "target": teacher}, model)
         loss.on_step_start(step)

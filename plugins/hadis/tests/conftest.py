@@ -36,7 +36,7 @@ def compose_step(plugins: Plugins, digits: ImageSet,
 
     def build(recipe: str = "hadis", epoch: int = 0, *overrides: str) -> tuple[Composed, Step]:
         trainer = compose_trainer(plugins, recipe, tmp_path, *overrides, dataset=digits)
-        composed = trainer.c
+        composed = trainer.composed
         trainer.ctx.epoch = epoch
         trainer.hooks.fire("on_epoch_start", trainer.ctx)
         labels = torch.arange(len(digits)) % composed.n_clusters

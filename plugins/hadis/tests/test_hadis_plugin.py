@@ -58,9 +58,9 @@ def test_alias_recipes_give_identical_losses(compose_step: Callable) -> None:
     epoch = 6  # after the warm-up: the noise is on and PCL is active
     hadis, hadis_step = compose_step("hadis", epoch)
     propos, _ = compose_step("propos", epoch, *HSD_OVERRIDES)
-    assert {w.name: w.label for w in hadis.losses} == {"psa": "dsa", "psl": "pcl",
+    assert {w.name: w.type for w in hadis.losses} == {"psa": "dsa", "psl": "pcl",
                                                        "hsd": "hsd"}
-    assert {w.name: w.label for w in propos.losses} == {"psa": "propos_psa",
+    assert {w.name: w.type for w in propos.losses} == {"psa": "propos_psa",
                                                         "psl": "propos_psl", "hsd": "hsd"}
     propos.model.online.load_state_dict(hadis.model.online.state_dict())
     for name, module in hadis.state.items():

@@ -14,10 +14,10 @@ from corekit import recipe as rc
 from corekit.composer import Composed, compose
 from corekit.data import ImageSet
 from corekit.engine.trainer import StageTrainer
-from corekit.network import Network
+from corekit.network import Network, Networks
 from corekit.plugins import Plugins
 from corekit.state import EMA
-from corekit.step import Model, Step
+from corekit.step import Step
 
 STEPS, EPOCHS, ETA = 234, 1000, 0.05
 CPU = torch.device("cpu")
@@ -116,7 +116,7 @@ def test_c11_constant_momentum_of_the_composed_target(cifar10: Composed) -> None
                   total_steps=target.total_steps)
     student = scalar_network(0.0)
     for n in range(1, 11):
-        teacher.after_optimizer_step(Step(Model(student), [], torch.arange(1), 0, n, EPOCHS))
+        teacher.after_optimizer_step(Step(Networks(student), [], torch.arange(1), 0, n, EPOCHS))
     weight = teacher.network.get_parameter("encoders.backbone.weight")
     assert weight.item() == pytest.approx(0.960712, abs=1e-6)
 

@@ -29,7 +29,7 @@ def digits() -> ImageSet:
 def stage_trainer(plugins: Plugins, digits: ImageSet,
                   tmp_path: Path) -> Callable[..., StageTrainer]:
     """``stage_trainer(recipe, *overrides)``: the trainer of ``recipe``'s digits preset composed
-    on CPU (``trainer.c`` is the composed stage). To enter epoch ``e``, set
+    on CPU (``trainer.composed`` is the composed stage). To enter epoch ``e``, set
     ``trainer.ctx.epoch = e`` and fire ``trainer.hooks.fire("on_epoch_start", trainer.ctx)``."""
 
     def build(recipe: str = "propos", *overrides: str) -> StageTrainer:

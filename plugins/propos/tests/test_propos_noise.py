@@ -84,7 +84,7 @@ def predictions(trainer: StageTrainer, epoch: int) -> list[Step]:
     """Two fresh steps on the same views at ``epoch``: what each reads from the network."""
     trainer.ctx.epoch = epoch
     trainer.hooks.fire("on_epoch_start", trainer.ctx)
-    data = trainer.c.train_set
+    data = trainer.composed.train_set
     indices = torch.arange(32)
     views = trainer.views(data.batch(indices))
     steps = [trainer.make_step(indices, views, epoch) for _ in range(2)]
@@ -94,7 +94,7 @@ def predictions(trainer: StageTrainer, epoch: int) -> list[Step]:
 def test_noise_reaches_the_predictor_of_the_composed_recipe(
         stage_trainer: Callable[..., StageTrainer]) -> None:
     trainer = stage_trainer("propos")
-    noisy = trainer.c.model.online.part("noisy")
+    noisy = trainer.composed.model.online.part("noisy")
     assert isinstance(noisy, LatentGaussianNoise)
     start = noisy.start_epoch
     assert start == 5 and noisy.std == 0.001
