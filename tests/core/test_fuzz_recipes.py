@@ -1,6 +1,7 @@
 """Fuzzing (issue: reliability): recipes generated and mutated by hypothesis — wrong types,
-out-of-range values, unknown keys, unicode, deleted tables — end in exit 0 or exit 2 with a
-message, never in a traceback. A fixed budget (derandomised) keeps CI time and results stable."""
+out-of-range values, unknown keys, unicode, deleted tables, uses of ``[vars]`` — end in exit 0
+or exit 2 with a message, never in a traceback. A fixed budget (derandomised) keeps CI time and
+results stable."""
 
 import copy
 
@@ -12,11 +13,13 @@ from corekit.cli import main
 from corekit.testing import tiny_recipe
 
 BASE = tiny_recipe(train={"epochs": 1, "steps_per_epoch": 1, "batch_size": 32},
-                   data={"name": "digits", "subset": 64})
+                   data={"name": "digits", "subset": 64}, vars={"n": 2},
+                   augment={"views": "${n}"})
 
 LEAF_VALUES = st.one_of(
     st.integers(min_value=-10**12, max_value=10**12), st.floats(allow_nan=True),
-    st.booleans(), st.text(max_size=12), st.sampled_from(["", "ü🙂", "cosin", "head:x", "a.b"]),
+    st.booleans(), st.text(max_size=12),
+    st.sampled_from(["", "ü🙂", "cosin", "head:x", "a.b", "${n}", "${m}"]),
     st.lists(st.integers(-3, 3), max_size=3), st.dictionaries(st.text(max_size=5),
                                                               st.integers(), max_size=2))
 
