@@ -20,7 +20,7 @@ def _opts() -> Any:
     return attrs.field(factory=dict)
 
 
-@attrs.define
+@attrs.frozen
 class Component:
     """A named component and the options passed to its factory. ``init_from = "STAGE:PART"``
     (encoders) loads the weights of part PART saved by an earlier stage STAGE; ``weights =
@@ -32,7 +32,7 @@ class Component:
     options: dict[str, Any] = _opts()
 
 
-@attrs.define
+@attrs.frozen
 class Head:
     """A head: ``input`` names an encoder or another head it reads. ``share = "other"`` applies
     head ``other``'s module (one set of parameters) to this head's own ``input`` instead of
@@ -46,7 +46,7 @@ class Head:
     options: dict[str, Any] = _opts()
 
 
-@attrs.define
+@attrs.frozen
 class Loss:
     """A weighted loss term, active from ``start_epoch`` (0-based) on."""
 
@@ -56,7 +56,7 @@ class Loss:
     options: dict[str, Any] = _opts()
 
 
-@attrs.define
+@attrs.frozen
 class State:
     """A named training state (``[state.NAME]``) of a registered state type; ``init_from =
     "STAGE:NAME"`` starts it from the state NAME saved by an earlier stage."""
@@ -66,7 +66,7 @@ class State:
     options: dict[str, Any] = _opts()
 
 
-@attrs.define
+@attrs.frozen
 class Target:
     """Short form of ``[state.target] type = "ema"``: an EMA target branch over ``parts``
     (encoders and heads) of the online network; other keys are options of the ``ema`` type."""
@@ -77,7 +77,7 @@ class Target:
     options: dict[str, Any] = _opts()
 
 
-@attrs.define
+@attrs.frozen
 class Model:
     """The networks: a primary ``backbone``, extra named ``encoders``, ``heads``, ``target``."""
 
@@ -87,7 +87,7 @@ class Model:
     target: Target | None = None
 
 
-@attrs.define
+@attrs.frozen
 class Data:
     """The training images. ``reference`` names a second dataset; ``source`` picks which one
     this stage trains on; ``n_clusters`` defaults to the dataset's class count."""
@@ -104,7 +104,7 @@ class Data:
         return self.reference if self.source == "reference" and self.reference else self.name
 
 
-@attrs.define
+@attrs.frozen
 class Augment:
     """``views`` augmented views per image; ``type`` is one pipeline or one per view."""
 
@@ -115,7 +115,7 @@ class Augment:
     options: dict[str, Any] = _opts()
 
 
-@attrs.define
+@attrs.frozen
 class Clusterer:
     """The E-step: cluster ``features`` (``branch:output``) every ``every`` epochs; with
     ``per_batch`` the clusterer's ``update`` also re-assigns each batch after its step."""
@@ -129,7 +129,7 @@ class Clusterer:
     options: dict[str, Any] = _opts()
 
 
-@attrs.define
+@attrs.frozen
 class MemoryBank:
     """Short form of ``[state.bank] type = "memory_bank"``: one feature per dataset index,
     refreshed after each optimizer step; other keys are options of the ``memory_bank`` type."""
@@ -140,7 +140,7 @@ class MemoryBank:
     options: dict[str, Any] = _opts()
 
 
-@attrs.define
+@attrs.frozen
 class Optimizer:
     """A registered optimizer (``type``) over the trainable parameters. ``lr_mult`` scales the
     lr of parameters under a prefix (e.g. ``{"heads.pred" = 10}``); ``no_decay_norm_bias``
@@ -155,7 +155,7 @@ class Optimizer:
     options: dict[str, Any] = _opts()
 
 
-@attrs.define
+@attrs.frozen
 class Schedule:
     """A registered learning-rate schedule (``constant``, ``cosine``, ``multistep``,
     ``fixmatch_cosine``, ...); other keys (``warmup_epochs``, ``cosine_epochs``, ...) are
@@ -165,7 +165,7 @@ class Schedule:
     options: dict[str, Any] = _opts()
 
 
-@attrs.define
+@attrs.frozen
 class Sampler:
     """A registered sampler (``shuffle``, ``cluster_balanced``, ...) and its options."""
 
@@ -182,7 +182,7 @@ FixedMemoryFormat = Literal["contiguous", "channels_last"]
 MemoryFormat = Literal["contiguous", "channels_last", "auto"]
 
 
-@attrs.define
+@attrs.frozen
 class Train:
     """The M-step loop and its numerics.
 
@@ -213,7 +213,7 @@ class Train:
     budget: str | float | None = ranged(None, 0, BIG, open_low=True)
 
 
-@attrs.define
+@attrs.frozen
 class Eval:
     """How clusters are read off: ``"clusterer"`` (E-step on ``features``) or
     ``"head:[BRANCH:]NAME"`` (argmax of a head's output; e.g. ``"head:target:cluster"`` reads
@@ -224,7 +224,7 @@ class Eval:
     batch_size: int = ranged(512, 1, BIG)
 
 
-@attrs.define
+@attrs.frozen
 class Stage:
     """One training stage: everything a single run needs.
 
@@ -249,7 +249,7 @@ class Stage:
     eval: Eval = attrs.field(factory=Eval)
 
 
-@attrs.define
+@attrs.frozen
 class Recipe:
     """A resolved recipe: metadata plus one or more stages."""
 
