@@ -49,6 +49,7 @@ class Range:
         return f"{_show(self.low)} {'<' if self.open_low else '<='} value <= {_show(self.high)}"
 
     def contains(self, value: float) -> bool:
+        """Whether the number ``value`` lies in the range."""
         above = self.low < value if self.open_low else self.low <= value
         return above and value <= self.high and not math.isnan(value)
 

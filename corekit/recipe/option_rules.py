@@ -25,6 +25,7 @@ class OptionRule:
     where: tuple[type, ...] = ()
 
     def applies(self, cls: type, key: str) -> bool:
+        """Whether the rule covers option ``key`` of a ``cls`` table."""
         return (not self.where or cls in self.where) and bool(self.names.fullmatch(key))
 
 
