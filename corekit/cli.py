@@ -203,13 +203,15 @@ def cmd_predict(args: argparse.Namespace, plugins: Plugins) -> int:
     from corekit.assign import write_assignments
     from corekit.data import load_dataset
     from corekit.predict import load_trained, predict
+    from corekit.written import record, refuse_foreign
 
     run_dir = Path(args.run_dir)
     model = load_trained(run_dir, plugins)
     data = load_dataset(args.data, loaders=plugins.datasets())
-    cluster, confidence = predict(model, data)
     out = Path(args.out) if args.out else run_dir / "predictions" / f"{data.name}.csv"
-    write_assignments(out, cluster, confidence, data.names, data.labels)
+    refuse_foreign([out], "predict", "give --out a new file name, or move that file away")
+    cluster, confidence = predict(model, data)
+    record([write_assignments(out, cluster, confidence, data.names, data.labels)], "predict")
     k = int(model.data["n_clusters"])
     used = k - int(metrics.cluster_stats(cluster, k)["empty_clusters"])
     print(f"{len(data)} images of {data.name} -> {used} of {k} clusters; written to {out}")
@@ -219,12 +221,17 @@ def cmd_predict(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def cmd_export(args: argparse.Namespace, plugins: Plugins) -> int:
-    from corekit.predict import export, load_trained
+    from corekit.predict import EXPORT_FILES, export, load_trained
+    from corekit.written import record, refuse_foreign
 
     run_dir = Path(args.run_dir)
-    path = export(load_trained(run_dir, plugins), run_dir,
-                  Path(args.out) if args.out else run_dir / "export")
-    print(f"exported {path} (with recipe.toml and export.json)")
+    out = Path(args.out) if args.out else run_dir / "export"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; export writes a folder: give a new folder")
+    refuse_foreign([out / name for name in EXPORT_FILES], "export",
+                   "give --out a new folder, or move those files away")
+    record(export(load_trained(run_dir, plugins), run_dir, out), "export")
+    print(f"exported {out / EXPORT_FILES[0]} (with {' and '.join(EXPORT_FILES[1:])})")
     return 0
 
 

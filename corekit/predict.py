@@ -115,21 +115,26 @@ def predict(model: TrainedModel, data: ImageSet,
     return nearest_centroid(features, model.centroids)
 
 
-def export(model: TrainedModel, run_dir: Path, out: Path) -> Path:
+EXPORT_FILES = ("model.safetensors", "recipe.toml", "export.json")
+
+
+def export(model: TrainedModel, run_dir: Path, out: Path) -> list[Path]:
     """``out/model.safetensors`` (every part of the assigning network, and the centroids),
-    ``out/recipe.toml`` and ``out/export.json`` (how images are prepared and assigned)."""
+    ``out/recipe.toml`` and ``out/export.json`` (how images are prepared and assigned); the
+    paths written, in the order of ``EXPORT_FILES``."""
     from safetensors.torch import save_file
 
+    weights, recipe, meta_file = (out / name for name in EXPORT_FILES)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {f"{name}.{key}": value.contiguous()
                for name in model.network.owned()
                for key, value in model.network.part(name).state_dict().items()}
     if model.centroids is not None:
         tensors["centroids"] = model.centroids.contiguous()
-    save_file(tensors, str(out / "model.safetensors"))
-    shutil.copyfile(run_dir / "recipe.toml", out / "recipe.toml")
+    save_file(tensors, str(weights))
+    shutil.copyfile(run_dir / "recipe.toml", recipe)
     meta = {"stage": model.stage.name, "branch": model.branch, "assign_part": model.part,
             "normalize_features": model.normalize, "data": model.data,
             "assign": "centroids" if model.centroids is not None else "head argmax"}
-    (out / "export.json").write_text(json.dumps(meta, indent=2))
-    return out / "model.safetensors"
+    meta_file.write_text(json.dumps(meta, indent=2))
+    return [weights, recipe, meta_file]

@@ -132,3 +132,45 @@ def test_k_from_the_command_line_or_estimated_for_a_flat_folder(folders, tmp_pat
     assert (tmp_path / "est" / "k_estimate.png").exists()
     assert main(["evaluate", str(tmp_path / "est")]) == 0  # the estimate is in recipe.toml
     assert main([*base, "--out", str(tmp_path / "bad"), "--k", "0"]) == 2
+
+
+def test_predict_replaces_only_files_it_wrote(folders, tmp_path, capsys):
+    """``predict --out RUN/final.json`` once replaced the run's results with a CSV (and export
+    overwrote a user's model.safetensors): a file they did not write, or that changed since,
+    is refused, exit 2; their own earlier file is replaced."""
+    out = tmp_path / "run"
+    train(folders, out)
+    final = (out / "final.json").read_text()
+    new = ["--data", f"imagefolder:{folders / 'new'}"]
+    capsys.readouterr()
+    assert main(["predict", str(out), *new, "--out", str(out / "final.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"would replace {out / 'final.json'}, which it did not write" in err
+    assert "give --out a new file name" in err and (out / "final.json").read_text() == final
+    mine = tmp_path / "mine.csv"
+    for _ in range(2):  # its own file, unchanged: replaced
+        assert main(["predict", str(out), *new, "--out", str(mine)]) == 0
+        assert main(["predict", str(out), *new]) == 0
+    mine.write_text(mine.read_text() + "my note\n")
+    assert main(["predict", str(out), *new, "--out", str(mine)]) == 2
+    assert mine.read_text().endswith("my note\n")
+    assert main(["predict", str(out), *new, "--out", str(tmp_path)]) == 2  # a folder
+
+
+def test_export_replaces_only_files_it_wrote(folders, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(folders, out)
+    final = (out / "final.json").read_text()
+    deploy = tmp_path / "deploy"
+    deploy.mkdir()
+    (deploy / "model.safetensors").write_bytes(b"the user's")
+    capsys.readouterr()
+    assert main(["export", str(out), "--out", str(deploy)]) == 2
+    assert "give --out a new folder" in capsys.readouterr().err
+    assert (deploy / "model.safetensors").read_bytes() == b"the user's"
+    assert not (deploy / "export.json").exists()
+    assert main(["export", str(out), "--out", str(out)]) == 2  # the run's own recipe.toml
+    assert main(["export", str(out), "--out", str(out / "final.json")]) == 2  # a file
+    assert (out / "final.json").read_text() == final
+    for _ in range(2):
+        assert main(["export", str(out)]) == 0
