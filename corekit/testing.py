@@ -13,7 +13,7 @@ the trainer of a recipe's preset without training.
 ``record_evaluations``, ``chance_level`` and ``assert_above_chance`` check that a tiny run's
 final NMI/ACC/ARI are those of its last evaluation and above chance; ``loss_probe``,
 ``regression_probe``, ``recorded_losses`` and ``assert_losses_match`` compare a recipe's loss
-values with recorded ones.
+values with recorded ones, and ``LossRegression`` is a plugin's whole regression test of them.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def tiny_recipe(**sections: Any) -> dict[str, Any]:
 def run_tiny(raw: dict[str, Any], out: Path, plugins: Plugins, **kwargs: Any) -> dict[str, Any]:
     """Validate ``raw`` and train it into ``out`` quietly (unless ``log`` is given); returns
     final metrics."""
-    from corekit.run import train
+    from corekit.runner import train
 
     return train(rc.validate(raw), out, plugins, **{"log": lambda _: None, "progress": False,
                                                     **kwargs})
@@ -337,8 +337,8 @@ def loss_probe(plugins: Plugins, recipe_name: str) -> dict[str, Any]:
 
     from corekit.composer import compose
     from corekit.engine.trainer import StageTrainer, steps_per_epoch
-    from corekit.run import DataCache
-    from corekit.stage_probe import seed_everything
+    from corekit.runner import DataCache
+    from corekit.engine.seed import seed_everything
 
     cpu = torch.device("cpu")
     stage = rc.resolve(recipe_name, plugins.find_recipe, "digits",
@@ -461,6 +461,45 @@ def assert_losses_match(probe: Mapping[str, Any], recorded: Mapping[str, Any], p
                 f"step {index + 1}: other loss terms: {sorted(step)}, recorded {sorted(expected)}")
             assert step == pytest.approx(expected, rel=rel, abs=0), (
                 f"step {index + 1}: {far(step, expected)}")
+
+
+class LossRegression:
+    """The loss-value regression test of one plugin's recipe, shared by the plugins' regression
+    modules: the :func:`regression_probe` of ``recipe`` with the core plus only the installed
+    ``plugins`` (``"propos,hadis"``: list base plugins too), against the :func:`recorded_losses`
+    in ``data_dir`` (the plugin's ``tests/data``), to a relative ``rel``. The probe runs once,
+    at the first :meth:`check` (a failure to compose or probe is raised again by every check,
+    without probing again). A plugin's module is then::
+
+        REGRESSION = LossRegression("cc", "cc", Path(__file__).parent / "data")
+
+        def test_losses_on_fixed_views_match_c9554c8() -> None:
+            REGRESSION.check("fixed_views")
+
+        def test_losses_of_three_train_steps_match_the_batched_views_record() -> None:
+            REGRESSION.check("train_steps")
+    """
+
+    def __init__(self, plugins: str | Sequence[str], recipe: str, data_dir: Path,
+                 rel: float = 1e-6) -> None:
+        self.plugins, self.recipe, self.data_dir, self.rel = plugins, recipe, data_dir, rel
+        self._probe: dict[str, Any] | BaseException | None = None
+
+    def probe(self) -> dict[str, Any]:
+        """The :func:`regression_probe` of the recipe, computed on the first call."""
+        if self._probe is None:
+            try:
+                self._probe = regression_probe(self.plugins, self.recipe)
+            except Exception as error:  # kept, and raised again by each check
+                self._probe = error
+        if isinstance(self._probe, BaseException):
+            raise self._probe
+        return self._probe
+
+    def check(self, part: str) -> None:
+        """Part ``part`` (``"fixed_views"`` or ``"train_steps"``) of the probe matches the
+        record (:func:`assert_losses_match`)."""
+        assert_losses_match(self.probe(), recorded_losses(self.data_dir), part, rel=self.rel)
 
 
 def pip_install_plan(folder: Path) -> dict[str, dict[str, Any]]:

@@ -3,18 +3,30 @@ import json
 import pytest
 import torch
 
+from corekit import checkpoint_io as checkpoint
 from corekit import recipe as rc
 from corekit.cli import main
 from corekit.composer import build_network
 from corekit.data import load_dataset
-from corekit.engine import checkpoint
+from corekit.engine.seed import seed_everything
 from corekit.errors import TrainingError
-from corekit.run import seed_everything, train
-from corekit.testing import plugin_set, run_tiny, tiny_recipe
+from corekit.runner import train
+from corekit.testing import (
+    assert_above_chance,
+    plugin_set,
+    record_evaluations,
+    run_tiny,
+    tiny_recipe,
+)
 from tests.core import toy_plugin
 
 PLUGINS = plugin_set(toy_plugin, name="toy")
 CKPT = "stages/main/checkpoint.pt"
+
+
+@pytest.fixture
+def evaluations(monkeypatch):
+    return record_evaluations(monkeypatch)
 
 
 def test_run_directory_contents(tmp_path):
@@ -84,7 +96,7 @@ def test_stateful_loss_updates_inside_forward_with_gradient(tmp_path):
     assert state.abs().sum() > 0  # the trained state is checkpointed
 
 
-def test_second_encoder_frozen_and_reference_set(tmp_path):
+def test_second_encoder_frozen_and_reference_set(tmp_path, evaluations):
     raw = tiny_recipe(
         data={"reference": "digits"},
         model={"encoders": {"other": {"type": "mlp", "hidden": 32, "out_dim": 16}}},
@@ -92,7 +104,7 @@ def test_second_encoder_frozen_and_reference_set(tmp_path):
                 "ref": {"type": "toy.reference_mean", "weight": 0.1}},
         train={"freeze": ["other"]})
     final = run_tiny(raw, tmp_path, PLUGINS)
-    assert 0 <= final["nmi"] <= 1
+    assert_above_chance(final, evaluations)
     seed_everything(0)
     stage = rc.validate(raw).stages[0]
     fresh = build_network(PLUGINS, stage, load_dataset("digits"), 10)
@@ -104,7 +116,7 @@ def test_second_encoder_frozen_and_reference_set(tmp_path):
     assert moved
 
 
-def test_multi_stage_carries_weights_and_trains_on_reference(tmp_path):
+def test_multi_stage_carries_weights_and_trains_on_reference(tmp_path, evaluations):
     raw = tiny_recipe(
         data={"reference": "digits"},
         stage=[{"name": "background", "data": {"source": "reference"},
@@ -114,7 +126,11 @@ def test_multi_stage_carries_weights_and_trains_on_reference(tmp_path):
                 "losses": {"entropy": {"type": "batch_marginal_entropy", "head": "cluster"}},
                 "eval": {"assign": "head:cluster"}}])
     final = run_tiny(raw, tmp_path, PLUGINS)
-    assert 0 <= final["nmi"] <= 1
+    # The final scores are those of the last stage's head assignments. Not above chance: a
+    # head trained 3 steps on the batch entropy alone still puts (nearly) every image into
+    # one cluster (NMI 0 at 3 of seeds 0-3), so only the written-equals-evaluated part holds.
+    assert len(evaluations) == 2 and evaluations[-1][1].shape == (256,)
+    assert_above_chance(final, evaluations, margins={})
     records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in records] == ["background", "target"]
 
@@ -161,7 +177,7 @@ def test_cli_user_errors_exit_2(capsys, tmp_path):
 
 
 def test_seeds_report_mean_and_std(tmp_path):
-    from corekit.run import train_seeds
+    from corekit.runner import train_seeds
 
     final = train_seeds(rc.validate(tiny_recipe()), tmp_path, PLUGINS, seeds=2,
                         log=lambda _: None, progress=False)
@@ -172,16 +188,46 @@ def test_seeds_report_mean_and_std(tmp_path):
     assert (tmp_path / "seed-1" / "final.json").exists()
 
 
-def test_bf16_channels_last_grad_clip_memory_bank(tmp_path):
+def test_bf16_channels_last_grad_clip_memory_bank(tmp_path, evaluations):
     raw = tiny_recipe(train={"precision": "bf16", "grad_clip": 1.0,
                                  "memory_format": "channels_last"},
                       memory_bank={"source": "online:proj", "momentum": 0.5})
     raw["model"]["backbone"] = {"type": "small_cnn", "width": 8, "out_dim": 16}
     final = run_tiny(raw, tmp_path, PLUGINS)
-    assert 0 <= final["nmi"] <= 1
+    assert_above_chance(final, evaluations)
     bank = checkpoint.load(tmp_path / CKPT)["state"]["bank"]["features"]
     assert bank.shape == (256, 16)
     assert torch.allclose(bank.norm(dim=1), torch.ones(256), atol=1e-5)
+
+
+def test_grad_clip_scales_the_step_gradient_down_to_the_clip_norm(tmp_path):
+    """``train.grad_clip``: on a step whose gradient norm is far above it, the gradients the
+    optimizer steps with (left in ``.grad`` after ``train_step``) are the raw ones scaled by
+    clip / (norm + 1e-6), so their global norm is the clip (``clip_grad_norm_``). The raw
+    gradients are read with tensor hooks on the online parameters during backward."""
+    from corekit.composer import compose
+    from corekit.engine.trainer import StageTrainer
+
+    clip = 0.01
+    cpu = torch.device("cpu")
+    stage = rc.validate(tiny_recipe(train={"grad_clip": clip})).stages[0]
+    data = load_dataset("digits")
+    c = compose(PLUGINS, stage, lambda name: data, cpu, None, 3)
+    trainer = StageTrainer(c, tmp_path, cpu, None, 0, lambda _: None, progress=False)
+    params = [p for p in c.model.online.parameters() if p.requires_grad]
+    raw: dict[int, torch.Tensor] = {}
+    for i, param in enumerate(params):
+        param.register_hook(lambda grad, i=i: raw.__setitem__(i, grad.detach().clone()))
+    indices = torch.arange(64)
+    trainer.train_step(indices, data.batch(indices), 0, torch.Generator().manual_seed(0))
+    assert sorted(raw) == list(range(len(params)))
+    before = torch.linalg.vector_norm(torch.stack([g.norm() for g in raw.values()]))
+    after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+    assert before > 10 * clip  # clipping binds on this step
+    assert after.item() == pytest.approx(clip, rel=1e-4)
+    scale = clip / (before + 1e-6)
+    for i, param in enumerate(params):
+        assert torch.allclose(param.grad, raw[i] * scale, rtol=1e-4, atol=1e-9), i
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
@@ -232,7 +278,7 @@ def test_per_batch_estep_updates_pseudo_labels(tmp_path):
     stage = rc.validate(raw).stages[0]
     from corekit.composer import compose
     from corekit.engine.trainer import StageTrainer
-    from corekit.run import DataCache
+    from corekit.runner import DataCache
 
     cache = DataCache(torch.device("cpu"))
     composed = compose(PLUGINS, stage, lambda n: cache(n, 256), torch.device("cpu"))
