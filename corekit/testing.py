@@ -336,9 +336,9 @@ def loss_probe(plugins: Plugins, recipe_name: str) -> dict[str, Any]:
     import torch
 
     from corekit.composer import compose
+    from corekit.engine.seed import seed_everything
     from corekit.engine.trainer import StageTrainer, steps_per_epoch
     from corekit.runner import DataCache
-    from corekit.engine.seed import seed_everything
 
     cpu = torch.device("cpu")
     stage = rc.resolve(recipe_name, plugins.find_recipe, "digits",
