@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from corekit import EMA, MemoryBank, Queue
+from corekit import checkpoint_io as checkpoint
 from corekit import recipe as rc
-from corekit.engine import checkpoint
 from corekit.network import Network
-from corekit.run import train
+from corekit.runner import train
 from corekit.testing import plugin_set, run_tiny, tiny_recipe
 from tests.core import toy_plugin
 
@@ -97,7 +97,7 @@ def test_memory_bank_momentum_at_0_9_keeps_nine_tenths_of_the_old_row():
 def test_memory_bank_encode_init_and_fixed_rows(tmp_path):
     from corekit.composer import compose
     from corekit.engine.trainer import StageTrainer
-    from corekit.run import DataCache
+    from corekit.runner import DataCache
 
     raw = tiny_recipe(state={"emb": {"type": "memory_bank", "source": "online:backbone",
                                      "init": "encode", "update": "fixed"}})
@@ -177,7 +177,7 @@ def test_eval_assign_reads_the_target_copy_of_a_head(tmp_path):
     from corekit.composer import compose
     from corekit.engine.trainer import StageTrainer
     from corekit.parts import parse_assign
-    from corekit.run import DataCache
+    from corekit.runner import DataCache
 
     stage = rc.validate(two_bank_recipe(epochs=1)).stages[0]
     cache = DataCache(torch.device("cpu"))

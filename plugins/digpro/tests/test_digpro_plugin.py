@@ -11,11 +11,11 @@ import torch
 from deepclust_digpro import DynamicGrouping
 from deepclust_propos import PSA, PSL
 
+from corekit import checkpoint_io as checkpoint
 from corekit import recipe as rc
 from corekit.composer import CompositionError, compose
-from corekit.engine import checkpoint
 from corekit.plugins import Plugins
-from corekit.run import train
+from corekit.runner import train
 
 LOSSES = ["digpro_base", "digpro_dynamic_grouping", "dynamic_grouping",
           "digpro_prototype_aggregation", "prototype_aggregation"]

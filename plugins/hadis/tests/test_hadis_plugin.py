@@ -17,7 +17,7 @@ from deepclust_propos.plugin import RECIPES as PROPOS_RECIPES
 from corekit import recipe as rc
 from corekit.composer import Composed
 from corekit.plugins import Plugins
-from corekit.run import train
+from corekit.runner import train
 from corekit.step import Step
 from corekit.testing import assert_above_chance, record_evaluations
 
