@@ -18,12 +18,8 @@ from corekit import recipe as rc
 from corekit.errors import UserError, did_you_mean
 from corekit.plugins import Plugins, get_plugins
 from corekit.registry import KINDS
-from corekit.run_files import (
-    check_output_dir,
-    interrupted_note,
-    public_command,
-    public_data_name,
-)
+from corekit.run_files import interrupted_note, public_command, public_data_name
+from corekit.run_folder import RunFolder, check_output_dir
 
 
 def cmd_plugins(args: argparse.Namespace, plugins: Plugins) -> int:
@@ -164,12 +160,17 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
     if not args.out:
         check_output_dir(out, args.resume, args.overwrite, args.stage)
     try:
-        if args.seeds > 1:
-            final = train_seeds(recipe, out, plugins, args.seeds, progress=progress,
-                                command=command, resume=args.resume)
-        else:
-            final = train(recipe, out, plugins, resume=args.resume, progress=progress,
-                          only=args.stage, command=command)
+        with RunFolder.open(out, command) as folder:
+            for note in folder.notes:
+                print(f"deepclust: {note}", file=sys.stderr)
+            if args.overwrite:
+                folder.remove_run_files()
+            if args.seeds > 1:
+                final = train_seeds(recipe, out, plugins, args.seeds, progress=progress,
+                                    command=command, resume=args.resume)
+            else:
+                final = train(recipe, out, plugins, resume=args.resume, progress=progress,
+                              only=args.stage, command=command)
     except KeyboardInterrupt as exc:
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         print(f"deepclust: {what}; {interrupted_note(out)}", file=sys.stderr)

@@ -21,7 +21,6 @@ import html
 import importlib.util
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -640,15 +639,32 @@ def _redact(text: str, private: list[tuple[str, str]]) -> str:
     return text
 
 
+REPORT_FILES = ("index.html", "sizes.png", "confusion.csv", "confusion.png", "embedding.png",
+                "curves.png")
+"""The files a report writes in ``report/``, besides its cluster grids
+(``clusters/cluster-NNN.png``)."""
+
+
+def remove_report_files(out: Path) -> None:
+    """Remove an earlier report's own files from ``out``; a user's files there stay."""
+    for name in REPORT_FILES:
+        (out / name).unlink(missing_ok=True)
+    grids = out / "clusters"
+    for grid in grids.glob("cluster-[0-9][0-9][0-9].png"):
+        grid.unlink()
+    if grids.is_dir() and not any(grids.iterdir()):
+        grids.rmdir()
+
+
 def write_html_report(run_dir: Path, plugins: Any | None = None) -> HtmlReport:
-    """Write ``run_dir/report/index.html`` and its PNG files (replacing an earlier report).
-    A section that cannot be made is replaced by its reason; nothing here raises for it."""
+    """Write ``run_dir/report/index.html`` and its PNG files (replacing an earlier report's
+    files, and nothing else a user keeps in the folder). A section that cannot be made is
+    replaced by its reason; nothing here raises for it."""
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     out = run_dir / REPORT_DIR
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    remove_report_files(out)
+    out.mkdir(parents=True, exist_ok=True)
     ctx = Context(run_dir, plugins, out)
     private = _private(run_dir)
     body, missing, timings = [], [], {}

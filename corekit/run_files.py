@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from corekit import recipe as rc
-from corekit.run_folder import check_output_dir  # noqa: F401  cli.py's import, until it moves
 
 LOCAL_FILE = "local.json"
 RUN_FILE = "run.json"

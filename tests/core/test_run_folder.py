@@ -178,3 +178,32 @@ def test_a_failed_resume_into_an_empty_folder_does_not_block_a_fresh_start(tmp_p
     assert "start without --resume" in capsys.readouterr().err
     assert not holds_run(out)
     assert main(["train", "simclr-kmeans", "--out", str(out), *QUICK]) == 0
+
+
+def test_train_overwrite_keeps_what_the_user_added_to_the_run(tmp_path, capsys):
+    from corekit import recipe as rc
+    from corekit.testing import tiny_recipe
+
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(rc.to_toml(tiny_recipe()))
+    out = tmp_path / "run"
+    assert main(["train", str(recipe), "--out", str(out), "--no-progress"]) == 0
+    (out / "report" / "notes.md").write_text("my notes")
+    first = (out / "stages" / "main" / "checkpoint.pt").stat().st_mtime_ns
+    assert main(["train", str(recipe), "--out", str(out), "--overwrite", "--no-progress"]) == 0
+    assert (out / "report" / "notes.md").read_text() == "my notes"
+    assert (out / "stages" / "main" / "checkpoint.pt").stat().st_mtime_ns != first
+    assert not (out / LOCK_FILE).exists()
+
+
+def test_train_overwrite_into_a_folder_with_the_users_recipe_is_refused(tmp_path, capsys):
+    from corekit import recipe as rc
+    from corekit.testing import tiny_recipe
+
+    mine = rc.to_toml(tiny_recipe())
+    (tmp_path / "recipe.toml").write_text(mine)
+    assert main(["train", str(tmp_path / "recipe.toml"), "--out", str(tmp_path), "--overwrite",
+                 "--no-progress"]) == 2
+    assert "recipe.toml" in capsys.readouterr().err
+    assert (tmp_path / "recipe.toml").read_text() == mine
+    assert not (tmp_path / "stages").exists() and not (tmp_path / LOCK_FILE).exists()
