@@ -9,9 +9,6 @@ training loop itself is ``corekit.engine``.
 """
 
 from corekit.runner.data_cache import DataCache, Datasets, stage_datasets
-from corekit.runner.plan import BudgetChoice, KChoice, PlanContext, StagePlan, decide_k, plan_stage
-from corekit.runner.probes import StageProbe
-from corekit.runner.run import StageResult, run_stage, stage_dir
 from corekit.runner.loop import (
     check_recipe,
     evaluate_run,
@@ -23,10 +20,13 @@ from corekit.runner.loop import (
     train_seeds,
     trained_stage,
 )
+from corekit.runner.plan import BudgetChoice, KChoice, PlanContext, StagePlan, decide_k, plan_stage
+from corekit.runner.probes import StageProbe
+from corekit.runner.run import StageResult, run_stage, stage_dir
 
 __all__ = [
     "BudgetChoice", "DataCache", "Datasets", "KChoice", "PlanContext", "StagePlan",
     "StageProbe", "StageResult", "check_recipe", "decide_k", "evaluate_run", "finished",
-    "last_checkpoint", "plan_stage", "restore_stage", "run_stage", "seeded", "stage_datasets", "stage_dir",
-    "train", "train_seeds", "trained_stage",
+    "last_checkpoint", "plan_stage", "restore_stage", "run_stage", "seeded",
+    "stage_datasets", "stage_dir", "train", "train_seeds", "trained_stage",
 ]

@@ -14,9 +14,9 @@ from corekit import recipe as rc
 from corekit.cli import main
 from corekit.engine import numerics as nm
 from corekit.runner import DataCache, KChoice, PlanContext, plan_stage, train
+from corekit.runner import loop as loop_module
 from corekit.runner import probes as probes_module
 from corekit.runner import run as run_module
-from corekit.runner import loop as loop_module
 from corekit.testing import plugin_set, tiny_recipe
 from tests.core import toy_plugin
 
