@@ -207,3 +207,26 @@ def test_train_overwrite_into_a_folder_with_the_users_recipe_is_refused(tmp_path
     assert "recipe.toml" in capsys.readouterr().err
     assert (tmp_path / "recipe.toml").read_text() == mine
     assert not (tmp_path / "stages").exists() and not (tmp_path / LOCK_FILE).exists()
+
+
+def test_sigterm_stops_a_run_like_ctrl_c_and_lets_go_of_the_folder(tmp_path, capsys,
+                                                                     monkeypatch):
+    import signal
+    import time
+
+    from corekit import recipe as rc
+    from corekit.testing import tiny_recipe
+
+    def terminated_train(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler interrupts this
+        raise AssertionError("SIGTERM did not stop the run")
+
+    monkeypatch.setattr("corekit.runner.train", terminated_train)
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(rc.to_toml(tiny_recipe()))
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["train", str(recipe), "--out", str(tmp_path / "run"), "--no-progress"]) == 143
+    assert "deepclust: terminated; no checkpoint was written yet" in capsys.readouterr().err
+    assert not (tmp_path / "run" / LOCK_FILE).exists()
+    assert signal.getsignal(signal.SIGTERM) == before
