@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from corekit.runner import train_seeds
+from corekit.runner import seeded, train_seeds
 from corekit.testing import load_only
 
 RECORD = json.loads((Path(__file__).parents[1] / "data" /
@@ -23,7 +23,7 @@ def test_digits_results_of_seeds_0_to_2_are_the_recorded_ones(method, tmp_path):
     from corekit import recipe as rc
 
     plugins = load_only(PLUGINS[method])
-    recipe = rc.resolve(method, plugins.find_recipe, "digits")
+    recipe = seeded(rc.resolve(method, plugins.find_recipe, "digits"), 0)
     final = train_seeds(recipe, tmp_path, plugins, 3, log=lambda _: None, progress=False)
     found = [{key: run[key] for key in ("nmi", "acc", "ari")} for run in final["runs"]]
     assert found == RECORD["runs"][method]
