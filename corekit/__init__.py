@@ -38,6 +38,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "corekit.lifecycle": ("HOOKS", "Lifecycle", "StageContext"),
     "corekit.needs": ("Need", "NeedCheck", "NeedContext", "OutputKind"),
     "corekit.network": ("Branch", "Networks"),
+    "corekit.parts": ("parse_feature",),
     "corekit.registry": ("RegisterFn", "register_recipe_dir"),
     "corekit.state": ("EMA", "MemoryBank", "PseudoLabels", "Queue", "State"),
     "corekit.step": ("Step",),

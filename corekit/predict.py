@@ -19,6 +19,7 @@ from corekit.components.augment import eval_transform
 from corekit.composer import build_network, state_specs
 from corekit.data import DataError, ImageSet
 from corekit.errors import TrainingError
+from corekit.feature_cache import through_cache
 from corekit.handoff import OUTPUTS_FILE, StageOutputs
 from corekit.network import Network
 from corekit.parts import parse_assign, parse_feature
@@ -98,16 +99,31 @@ def load_trained(run_dir: Path, plugins: Plugins) -> TrainedModel:
 
 
 @torch.no_grad()
+def assigning_features(model: TrainedModel, data: ImageSet, batch_size: int = 512) -> torch.Tensor:
+    """The (N, D) outputs of ``model.part`` for every image of ``data``, prepared as in
+    training. The part's frozen way in (every part after a stage of zero epochs) comes from the
+    feature cache, so images the run trained on are not run through a frozen backbone again."""
+    def extract(part: str, known: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = []
+        for indices, images in data.batches(torch.arange(len(data)), batch_size):
+            given = {name: value[indices.cpu()] for name, value in known.items()}
+            x = images.cpu() if known else model.transform(images.cpu())
+            out.append(model.network.compute(part, x, given).float())
+        return torch.cat(out)
+
+    return through_cache(model.network, model.part, data, model.transform, precision=None,
+                         trained=model.stage.train.epochs > 0, device=torch.device("cpu"),
+                         extract=extract)
+
+
+@torch.no_grad()
 def predict(model: TrainedModel, data: ImageSet,
             batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """Cluster (N,) and confidence (N,) of every image of ``data``, prepared as in training."""
     if data.channels != model.channels:
         raise DataError(f"the run was trained on {model.channels}-channel images; "
                         f"{data.name} has {data.channels} channel(s)")
-    out = []
-    for _, images in data.batches(torch.arange(len(data)), batch_size):
-        out.append(model.network.compute(model.part, model.transform(images.cpu()), {}).float())
-    features = torch.cat(out)
+    features = assigning_features(model, data, batch_size)
     if model.centroids is None:
         return head_assignment(features, model.network.produces(model.part))
     if model.normalize:

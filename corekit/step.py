@@ -54,6 +54,27 @@ class Step:
                 out = network.compute(name, self.views[view], cache)
         return out.float()
 
+    def prefill(self, name: str, view: int, output: torch.Tensor, branch: str = "online") -> None:
+        """Give part ``name``'s output (B, D) on view ``view`` instead of computing it: the
+        engine passes cached features of a frozen part (``corekit.feature_cache``), so the part
+        never runs in this step. Parts that read ``name`` compute from ``output``."""
+        self._cache.setdefault((branch, view), {})[name] = output
+
+    def output_from(self, name: str, given: Mapping[str, torch.Tensor],
+                    branch: str = "online") -> torch.Tensor:
+        """Part ``name`` of ``branch`` computed from ``given`` outputs (B, D) of a part it reads,
+        e.g. ``{"backbone": features}``, rather than from a view; not cached (float32; only
+        online outputs carry gradient). Raises ``KeyError`` when ``given`` holds no part on
+        the way to ``name``."""
+        network = self.model.network(branch)
+        chain = network.dependencies(name)
+        if not any(part in given for part in chain):
+            raise KeyError(f"output_from({name!r}): give the output of one of {chain}, "
+                           f"got {sorted(given)}")
+        nothing = torch.empty(0)  # never read: ``given`` stands for the image's way in
+        with torch.set_grad_enabled(branch == "online" and torch.is_grad_enabled()):
+            return network.compute(name, nothing, dict(given)).float()
+
     def state(self, name: str) -> Any:
         """The named state ``[state.<name>]`` of this stage."""
         if name not in self.states:

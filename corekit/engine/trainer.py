@@ -24,6 +24,7 @@ from corekit.engine.devices import autocast
 from corekit.engine.metrics_log import MetricsLog
 from corekit.engine.phases import PhaseTimer
 from corekit.errors import NonFiniteLoss, TrainingError
+from corekit.feature_cache import FrozenInputs, through_cache
 from corekit.lifecycle import StageContext
 from corekit.network import Network
 from corekit.parts import parse_assign, parse_feature
@@ -67,6 +68,7 @@ class StageTrainer:
         self.start_epoch = 0
         self._cluster_cache: tuple[tuple[int, str], torch.Tensor, ClusterResult] | None = None
         self._head_cache: tuple[tuple[int, str], torch.Tensor] | None = None
+        self._prefill: FrozenInputs | None = None
         self.checkpoint_path = self.stage_dir / "checkpoint.pt"
         self.metrics = MetricsLog(run_dir)
         self.phases = PhaseTimer(enabled=self.train_cfg.time_phases, device=device)
@@ -84,19 +86,33 @@ class StageTrainer:
     # -- features and assignments -------------------------------------------------------
     @torch.no_grad()
     def features(self, spec: str, data: ImageSet) -> torch.Tensor:
-        """Part ``spec`` (``branch:name``) of every image, eval transform, eval mode."""
+        """Part ``spec`` (``branch:name``) of every image, eval transform, eval mode. The
+        output of the last part on the way whose weights stay fixed in this stage (a frozen
+        backbone; every part when the stage trains no epoch) comes from the feature cache
+        (``corekit.feature_cache``): extracted once per weights, images and transform."""
         branch, name = parse_feature(spec, "features")
         net: Network = self.composed.model.network(branch)
+        return through_cache(net, name, data, self.composed.eval_transform,
+                             precision=self.dtype, trained=self.train_cfg.epochs > 0,
+                             device=self.device,
+                             extract=lambda part, known: self._extract(net, part, data, known))
+
+    @torch.no_grad()
+    def _extract(self, net: Network, name: str, data: ImageSet,
+                 known: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Part ``name`` of ``net`` on every image of ``data``, from the ``known`` (N, D)
+        outputs of a part it reads when given (the images are then not read)."""
         was_training = net.training
         net.eval()
         out = []
         batches = data.batches(torch.arange(len(data)), self.composed.stage.eval.batch_size)
-        for _, images in batches:
-            x = self.composed.eval_transform(images)
-            if self.train_cfg.memory_format == "channels_last":
+        for indices, images in batches:
+            x = images if known else self.composed.eval_transform(images)
+            if self.train_cfg.memory_format == "channels_last" and not known:
                 x = x.contiguous(memory_format=torch.channels_last)
+            given = {part: value[indices.to(value.device)] for part, value in known.items()}
             with autocast(self.device, self.dtype):
-                out.append(net.compute(name, x, {}).float())
+                out.append(net.compute(name, x, given).float())
         net.train(was_training)
         return torch.cat(out)
 
@@ -191,10 +207,19 @@ class StageTrainer:
 
     def make_step(self, indices: torch.Tensor, views: list[torch.Tensor], epoch: int,
                   reference: torch.Tensor | None = None) -> Step:
-        """A Step over ``views`` (V tensors (B, C, H, W)) of the images ``indices`` (B,)."""
-        return Step(model=self.composed.model, views=views, indices=indices, epoch=epoch,
+        """A Step over ``views`` (V tensors (B, C, H, W)) of the images ``indices`` (B,).
+
+        When a view pipeline is the evaluation transform and the stage freezes an encoder, the
+        step is given that encoder's cached features of ``indices`` on that view
+        (``FrozenInputs``, ``Step.prefill``): the frozen encoder never runs in training."""
+        step = Step(model=self.composed.model, views=views, indices=indices, epoch=epoch,
                     global_step=self.global_step, epochs=self.train_cfg.epochs,
                     states=self.composed.state, reference=reference)
+        if self._prefill is None:
+            self._prefill = FrozenInputs.of(
+                self.composed, lambda spec: self.features(spec, self.composed.train_set))
+        self._prefill.fill(step)
+        return step
 
     def loss_terms(self, step: Step) -> dict[str, torch.Tensor]:
         """Every loss active at ``step.epoch``, in recipe order, unweighted, in float32."""
