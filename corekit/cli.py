@@ -302,8 +302,9 @@ def parser() -> argparse.ArgumentParser:
                             help="replace the run that --out holds (its own files only)")
             sp.add_argument("--seeds", type=int, default=1, help="train N seeds, report mean ± std")
             sp.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
-            sp.add_argument("--budget", help="wall-clock cap of the run, e.g. 10m, 1h30m, 90s: "
-                                             "epochs and schedules are fitted to it")
+            sp.add_argument("--budget", help="wall-clock time of the run, e.g. 10m, 1h30m, "
+                                             "90s: epochs and schedules are fitted (and "
+                                             "re-fitted) to it; with --seeds N, per seed")
             sp.add_argument("--k", type=int, help="number of clusters (default: the data set's "
                                                   "class count, else estimated)")
             sp.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from corekit import checkpoint_io as checkpoint
 from corekit import metrics
 from corekit.assign import centroid_confidence, head_assignment
-from corekit.budget import Deadline, format_seconds
+from corekit.budget import Pacer, format_seconds
 from corekit.components.clusterers import ClusterResult
 from corekit.composer import Composed
 from corekit.data import ImageSet
@@ -49,7 +49,7 @@ class StageTrainer:
     def __init__(self, composed: Composed, run_dir: Path, device: torch.device,
                  dtype: torch.dtype | None, stage_index: int, log: Callable[[str], None],
                  progress: bool = True, stage_dir: Path | None = None,
-                 deadline: Deadline | None = None) -> None:
+                 pacer: Pacer | None = None) -> None:
         self.composed = composed
         self.train_cfg = composed.stage.train
         self.run_dir = run_dir
@@ -72,7 +72,9 @@ class StageTrainer:
         self.checkpoint_path = self.stage_dir / "checkpoint.pt"
         self.metrics = MetricsLog(run_dir)
         self.phases = PhaseTimer(enabled=self.train_cfg.time_phases, device=device)
-        self.deadline = deadline
+        self.pacer = pacer
+        self.epochs = self.train_cfg.epochs
+        """The epochs the stage runs: the recipe's (as planned), or as its ``pacer`` re-fits."""
         self.hooks = composed.hooks
         self.ctx = StageContext(stage=composed.stage.name, epochs=self.train_cfg.epochs,
                                 steps_per_epoch=self.steps, model=composed.model,
@@ -186,7 +188,7 @@ class StageTrainer:
     # -- the M-step ---------------------------------------------------------------------
     def set_lr(self) -> float:
         """Each group's lr = its base lr × the schedule's factor at the current step."""
-        factor = self.composed.schedule.factor(self.global_step)
+        factor = self.composed.schedule.factor(self.schedule_step(self.global_step))
         groups = self.composed.optimizer.param_groups
         for group, base in zip(groups, self.composed.base_lrs, strict=True):
             group["lr"] = base * factor
@@ -205,14 +207,25 @@ class StageTrainer:
             return None
         return ref.batch(torch.randint(len(ref), (self.batch_size,), generator=generator))
 
+    def schedule_epoch(self, epoch: int) -> int:
+        """Where real epoch ``epoch`` stands on the planned schedule: itself, unless a budget
+        re-fit compressed the schedule (``corekit.budget.Warp``)."""
+        return self.pacer.warp.epoch(epoch) if self.pacer is not None else epoch
+
+    def schedule_step(self, step: int) -> int:
+        """Where real global step ``step`` stands on the planned schedule."""
+        return self.pacer.warp.step(step, self.steps) if self.pacer is not None else step
+
     def make_step(self, indices: torch.Tensor, views: list[torch.Tensor], epoch: int,
                   reference: torch.Tensor | None = None) -> Step:
-        """A Step over ``views`` (V tensors (B, C, H, W)) of the images ``indices`` (B,).
+        """A Step over ``views`` (V tensors (B, C, H, W)) of the images ``indices`` (B,) in
+        real epoch ``epoch``; the step's ``epoch`` is the schedule's (``schedule_epoch``).
 
         When a view pipeline is the evaluation transform and the stage freezes an encoder, the
         step is given that encoder's cached features of ``indices`` on that view
         (``FrozenInputs``, ``Step.prefill``): the frozen encoder never runs in training."""
-        step = Step(model=self.composed.model, views=views, indices=indices, epoch=epoch,
+        step = Step(model=self.composed.model, views=views, indices=indices,
+                    epoch=self.schedule_epoch(epoch),
                     global_step=self.global_step, epochs=self.train_cfg.epochs,
                     states=self.composed.state, reference=reference)
         if self._prefill is None:
@@ -344,8 +357,9 @@ class StageTrainer:
 
     # -- the loop -----------------------------------------------------------------------
     def context(self, epoch: int) -> StageContext:
-        """The stage context the lifecycle hooks see, at ``epoch`` and the current step."""
-        self.ctx.epoch, self.ctx.global_step = epoch, self.global_step
+        """The stage context the lifecycle hooks see, at real epoch ``epoch`` (the schedule's
+        epoch, ``schedule_epoch``) and the current step."""
+        self.ctx.epoch, self.ctx.global_step = self.schedule_epoch(epoch), self.global_step
         return self.ctx
 
     def run(self, resume: dict[str, Any] | None = None) -> dict[str, float]:
@@ -360,7 +374,8 @@ class StageTrainer:
         if resume is not None:
             self.load_state_dict(resume)
         result: dict[str, float] = {}
-        for epoch in range(self.start_epoch, cfg.epochs):
+        epoch, cycle = self.start_epoch, time.perf_counter()
+        while epoch < self.epochs:
             t0 = time.perf_counter()
             self.hooks.fire("on_epoch_start", self.context(epoch))
             record: dict[str, Any] = {"stage": composed.stage.name,
@@ -377,26 +392,37 @@ class StageTrainer:
             record.update(self.phases.take())
             record["seconds"] = time.perf_counter() - t0
             record["images_per_second"] = self.steps * self.batch_size / record["seconds"]
-            out_of_time = self.deadline is not None and not self.deadline.fits(record["seconds"])
-            last = epoch == cfg.epochs - 1 or out_of_time
-            if out_of_time and epoch < cfg.epochs - 1:
-                self.log(f"  budget: stopping after epoch {epoch + 1} of {cfg.epochs} "
-                         f"({self.deadline.left:.0f} s left, an epoch takes "
-                         f"{record['seconds']:.0f} s)")
+            if self.pacer is not None:
+                cycle = self._pace(epoch, cycle)
+            last = epoch + 1 >= self.epochs
             if last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
                 result = self.evaluate()
                 record.update(result)
             self.metrics.write(record, self.global_step)
-            self.log(_summary(record, cfg.epochs))
+            self.log(_summary(record, self.epochs))
             if last or (cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0):
                 checkpoint.save_atomic(self.state_dict(epoch), self.checkpoint_path)
             if last:
                 break
-        self.hooks.fire("on_stage_end", self.context(cfg.epochs - 1))
+            epoch += 1
+        self.hooks.fire("on_stage_end", self.context(self.epochs - 1))
         if not result:
             result = self.evaluate()
         self.keep_final_clustering()
         return result
+
+    def _pace(self, epoch: int, cycle: float) -> float:
+        """Tell the pacer that epoch ``epoch`` ended a cycle begun at ``cycle`` (its training
+        and the evaluation and checkpoint before it) and take its re-fit; the next cycle's
+        start."""
+        now = time.perf_counter()
+        refit = self.pacer.after_epoch(epoch + 1, now - cycle)
+        if refit is not None:
+            self.epochs = refit.epochs
+            self.log(f"  budget: {refit.describe()}"
+                     + (f"; the schedule is compressed to end at epoch {refit.epochs}"
+                        if refit.epochs > epoch + 1 else "; stopping now"))
+        return now
 
     def _epoch(self, epoch: int) -> dict[str, float]:
         generator = torch.Generator().manual_seed(self.train_cfg.seed * 100_003 + epoch)
@@ -405,12 +431,12 @@ class StageTrainer:
         stage, data = self.composed.stage, self.composed.train_set
         loaded = self.phases.iterate("data", data.batches(order, self.batch_size))
         batches = tqdm(loaded, total=self.steps,
-                       desc=f"{stage.name} epoch {epoch + 1}/{self.train_cfg.epochs}",
+                       desc=f"{stage.name} epoch {epoch + 1}/{self.epochs}",
                        leave=False, disable=not self.progress, dynamic_ncols=True)
         for indices, images in batches:
             out = self.train_step(indices, images, epoch, generator)
-            if self.deadline is not None and self.progress:
-                batches.set_postfix_str(f"{format_seconds(self.deadline.left)} left")
+            if self.pacer is not None and self.progress:
+                batches.set_postfix_str(f"{format_seconds(self.pacer.deadline.left)} left")
             for key, value in out.items():
                 totals[key] = totals.get(key, 0) + value
         return {k: float(v) / max(self.steps, 1) for k, v in totals.items()}

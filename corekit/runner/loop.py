@@ -14,6 +14,7 @@ import torch
 
 from corekit import metrics
 from corekit import recipe as rc
+from corekit.budget import format_seconds, parse_budget
 from corekit.checkpoint_io import load as load_checkpoint
 from corekit.composer import Composed, CompositionError, compose
 from corekit.engine.devices import resolve_device, resolve_precision
@@ -94,7 +95,7 @@ def finished(out: Path, stage: rc.Stage) -> bool:
     if not _saved(out, stage) or is_stale(folder):
         return False
     plan = StagePlan.load(folder, stage)
-    epochs = plan.stage.train.epochs if plan is not None else stage.train.epochs
+    epochs = stage.train.epochs if plan is None else plan.epochs_due
     return StageOutputs.load(folder).epochs >= epochs
 
 
@@ -226,6 +227,10 @@ def train_seeds(recipe: rc.Recipe, out: Path, plugins: Plugins, seeds: int,
                             f"without --seeds; train {seeds} seeds into a new --out")
     runs = []
     base = recipe.stages[0].train.seed
+    budget = recipe.stages[0].train.budget
+    if budget is not None:
+        log(f"budget {budget} per seed: each of the {seeds} seeds trains within it "
+            f"(up to {format_seconds(seeds * parse_budget(budget))} in all)")
     for i in range(seeds):
         seed_recipe = seeded(recipe, base + i)
         folder = out / f"seed-{base + i}"

@@ -20,8 +20,16 @@ import attrs
 import torch
 
 from corekit import recipe as rc
+from corekit.budget import (
+    LIMIT,
+    TARGET,
+    Pacer,
+    Refit,
+    format_seconds,
+    parse_budget,
+    scale_stage,
+)
 from corekit.budget import Plan as BudgetProbe
-from corekit.budget import format_seconds, parse_budget, scale_stage
 from corekit.engine.numerics import Decision, DecisionCache, candidates
 from corekit.estimate_k import KEstimate, estimate_k
 from corekit.handoff import StageOutputs
@@ -82,6 +90,12 @@ def decide_k(stage: rc.Stage, cache: DataCache) -> KChoice:
     return KChoice(estimate.k, "estimate", estimate)
 
 
+TAIL_SECONDS = 3.0
+"""Seconds kept after a budgeted run's last epoch, besides its final evaluation: saving the
+outputs, ``assignments.csv``, the pixel baseline and the report (measured on digits, one
+thread: 1-3 s)."""
+
+
 @attrs.frozen
 class BudgetChoice:
     """What a time budget allows a stage: ``seconds`` of the run's budget left for it once
@@ -91,9 +105,23 @@ class BudgetChoice:
     probe: BudgetProbe
 
     @property
+    def tail_seconds(self) -> float:
+        """Seconds kept for what follows the last epoch: its evaluation (about one E-step)
+        and ``TAIL_SECONDS``."""
+        return max(self.probe.estep_once, self.probe.seconds_per_estep) + TAIL_SECONDS
+
+    @property
     def training_seconds(self) -> float:
-        """Seconds the stage may train before its last E-step."""
-        return self.seconds - self.probe.seconds_per_estep
+        """Seconds the stage aims to train: up to ``TARGET`` of its share of the budget,
+        less the tail."""
+        return self.seconds - (1 - TARGET) * self.probe.budget - self.tail_seconds
+
+    def pacer(self) -> Pacer:
+        """The stage's pacer, started now: training aims to end after ``training_seconds``,
+        and no epoch ends past ``LIMIT`` of the budget (``corekit.budget.Pacer``)."""
+        limit = self.seconds + (LIMIT - 1) * self.probe.budget - self.tail_seconds
+        return Pacer.after(self.training_seconds, limit, self.probe.epochs,
+                           self.probe.recipe_epochs)
 
     def describe(self) -> str:
         return f"{self.probe.describe()}; {format_seconds(self.seconds)} left for the stage"
@@ -120,6 +148,9 @@ class StagePlan:
     k: KChoice
     numerics: Decision
     budget: BudgetChoice | None = None
+    refits: tuple[Refit, ...] = ()
+    epochs_run: int | None = None
+    """The epochs the stage ran, once it has (its budget's re-fits may change the plan's)."""
 
     @property
     def name(self) -> str:
@@ -141,13 +172,31 @@ class StagePlan:
                  self.numerics.describe()]
         if self.budget is not None:
             lines.append(self.budget.describe())
+        lines.extend(refit.describe() for refit in self.refits)
+        if self.epochs_run is not None and self.epochs_run != self.stage.train.epochs:
+            lines.append(f"ran {self.epochs_run} of the {self.stage.train.epochs} planned "
+                         "epoch(s)")
         return lines
+
+    @property
+    def epochs_due(self) -> int:
+        """The epochs after which the stage is finished: those its budget's re-fits left it,
+        else the planned ones."""
+        if self.budget is not None and self.epochs_run is not None:
+            return self.epochs_run
+        return self.stage.train.epochs
+
+    def ran(self, epochs: int, refits: list[Refit]) -> StagePlan:
+        """This plan once the stage ran ``epochs`` epochs after ``refits``."""
+        return attrs.evolve(self, refits=tuple(refits), epochs_run=epochs)
 
     def to_json(self) -> dict[str, Any]:
         return {"stage": self.name, "index": self.index, "device": str(self.device),
                 "seed": self.seed, "epochs": self.stage.train.epochs, "k": self.k.to_json(),
                 "numerics": self.numerics.to_json(),
-                "budget": self.budget.to_json() if self.budget else None}
+                "budget": self.budget.to_json() if self.budget else None,
+                "refits": [attrs.asdict(r) for r in self.refits],
+                "epochs_run": self.epochs_run}
 
     def save(self, folder: Path) -> Path:
         """``folder/plan.json``."""
@@ -168,7 +217,9 @@ class StagePlan:
         return cls(int(payload["index"]), recipe_stage, torch.device(payload["device"]),
                    KChoice.from_json(payload["k"]),
                    attrs.evolve(Decision.from_json(payload["numerics"]), cached=False),
-                   BudgetChoice.from_json(budget) if budget else None)
+                   BudgetChoice.from_json(budget) if budget else None,
+                   tuple(Refit(**r) for r in payload.get("refits", [])),
+                   payload.get("epochs_run"))
 
 
 @attrs.frozen

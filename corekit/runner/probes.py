@@ -111,19 +111,20 @@ class StageProbe:
         with tempfile.TemporaryDirectory() as tmp:
             composed = self.copy(numerics)
             trainer = self.trainer(composed, Path(tmp))
-            estep = 0.0
+            estep = once = 0.0
             if stage.clusterer is not None:
                 t0 = time.perf_counter()
                 trainer.e_step(0)
+                once = time.perf_counter() - t0
                 runs = (1 / stage.clusterer.every if stage.clusterer.every else 0) + \
                     (1 / stage.train.eval_every if stage.train.eval_every else 0)
-                estep = (time.perf_counter() - t0) * runs
+                estep = once * runs
             generator = torch.Generator().manual_seed(0)
             batches = first_batches(composed, trainer, steps + 1)
             trainer.train_step(*next(batches), 0, generator)
             per_step, _ = timed_steps(trainer, batches, generator, steps)
         return plan(seconds, per_step, estep, stage_steps(stage, self.datasets),
-                    stage.train.epochs)
+                    stage.train.epochs, once)
 
 
 def first_batches(composed: Composed, trainer: StageTrainer, count: int) -> Iterator[Batch]:

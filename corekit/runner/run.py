@@ -10,7 +10,6 @@ from typing import Any
 import attrs
 
 from corekit.assign import write_assignments
-from corekit.budget import Deadline
 from corekit.checkpoint_io import load as load_checkpoint
 from corekit.composer import compose
 from corekit.engine.devices import resolve_precision
@@ -42,7 +41,7 @@ def run_stage(plan: StagePlan, context: PlanContext, out: Path, *, resume: bool 
     With ``resume`` it continues from the stage's checkpoint where there is one."""
     stage = plan.stage
     folder = stage_dir(out, stage.name)
-    deadline = Deadline.after(plan.budget.training_seconds) if plan.budget else None
+    pacer = plan.budget.pacer() if plan.budget else None
     plan.save(folder)
     datasets = stage_datasets(context.cache, stage)
     seed_everything(stage.train.seed)
@@ -50,7 +49,7 @@ def run_stage(plan: StagePlan, context: PlanContext, out: Path, *, resume: bool 
                        stage_steps(stage, datasets), dict(context.earlier))
     trainer = StageTrainer(composed, out, plan.device,
                            resolve_precision(stage.train.precision, plan.device), plan.index,
-                           log, progress, folder, deadline)
+                           log, progress, folder, pacer)
     payload = None
     if resume and trainer.checkpoint_path.exists():
         payload = load_checkpoint(trainer.checkpoint_path)
@@ -59,8 +58,13 @@ def run_stage(plan: StagePlan, context: PlanContext, out: Path, *, resume: bool 
         f"{composed.train_set.name}, {composed.n_clusters} clusters, {stage.train.epochs} "
         f"epochs x {trainer.steps} steps on {plan.device}")
     metrics = trainer.run(payload)
-    outputs = composed.outputs(stage.train.epochs)
+    refits = pacer.refits if pacer is not None else []
+    plan.ran(trainer.epochs, refits).save(folder)
+    outputs = composed.outputs(trainer.epochs)
     outputs.save(folder)
+    if pacer is not None:
+        metrics = {**metrics, "epochs": trainer.epochs,
+                   "budget_refits": [attrs.asdict(r) for r in refits]}
     (folder / "final.json").write_text(json.dumps(metrics, indent=2))
     cluster, confidence = trainer.assigned()
     data = composed.train_set

@@ -25,7 +25,9 @@ def describe_run(run_dir: Path) -> list[str]:
         if plan is None:
             lines.append(f"stage {stage.name}: not trained")
             continue
-        lines.append(f"stage {stage.name}: {plan.stage.train.epochs} epoch(s)")
+        ran = (f"{plan.epochs_run} epoch(s) ran" if plan.epochs_run is not None
+               else f"{plan.stage.train.epochs} epoch(s) planned")
+        lines.append(f"stage {stage.name}: {ran}")
         lines.extend(f"  {line}" for line in plan.describe())
         reason = stale_reason(folder)
         if reason:

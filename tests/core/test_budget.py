@@ -2,12 +2,13 @@
 schedule ends on time, and a clean stop with a final evaluation and checkpoint."""
 
 import json
+import re
 import time
 
 import pytest
 
 from corekit import recipe as rc
-from corekit.budget import Deadline, parse_budget, plan, scale_stage
+from corekit.budget import Deadline, Pacer, parse_budget, plan, scale_stage
 from corekit.cli import main
 from corekit.errors import RecipeError
 from corekit.testing import tiny_recipe
@@ -57,12 +58,23 @@ def test_a_budgeted_run_stops_in_time_with_its_final_outputs(tmp_path, capsys):
                  "--set", "train.epochs=500", "--out", str(out), "--no-progress"]) == 0
     elapsed = time.perf_counter() - started
     printed = capsys.readouterr().out
-    assert "budget 6s:" in printed and "epoch options scaled from 500 epochs" in printed
+    assert re.search(r"budget \ds:", printed) and "epoch options scaled from 500 epochs" in printed
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert 1 <= len(records) < 500 and "nmi" in records[-1]  # evaluated at its last epoch
     assert (out / "stages" / "main" / "checkpoint.pt").exists()
     assert (out / "assignments.csv").exists()
     assert elapsed < 6 + 20  # generous: start-up, probe and a loaded machine
+    # the decision records: what the probe planned, each re-fit, and the epochs that ran
+    plan_json = json.loads((out / "stages" / "main" / "plan.json").read_text())
+    final = json.loads((out / "final.json").read_text())
+    assert plan_json["budget"]["epochs"] == plan_json["epochs"]  # the probe's plan
+    assert plan_json["refits"][0]["epoch"] == 1 and plan_json["refits"][0]["why"] == "first epoch"
+    assert plan_json["epochs_run"] == len(records) == final["epochs"]
+    assert final["budget_refits"] == plan_json["refits"]
+    assert main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "re-fit after epoch 1 (first epoch)" in shown
+    assert f"stage main: {len(records)} epoch(s) ran" in shown
 
 
 def test_the_stage_stops_at_its_deadline_with_eval_and_checkpoint(tmp_path):
@@ -78,9 +90,10 @@ def test_the_stage_stops_at_its_deadline_with_eval_and_checkpoint(tmp_path):
     c = compose(load_plugins(), stage, lambda n: cache(n, 256), torch.device("cpu"), None, 3)
     said = []
     trainer = StageTrainer(c, tmp_path, torch.device("cpu"), None, 0, said.append,
-                           progress=False, deadline=Deadline.after(0.0))
+                           progress=False, pacer=Pacer.after(0.0, 0.0, 5, 5))
     result = trainer.run()
     records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1] and "nmi" in records[0] and "nmi" in result
     assert (tmp_path / "stages" / "main" / "checkpoint.pt").exists()
-    assert any("budget: stopping after epoch 1 of 5" in line for line in said)
+    assert any("budget: re-fit after epoch 1 (first epoch)" in line and "-> 1 epoch(s)" in line
+               and line.endswith("stopping now") for line in said)

@@ -93,7 +93,7 @@ def test_show_run_prints_each_stages_decisions(tmp_path, capsys):
     capsys.readouterr()
     assert main(["show", str(tmp_path / "run")]) == 0
     shown = capsys.readouterr().out
-    assert "stage first: 1 epoch(s)" in shown and "stage second: 1 epoch(s)" in shown
+    assert "stage first: 1 epoch(s) ran" in shown and "stage second: 1 epoch(s) ran" in shown
     assert shown.count("device cpu, seed 0") == 2 and "K = 10 (the class count)" in shown
     assert "numerics fp32" in shown
 
