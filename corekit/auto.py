@@ -6,8 +6,13 @@ from what the images and the device are. One line says what was chosen; the run 
 it in ``auto_preset.json``; ``deepclust show RECIPE --data imagefolder:PATH`` shows it.
 
 Rules (CPU / CUDA):
-- image size: the images' own side, at most 32 px on a CPU and 96 px on a GPU;
-- backbone: ``small_cnn`` on a CPU, ``resnet18_cifar`` (≤ 64 px) or ``resnet18`` on a GPU;
+- a pretrained backbone (``pretrained = true`` or ``weights``, the recipe's or ``--set``'s) is
+  kept, at ``PRETRAINED_SIZE`` px whatever the images' side (ImageNet features of small images
+  need them enlarged; the size is measured, see the constant), with the weights' own
+  normalisation; a recipe of 0 epochs (``features-kmeans``) keeps 0 epochs and gets no budget;
+- otherwise image size: the images' own side, at most 32 px on a CPU and 96 px on a GPU;
+- backbone: ``small_cnn`` on a CPU, ``resnet18_cifar`` (≤ 64 px) or ``resnet18`` on a GPU,
+  and the line says that pretrained features usually do better on small sets;
   head widths above 512 are cut to 512 on a CPU;
 - views: the recipe's pipeline with generic natural-image settings (flip on, no rotation or
   slant, crops of 30-100 %);
@@ -15,6 +20,9 @@ Rules (CPU / CUDA):
   under 10 % of the images; an SGD or LARS learning rate scales linearly with the batch;
 - time: ``train.budget`` is 5 minutes on a CPU unless given; with a budget the epochs are set
   to 1000 and the budget's probe decides how many of them fit (``corekit.budget``).
+
+What ``--set`` gives (``selected[AUTO][USER_SET]``, ``corekit.recipe.resolving``) wins over the
+preset, and the line says the values that will run.
 """
 
 from __future__ import annotations
@@ -23,11 +31,15 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from corekit import recipe as rc
+from corekit.recipe.resolving import AUTO, USER_SET
 
 if TYPE_CHECKING:  # `deepclust show` of a recipe with a preset for its data imports no torch
     import torch
 
 CPU_SIZE, GPU_SIZE = 32, 96
+PRETRAINED_SIZE = 96
+"""Input side for a pretrained backbone: NMI of k-means on torchvision MobileNetV2 features of
+a folder was best at 96 px of 64 / 96 / 128 (docs/benchmarks.md, "Pretrained input size")."""
 CPU_BATCH, GPU_BATCH = 128, 256
 CPU_HEAD_WIDTH = 512
 CPU_BUDGET = "5m"
@@ -50,13 +62,22 @@ def _side(data: Any) -> int:
     return size if isinstance(size, int) else max(size)
 
 
+def _pretrained(backbone: Any) -> bool:
+    return isinstance(backbone, dict) and (bool(backbone.get("weights"))
+                                           or backbone.get("pretrained") is True)
+
+
 def auto_preset(raw: rc.Raw, data: Any, device: torch.device) -> tuple[rc.Raw, str]:
-    """The overrides for ``data`` (an ImageSet) on ``device``, and the line that says so."""
+    """The overrides for ``data`` (an ImageSet) on ``device``, and the line that says what
+    ``raw`` with them runs."""
     gpu = device.type == "cuda"
     side, n = _side(data), len(data)
-    size = min(side, GPU_SIZE if gpu else CPU_SIZE)
-    backbone: dict[str, Any] = ({"type": "resnet18_cifar" if size <= 64 else "resnet18"} if gpu
-                                else {"type": "small_cnn", "width": 32, "out_dim": 128})
+    kept = raw.get("model", {}).get("backbone", {})
+    pretrained = _pretrained(kept)
+    size = PRETRAINED_SIZE if pretrained else min(side, GPU_SIZE if gpu else CPU_SIZE)
+    backbone: dict[str, Any] = (copy.deepcopy(kept) if pretrained
+                                else {"type": "resnet18_cifar" if size <= 64 else "resnet18"}
+                                if gpu else {"type": "small_cnn", "width": 32, "out_dim": 128})
     batch = min(GPU_BATCH if gpu else CPU_BATCH, n)
     drop_last = (n % batch) / n < MAX_DROPPED
     train: dict[str, Any] = {"batch_size": batch, "drop_last": drop_last}
@@ -64,7 +85,8 @@ def auto_preset(raw: rc.Raw, data: Any, device: torch.device) -> tuple[rc.Raw, s
     old_batch = raw.get("train", {}).get("batch_size", 256)
     if str(optimizer.get("type", "adam")).lower() in LINEAR_LR and "lr" in optimizer:
         train["optimizer"] = {"lr": optimizer["lr"] * batch / old_batch}
-    if not gpu and "budget" not in raw.get("train", {}):
+    trains = raw.get("train", {}).get("epochs", rc.Train().epochs) > 0
+    if not gpu and trains and "budget" not in raw.get("train", {}):
         train["budget"] = CPU_BUDGET
     if "budget" in train or "budget" in raw.get("train", {}):
         train["epochs"] = BUDGETED_EPOCHS  # the budget decides how many of them run
@@ -73,29 +95,58 @@ def auto_preset(raw: rc.Raw, data: Any, device: torch.device) -> tuple[rc.Raw, s
         for name, head in raw.get("model", {}).get("heads", {}).items():
             if isinstance(head, dict) and head.get("hidden", 0) > CPU_HEAD_WIDTH:
                 heads[name] = {"hidden": CPU_HEAD_WIDTH}
-    augment = {"size": size, "normalize": True, "flip_p": 0.5, "rotate": 0.0, "shear": 0.0,
+    normalize = {} if pretrained else {"normalize": True}  # pretrained: the weights' own
+    augment = {"size": size, **normalize, "flip_p": 0.5, "rotate": 0.0, "shear": 0.0,
                "crop_scale": [0.3, 1.0]}
     if raw.get("augment", {}).get("type", "simclr") not in ("simclr", "byol", "moco_v2"):
-        augment = {"size": size, "normalize": True}
-    preset: rc.Raw = {"model": {"backbone": backbone, **({"heads": heads} if heads else {})},
-                      "augment": augment, "train": train}
-    line = (f"auto preset for {data.name} ({n} images, {side} px, {data.channels} channel(s)) "
-            f"on {'a GPU' if gpu else 'the CPU'}: {backbone['type']} at {size} px, batch "
-            f"{batch}{' (drop_last)' if drop_last else ''}"
-            + (f", budget {train['budget']}" if "budget" in train else "")
-            + (f", heads {', '.join(heads)} at width {CPU_HEAD_WIDTH}" if heads else ""))
-    return preset, line
+        augment = {"size": size, **normalize}
+    preset = {"model": {"backbone": backbone, **({"heads": heads} if heads else {})},
+              "augment": augment, "train": train}
+    return preset, describe(_merged(raw, preset), data, device, preset)
+
+
+def _merged(raw: rc.Raw, preset: rc.Raw, user: rc.Raw | None = None) -> rc.Raw:
+    """``raw`` with ``preset`` merged (the backbone table replaced whole unless ``user`` names
+    its type), then ``user``."""
+    user = user or {}
+    out = {k: v for k, v in copy.deepcopy(raw).items() if k != AUTO}
+    if "type" not in user.get("model", {}).get("backbone", {}):
+        out.setdefault("model", {})["backbone"] = preset["model"]["backbone"]
+    rest = {k: v for k, v in preset.items() if k != "model"}
+    rest["model"] = {k: v for k, v in preset["model"].items() if k != "backbone"}
+    return rc.merge(rc.merge(out, rest), user)
+
+
+def describe(raw: rc.Raw, data: Any, device: torch.device, changed: rc.Raw) -> str:
+    """The line that says what ``raw`` (the recipe with the preset and ``--set`` merged) runs;
+    ``changed``: the preset's own overrides, for the heads it narrowed."""
+    model, train = raw.get("model", {}), raw.get("train", {})
+    backbone = model.get("backbone", {})
+    backbone = backbone if isinstance(backbone, dict) else {"type": backbone}
+    pretrained = _pretrained(backbone)
+    size = raw.get("augment", {}).get("size") or _side(data)
+    batch = train.get("batch_size", rc.Train().batch_size)
+    epochs = train.get("epochs", rc.Train().epochs)
+    heads = [n for n, h in changed["model"].get("heads", {}).items()
+             if model.get("heads", {}).get(n, {}).get("hidden") == h["hidden"]]
+    return (f"auto preset for {data.name} ({len(data)} images, {_side(data)} px, "
+            f"{data.channels} channel(s)) on {'a GPU' if device.type == 'cuda' else 'the CPU'}"
+            f": {backbone.get('type', rc.Model().backbone.type)}"
+            f"{' (pretrained)' if pretrained else ''} at {size} px, batch {batch}"
+            + (" (drop_last)" if train.get("drop_last") else "")
+            + (f", budget {train['budget']}" if train.get("budget") and epochs > 0
+               else f", {epochs} epochs")
+            + (f", heads {', '.join(heads)} at width {CPU_HEAD_WIDTH}" if heads else "")
+            + ("" if pretrained else "; from scratch: pretrained features usually do better "
+               "on small sets (docs/user-guide.md, \"Pretrained features, offline\")"))
 
 
 def with_auto_preset(raw: rc.Raw, data: Any, device: torch.device) -> rc.Raw:
-    """``raw`` with the auto preset merged (the backbone table replaced whole) and recorded
-    under the recipe's ``auto`` key (``line``: what was chosen, ``preset``: the overrides)."""
-    preset, line = auto_preset(raw, data, device)
-    out = copy.deepcopy(raw)
-    out.setdefault("model", {})["backbone"] = preset["model"]["backbone"]
-    rest = {k: v for k, v in preset.items() if k != "model"}
-    rest["model"] = {k: v for k, v in preset["model"].items() if k != "backbone"}
-    merged = rc.merge(out, rest)
-    merged["auto"] = {"line": line, "preset": preset}
+    """``raw`` with the auto preset merged (the backbone table replaced whole unless ``--set``
+    named its type) and then what ``--set`` gave (``raw[AUTO][USER_SET]``), recorded under the
+    recipe's ``auto`` key (``line``: what runs, ``preset``: the overrides)."""
+    preset, _ = auto_preset(raw, data, device)
+    merged = _merged(raw, preset, raw.get(AUTO, {}).get(USER_SET, {}))
+    merged[AUTO] = {"line": describe(merged, data, device, preset), "preset": preset}
     merged["preset"] = "auto"
     return merged

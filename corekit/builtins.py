@@ -25,6 +25,7 @@ def register_backbones(register: RegisterFn) -> None:
     register("small_cnn", "corekit.components.backbones:small_cnn")
     register("mlp", "corekit.components.backbones:mlp")
     register("timm:", "corekit.components.backbones:timm_backbone")
+    register("torchvision:", "corekit.components.backbones:torchvision_backbone")
 
 
 @hookimpl

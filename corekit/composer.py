@@ -29,6 +29,7 @@ from corekit.handoff import StageOutputs, start_network, start_state
 from corekit.lifecycle import Hooks
 from corekit.needs import Need, NeedContext
 from corekit.network import Branch, Network, Networks
+from corekit.normalization import input_stats
 from corekit.parts import parse_assign, parse_feature
 from corekit.plugins import Plugins
 from corekit.state import PseudoLabels
@@ -247,15 +248,16 @@ def build_state(plugins: Plugins, stage: rc.Stage, network: Network, n_images: i
     return state
 
 
-def build_views(plugins: Plugins, stage: rc.Stage, data: ImageSet) -> tuple[list[nn.Module],
-                                                                             nn.Module]:
-    """One view pipeline per view, and the evaluation transform."""
+def build_views(plugins: Plugins, stage: rc.Stage, data: ImageSet,
+                backbone: nn.Module) -> tuple[list[nn.Module], nn.Module]:
+    """One view pipeline per view, and the evaluation transform, normalised as
+    ``augment.normalize`` says (``corekit.normalization``; ``backbone`` is the built one)."""
     aug = stage.augment
     types = aug.type if isinstance(aug.type, list) else [aug.type] * aug.views
     if len(types) != aug.views:
         raise RecipeError(f"augment.type: {len(types)} pipelines for {aug.views} views")
     size = aug.size or _side(data)
-    mean, std = (data.mean, data.std) if aug.normalize else (None, None)
+    mean, std = input_stats(stage, data, backbone) or (None, None)
     context = {"size": size, "channels": data.channels, "mean": mean, "std": std}
     views = [build_component(plugins, "augmentation", t, aug.options, "augment", **context)
              for t in types]
@@ -403,7 +405,7 @@ def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSe
     views: list[nn.Module] = []
     evaluate: nn.Module = nn.Identity()
     with problems.collect():
-        views, evaluate = build_views(plugins, stage, train_set)
+        views, evaluate = build_views(plugins, stage, train_set, network.part("backbone"))
     losses = build_losses(plugins, stage, n_clusters, problems)
     clusterer = sampler = schedule = None
     with problems.collect():

@@ -1,7 +1,10 @@
 """Backbone factories: ``factory(in_channels, **options) -> nn.Module`` mapping B×C×H×W to B×D.
 
-Every returned module carries an integer ``out_dim`` (= D). All weights start from scratch;
-no pretrained weights are ever fetched.
+Every returned module carries an integer ``out_dim`` (= D). The core backbones start from
+scratch; the ``torchvision:NAME`` and ``timm:NAME`` families take ``pretrained = true`` (weights
+on this machine first, ``corekit.components.pretrained``) and carry ``input_mean`` and
+``input_std``, the normalisation their pretrained weights expect (``augment.normalize =
+"backbone"``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ from torchvision.models import ResNet
 from torchvision.models import resnet18 as tv_resnet18
 from torchvision.models import resnet34 as tv_resnet34
 
+from corekit.components import pretrained as pretrained_files
+from corekit.data.sources import IMAGENET_MEAN, IMAGENET_STD
 from corekit.errors import did_you_mean
+from corekit.weights import adapt_stem, note
 
 _RESNET_DIM = 512
 
@@ -141,30 +147,108 @@ def mlp(
     return MLP(in_channels, image_size, hidden, out_dim)
 
 
+def _with_stats(model: nn.Module, out_dim: int, mean: Any, std: Any) -> nn.Module:
+    model.out_dim = out_dim
+    model.input_mean, model.input_std = tuple(map(float, mean)), tuple(map(float, std))
+    return model
+
+
+def _stem_note(family: str, model_name: str) -> None:
+    note(f"model.backbone: {family}:{model_name}'s pretrained stem is RGB and the images are "
+         "grey; summed its 3 input filters into 1")
+
+
 def timm_backbone(model_name: str, in_channels: int = 3, pretrained: bool = False,
                   **timm_kwargs: Any) -> nn.Module:
     """Any timm architecture as a headless backbone (registered as the ``timm:<name>`` prefix
-    family); ``out_dim`` is the model's ``num_features``. ``pretrained = true`` downloads the
-    timm weights where the internet is reachable; offline, pass ``weights = "PATH"`` instead.
+    family); ``out_dim`` is the model's ``num_features``. ``pretrained = true`` loads the timm
+    weights from the Hugging Face cache or torch hub's checkpoint folder when they are there,
+    else downloads them; a grey (1-channel) input gets timm's summed RGB stem.
 
-    Raises ``ValueError`` naming the closest timm names when ``model_name`` is unknown."""
+    Raises ``ValueError`` naming the closest timm names when ``model_name`` is unknown, and
+    saying where to put the file when the weights are neither here nor downloadable."""
     import timm  # imported here: it costs seconds at start-up and only this factory needs it
 
     if not timm.is_model(model_name):
         raise ValueError(
             f"unknown timm model {model_name!r}; {did_you_mean(model_name, timm.list_models())}"
         )
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    local = pretrained_files.timm_local_file(cfg) if pretrained else None
+    if local is not None:
+        timm_kwargs = {**timm_kwargs, "pretrained_cfg_overlay": {"file": str(local)}}
     try:
         model = timm.create_model(model_name, pretrained=pretrained, num_classes=0,
                                   in_chans=in_channels, **timm_kwargs)
     except (OSError, RuntimeError, ConnectionError) as exc:
         if not pretrained:
             raise
-        raise ValueError(
-            f"the pretrained weights of {model_name!r} could not be downloaded ({exc}). "
-            "Download them where the internet is reachable (e.g. timm.create_model"
-            f"('{model_name}', pretrained=True) and save its state_dict to a .safetensors "
-            "file), then set pretrained = false and weights = \"PATH/TO/FILE\""
-        ) from None
-    model.out_dim = int(model.num_features)
-    return model
+        raise pretrained_files.timm_missing(model_name, cfg, exc) from None
+    if pretrained and in_channels == 1:
+        _stem_note("timm", model_name)
+    pcfg = model.pretrained_cfg
+    return _with_stats(model, int(model.num_features), pcfg.get("mean", IMAGENET_MEAN),
+                       pcfg.get("std", IMAGENET_STD))
+
+
+def _last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The classifier: the last ``nn.Linear`` in module order."""
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no linear classifier to remove; pick "
+                         "another torchvision model")
+    return linears[-1]
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+
+
+def _first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
+    return next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
+
+
+def _grey_stem(model: nn.Module, in_channels: int, pretrained: bool, model_name: str) -> None:
+    """The first conv for ``in_channels`` inputs: the pretrained RGB filters summed for grey
+    images (``adapt_stem``), a freshly initialised conv without pretrained weights."""
+    name, conv = _first_conv(model)
+    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                    conv.padding, conv.dilation, conv.groups, conv.bias is not None)
+    if pretrained:
+        new.weight.data.copy_(adapt_stem(conv.weight.data, in_channels, "model.backbone"))
+        if conv.bias is not None:
+            new.bias.data.copy_(conv.bias.data)
+        _stem_note("torchvision", model_name)
+    _replace(model, name, new)
+
+
+def torchvision_backbone(model_name: str, in_channels: int = 3,
+                         pretrained: bool = False) -> nn.Module:
+    """A torchvision classification model (registered as the ``torchvision:<name>`` prefix
+    family: every builder of ``torchvision.models.list_models``) without its classifier: B×D
+    for D the input width of its last ``nn.Linear`` (the pooled penultimate output).
+
+    ``pretrained = true`` loads its weights from torch hub's checkpoint folder when one of its
+    weight files is there (any of its ``Weights`` entries, DEFAULT first), else downloads the
+    DEFAULT one; ``input_mean``/``input_std`` are its weights' normalisation. Grey images get
+    the summed RGB stem. Raises ``ValueError`` for an unknown name (with the closest ones)."""
+    import torchvision.models as tvm
+
+    names = tvm.list_models(module=tvm)
+    if model_name not in names:
+        raise ValueError(f"unknown torchvision model {model_name!r}; "
+                         f"{did_you_mean(model_name, names)}")
+    extra = {"aux_logits": False, "init_weights": False} \
+        if model_name in ("googlenet", "inception_v3") else {}
+    model = tvm.get_model(model_name, weights=None, **extra)
+    if pretrained:
+        state, _ = pretrained_files.torchvision_state(model_name)
+        own = model.state_dict()
+        model.load_state_dict({k: v for k, v in state.items() if k in own})
+    if in_channels != 3:
+        _grey_stem(model, in_channels, pretrained, model_name)
+    name, linear = _last_linear(model)
+    _replace(model, name, nn.Identity())
+    stats = tvm.get_model_weights(model_name).DEFAULT.transforms()
+    return _with_stats(model, linear.in_features, stats.mean, stats.std)

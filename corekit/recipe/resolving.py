@@ -10,8 +10,11 @@ from pathlib import Path
 
 from corekit.errors import RecipeError
 from corekit.recipe.schema import Raw, Recipe
-from corekit.recipe.tables import apply_override, merge, parse_override
+from corekit.recipe.tables import apply_overrides, merge, overrides_table
 from corekit.recipe.validation import validate
+
+AUTO, USER_SET = "auto", "set"
+"""The raw recipe's key for the auto preset, and its entry with the ``--set`` values."""
 
 
 def load_toml(path: Path) -> Raw:
@@ -98,12 +101,14 @@ def resolve(
 ) -> Recipe:
     """Load, extend, pick the dataset preset, apply ``--set`` overrides and validate.
     ``auto(recipe, selected, data)`` may replace the selected raw recipe (the ``auto`` preset
-    of ``corekit.auto`` when no preset fits the data)."""
+    of ``corekit.auto`` when no preset fits the data): it sees the overrides applied, and what
+    they set under ``selected[AUTO][USER_SET]`` so that it keeps them and says them; they are
+    applied again after it."""
     base = resolve_raw(name_or_path, find, data)
-    raw = select_data(base, data)
+    raw = apply_overrides(select_data(base, data), list(overrides))
     if auto is not None and data is not None:
-        raw = auto(base, raw, data)
-    for text in overrides:
-        keys, value = parse_override(text)
-        raw = apply_override(raw, keys, value)
+        raw = auto(base, {**raw, AUTO: {USER_SET: overrides_table(list(overrides))}}, data)
+        if set(raw[AUTO]) == {USER_SET}:  # the auto preset did not apply
+            raw = {k: v for k, v in raw.items() if k != AUTO}
+        raw = apply_overrides(raw, list(overrides))
     return validate(raw)

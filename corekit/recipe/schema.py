@@ -104,14 +104,32 @@ class Data:
         return self.reference if self.source == "reference" and self.reference else self.name
 
 
+NormalizeChoice = Literal["dataset", "imagenet", "backbone"]
+"""Whose per-channel mean and std normalise the images: the training set's, ImageNet's, or the
+ones the backbone's pretrained weights expect."""
+
+
+@attrs.frozen
+class Stats:
+    """Explicit normalisation, ``normalize = {mean = [...], std = [...]}``, in [0,1] units: one
+    value per channel (or one for all)."""
+
+    mean: list[float] = ranged(attrs.NOTHING, 0, 1)
+    std: list[float] = ranged(attrs.NOTHING, 0, 1, open_low=True)
+
+
 @attrs.frozen
 class Augment:
-    """``views`` augmented views per image; ``type`` is one pipeline or one per view."""
+    """``views`` augmented views per image; ``type`` is one pipeline or one per view.
+
+    ``normalize``: a ``NormalizeChoice``, explicit ``Stats``, ``true`` (= "dataset") or
+    ``false`` (none); unset, it is "backbone" for a pretrained backbone (``pretrained = true``
+    or ``weights``) and none otherwise (``corekit.normalization``)."""
 
     type: str | list[str] = "simclr"
     views: int = ranged(2, 1, 64)
     size: int | None = ranged(None, 1, 4096)
-    normalize: bool = False
+    normalize: bool | NormalizeChoice | Stats | None = None
     options: dict[str, Any] = _opts()
 
 

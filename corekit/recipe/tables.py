@@ -1,5 +1,9 @@
 """Edits of raw recipe tables: ``merge`` (one recipe, preset or stage over another) and the
-``--set KEY=VALUE`` overrides (``parse_override``, ``apply_override``)."""
+``--set KEY=VALUE`` overrides (``parse_override``, ``apply_override``, ``apply_overrides``).
+
+An override of a model part's ``type`` (``--set model.backbone.type=X``) that changes it
+starts the part's table afresh: X's defaults plus the options set in the same command, never
+the old type's options (``switch_type``)."""
 
 from __future__ import annotations
 
@@ -33,6 +37,61 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     except tomllib.TOMLDecodeError:
         parsed = value
     return key.strip().split("."), parsed
+
+
+SWITCHED = ("backbone", "encoders", "heads")
+"""The ``model`` tables whose ``type`` override starts the part afresh."""
+KEPT_ON_SWITCH = ("input",)
+"""Keys of a part's table that are wiring, not the old type's options: kept on a switch."""
+
+
+def is_type_switch(keys: list[str]) -> bool:
+    """``keys`` names the ``type`` of a model part (``model.backbone.type``,
+    ``model.heads.NAME.type``, ``model.encoders.NAME.type``, also under ``stage.N``)."""
+    if keys[:1] == ["stage"]:
+        keys = keys[2:]
+    return (len(keys) >= 3 and keys[0] == "model" and keys[1] in SWITCHED
+            and keys[-1] == "type" and len(keys) == (3 if keys[1] == "backbone" else 4))
+
+
+def switch_type(raw: Raw, keys: list[str], value: Any) -> Raw:
+    """``raw`` with the part at ``keys[:-1]`` set to type ``value``: a new table (only its
+    ``KEPT_ON_SWITCH`` keys carried) when the type changes, else ``raw`` unchanged."""
+    out = apply_override(raw, keys, value)
+    node: Any = out
+    for key in keys[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    old: Any = raw
+    for key in keys[:-1]:
+        old = old[int(key)] if isinstance(old, list) else old.get(key, {})
+    if isinstance(old, dict) and old.get("type") not in (None, value):
+        kept = {k: node[k] for k in KEPT_ON_SWITCH if k in node}
+        node.clear()
+        node.update({"type": value, **kept})
+    return out
+
+
+def apply_overrides(raw: Raw, texts: list[str]) -> Raw:
+    """Every ``--set`` of ``texts`` applied to ``raw``: type switches first (so options set in
+    the same command stay, whatever their order), then the rest in order."""
+    parsed = [parse_override(text) for text in texts]
+    switches = [p for p in parsed if is_type_switch(p[0])]
+    for keys, value in switches:
+        raw = switch_type(raw, keys, value)
+    for keys, value in parsed:
+        if not is_type_switch(keys):
+            raw = apply_override(raw, keys, value)
+    return raw
+
+
+def overrides_table(texts: list[str]) -> Raw:
+    """The top-level ``--set`` values of ``texts`` as one nested table (``stage.N`` ones left
+    out): what the user set, for a preset that must not override it."""
+    out: Raw = {}
+    for keys, value in map(parse_override, texts):
+        if keys[0] != "stage":
+            out = apply_override(out, keys, value)
+    return out
 
 
 def apply_override(raw: Raw, keys: list[str], value: Any) -> Raw:

@@ -78,7 +78,7 @@ def test_timm_pretrained_offline_names_the_file_to_provide(tmp_path, capsys, mon
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read at import time otherwise
     args = ["train", "features-kmeans", "--data", "digits", "--set", "data.subset=50",
             "--set", 'model.backbone.type="timm:resnet10t"', "--set", "augment.size=32",
-            "--out", str(tmp_path / "run")]
+            "--set", "model.backbone.pretrained=true", "--out", str(tmp_path / "run")]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "could not be downloaded" in err and 'weights = "PATH/TO/FILE"' in err
