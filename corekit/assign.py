@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +39,17 @@ def head_assignment(scores: torch.Tensor, produces: str) -> tuple[torch.Tensor, 
 
 
 def write_assignments(path: Path, cluster: torch.Tensor, confidence: torch.Tensor,
-                      names: Any | None = None, labels: torch.Tensor | None = None) -> Path:
-    """``index,image,cluster,confidence[,label]`` per image; ``image`` is the path relative to
-    the image folder (empty for sets without files), never an absolute path."""
+                      names: Any | None = None, labels: torch.Tensor | None = None,
+                      classes: Sequence[str] | None = None) -> Path:
+    """``index,image,cluster,confidence[,label[,label_index]]`` per image; ``image`` is the
+    path relative to the image folder (empty for sets without files), never an absolute path.
+    ``label`` is the class name where the set has ``classes`` (an image folder's class folders;
+    ``label_index`` then keeps the number), else the class number."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    named = labels is not None and classes is not None
     columns = ["index", "image", "cluster", "confidence"] + (["label"] if labels is not None
-                                                             else [])
+                                                             else []) + \
+        (["label_index"] if named else [])
     cluster, confidence = cluster.cpu().tolist(), confidence.cpu().tolist()
     truth = labels.cpu().tolist() if labels is not None else None
     with open(path, "w", newline="") as fh:
@@ -51,5 +57,7 @@ def write_assignments(path: Path, cluster: torch.Tensor, confidence: torch.Tenso
         writer.writerow(columns)
         for i, (k, c) in enumerate(zip(cluster, confidence, strict=True)):
             row = [i, names[i] if names is not None else "", k, f"{c:.4f}"]
-            writer.writerow(row + ([truth[i]] if truth is not None else []))
+            if truth is not None:
+                row += [classes[truth[i]], truth[i]] if named else [truth[i]]
+            writer.writerow(row)
     return path

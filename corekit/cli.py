@@ -131,6 +131,7 @@ def cmd_check(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
+    from corekit.baseline import baseline_line
     from corekit.runner import train, train_seeds
 
     overrides = list(args.set or [])
@@ -176,6 +177,9 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
         print(f"deepclust: {what}; {interrupted_note(out)}", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     print(_metrics_line(final))
+    baseline = baseline_line(final)
+    if baseline:
+        print(baseline)
     print(f"run directory: {out}  (final.json, metrics.jsonl, report.md)")
     return 0
 

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from corekit.baseline import baseline_line  # noqa: E402
 from corekit.engine.metrics_log import read_metrics  # noqa: E402
 
 CURVE_KEYS = ("loss", "nmi", "acc", "ari")
@@ -40,8 +41,11 @@ def _what_ran(run_dir: Path) -> list[str]:
     path = run_dir / "run.json"
     if not path.exists():
         return []
+    from corekit.report_html import epochs_text
+
     info = json.loads(path.read_text())
-    stages = ", ".join(f"{s['name']} ({s['data']}, {s['epochs']} epochs)" for s in info["stages"])
+    stages = ", ".join(f"{s['name']} ({s['data']}, {epochs_text(run_dir, s)})"
+                       for s in info["stages"])
     lines = [f"- recipe: `{info['recipe']}`, preset: `{info['preset']}`, "
              f"seed: {', '.join(map(str, info['seeds']))}", f"- stages: {stages}"]
     if info.get("command"):
@@ -62,6 +66,9 @@ def write_markdown(run_dir: Path, html: bool = False) -> Path:
         lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
                   for k, v in final.items() if not isinstance(v, (list, dict))]
         lines.append("")
+        line = baseline_line(final)
+        if line:
+            lines += [f"{line[0].upper()}{line[1:]}.", ""]
     if plot_curves(records, run_dir / "curves.png"):
         lines += ["![loss and metrics per epoch](curves.png)", ""]
     lines.append(f"{len(records)} epoch record(s) in metrics.jsonl; "
@@ -111,6 +118,12 @@ def write_seeds_report(out: Path, final: dict, command: str | None) -> Path:
                      f"[seed-{seed}](seed-{seed}/report.md) |")
     spread = " | ".join(f"{final[f'{k}_mean']:.4f} ± {final[f'{k}_std']:.4f}" for k in keys)
     lines += [f"| mean ± std | {spread} | | |", ""]
+    line = baseline_line(final)
+    if line:
+        lines += [f"{line[0].upper()}{line[1:]}.", ""]
+    if "picked_seed" in final:
+        lines += [f"report/index.html and assignments.csv: seed {final['picked_seed']}, "
+                  f"{final['picked_by']}.", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

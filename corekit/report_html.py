@@ -21,6 +21,7 @@ import html
 import importlib.util
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from corekit.baseline import baseline_line  # noqa: E402
 from corekit.engine.metrics_log import read_metrics  # noqa: E402
 
 REPORT_DIR = "report"
@@ -58,15 +60,21 @@ class Missing(Exception):  # noqa: N818 - a reason, not a failure
 
 @attrs.define
 class Assignments:
-    """``assignments.csv``: cluster, confidence, image name and label (or None) per image."""
+    """``assignments.csv``: cluster, confidence, image name and label (or None) per image;
+    ``classes``: the class names (label ``i`` is ``classes[i]``), where the set has them."""
 
     cluster: np.ndarray
     confidence: np.ndarray
     images: list[str]
     labels: np.ndarray | None
+    classes: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.cluster)
+
+    def class_name(self, label: int) -> str:
+        """The name of class ``label``: its folder's name, else its number."""
+        return self.classes[label] if self.classes and label < len(self.classes) else str(label)
 
 
 def read_assignments(path: Path) -> Assignments:
@@ -76,12 +84,16 @@ def read_assignments(path: Path) -> Assignments:
         rows = list(csv.DictReader(fh))
     if not rows:
         raise Missing("assignments.csv holds no rows")
-    labels = None
-    if "label" in rows[0] and all(r["label"] != "" for r in rows):
-        labels = np.array([int(r["label"]) for r in rows], dtype=np.int64)
+    labels, classes = None, None
+    column = "label_index" if "label_index" in rows[0] else "label"
+    if column in rows[0] and all(r[column] != "" for r in rows):
+        labels = np.array([int(r[column]) for r in rows], dtype=np.int64)
+    if labels is not None and column == "label_index":
+        named = {int(r["label_index"]): r["label"] for r in rows}
+        classes = [named.get(i, str(i)) for i in range(int(labels.max()) + 1)]
     return Assignments(np.array([int(r["cluster"]) for r in rows], dtype=np.int64),
                        np.array([float(r["confidence"]) for r in rows], dtype=np.float64),
-                       [r.get("image", "") for r in rows], labels)
+                       [r.get("image", "") for r in rows], labels, classes)
 
 
 def confusion_matrix(labels: np.ndarray, cluster: np.ndarray,
@@ -237,6 +249,17 @@ def _value(v: Any) -> str:
     return str(v)
 
 
+def epochs_text(run_dir: Path, stage: dict[str, Any]) -> str:
+    """The epochs stage ``stage`` (of ``run.json``) ran, from its ``plan.json``, with the
+    recipe's count where they differ (a budget decided them)."""
+    path = run_dir / "stages" / str(stage["name"]) / "plan.json"
+    ran = json.loads(path.read_text()).get("epochs_run") if path.exists() else None
+    if ran is None:
+        return f"{stage['epochs']} epochs (as the recipe states; not trained)"
+    return f"{ran} epochs" + (f" ran (the recipe states {stage['epochs']})"
+                              if ran != stage["epochs"] else "")
+
+
 # --- the sections ----------------------------------------------------------------------------
 
 
@@ -244,7 +267,7 @@ def section_what_ran(ctx: Context) -> str:
     info = ctx.json("run.json")
     rows = [("recipe", str(info.get("recipe"))), ("preset", str(info.get("preset"))),
             ("seed", ", ".join(map(str, info.get("seeds", []))))]
-    rows += [(f"stage {s['name']}", f"{s['data']}, {s['epochs']} epochs")
+    rows += [(f"stage {s['name']}", f"{s['data']}, {epochs_text(ctx.run_dir, s)}")
              for s in info.get("stages", [])]
     if info.get("command"):
         rows.append(("command", str(info["command"])))
@@ -257,6 +280,9 @@ def section_metrics(ctx: Context) -> str:
     note = ""
     if not any(k in final for k in METRIC_KEYS):
         note = "<p>No NMI/ACC/ARI: the data set has no labels.</p>"
+    line = baseline_line(final)
+    if line:
+        note += f'<p id="baseline">{html.escape(line)}.</p>'
     return _table(rows, ("metric", "value")) + note
 
 
@@ -343,7 +369,7 @@ def section_samples(ctx: Context) -> str:
         if a.labels is not None:
             top = np.bincount(a.labels[members]).argmax()
             share = float((a.labels[members] == top).mean())
-            caption += f"; mostly class {top} ({share:.0%})"
+            caption += f"; mostly class {a.class_name(int(top))} ({share:.0%})"
         cards.append(f'<figure class="card">{_img(name, f"cluster {c}")}'
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
     notes = [f"Up to {GRID_IMAGES} images per cluster, highest confidence first."]
@@ -368,7 +394,7 @@ def section_confusion(ctx: Context) -> str:
     with open(ctx.out / "confusion.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["class \\ cluster", *order])
-        writer.writerows([i, *row] for i, row in enumerate(counts.tolist()))
+        writer.writerows([a.class_name(i), *row] for i, row in enumerate(counts.tolist()))
     matched = {(r, order.index(c)) for r, c in pairs}
     hits = sum(counts[r, j] for r, j in matched)
     fig, ax = plt.subplots(figsize=(min(14.0, max(4.0, 0.42 * n_clusters + 1.8)),
@@ -384,7 +410,8 @@ def section_confusion(ctx: Context) -> str:
     if n_clusters <= 40:
         ax.set_xticks(np.arange(n_clusters), [str(c) for c in order], fontsize=7)
     if n_classes <= 40:
-        ax.set_yticks(np.arange(n_classes), [str(r) for r in range(n_classes)], fontsize=7)
+        ax.set_yticks(np.arange(n_classes), [a.class_name(r) for r in range(n_classes)],
+                      fontsize=7)
     ax.set_xlabel("cluster (Hungarian order)")
     ax.set_ylabel("class")
     fig.tight_layout()
@@ -397,7 +424,7 @@ def section_confusion(ctx: Context) -> str:
     if n_classes <= TABLE_LIMIT[0] and n_clusters <= TABLE_LIMIT[1]:
         head = "".join(f"<th>{c}</th>" for c in order)
         body = "".join(
-            f"<tr><th>{r}</th>" + "".join(
+            f"<tr><th>{html.escape(a.class_name(r))}</th>" + "".join(
                 f'<td class="{"hit" if (r, j) in matched else ""}">{counts[r, j]}</td>'
                 for j in range(n_clusters)) + "</tr>"
             for r in range(n_classes))
@@ -656,13 +683,15 @@ def remove_report_files(out: Path) -> None:
         grids.rmdir()
 
 
-def write_html_report(run_dir: Path, plugins: Any | None = None) -> HtmlReport:
-    """Write ``run_dir/report/index.html`` and its PNG files (replacing an earlier report's
-    files, and nothing else a user keeps in the folder). A section that cannot be made is
-    replaced by its reason; nothing here raises for it."""
+def write_html_report(run_dir: Path, plugins: Any | None = None, out: Path | None = None,
+                      note: str = "") -> HtmlReport:
+    """Write ``run_dir/report/index.html`` (or ``out/index.html``) and its PNG files
+    (replacing an earlier report's files, and nothing else a user keeps in the folder), with
+    ``note`` under the title. A section that cannot be made is replaced by its reason; nothing
+    here raises for it."""
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
-    out = run_dir / REPORT_DIR
+    out = Path(out) if out is not None else run_dir / REPORT_DIR
     remove_report_files(out)
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(run_dir, plugins, out)
@@ -690,17 +719,20 @@ def write_html_report(run_dir: Path, plugins: Any | None = None) -> HtmlReport:
                   for key, title, _ in SECTIONS)
     files = [f for f in ("assignments.csv", "metrics.jsonl", "final.json", "recipe.toml",
                          "run.json", "report.md") if (run_dir / f).exists()]
-    links = " ".join(f'<a href="../{f}">{f}</a>' for f in files)
+    up = Path(os.path.relpath(run_dir, out))
+    links = " ".join(f'<a href="{html.escape((up / f).as_posix())}">{f}</a>' for f in files)
     summary = ""
     if missing:
         items = "".join(f"<li><b>{html.escape(t)}</b>: {html.escape(w)}</li>"
                         for t, w in missing)
         summary = f'<div class="missing" id="missing"><p>Missing from this report:</p>' \
                   f"<ul>{items}</ul></div>"
+    intro = f'<p id="note">{html.escape(note)}</p>' if note else ""
     seconds = time.perf_counter() - t0
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>Run report: {html.escape(str(name))}</title><style>{CSS}</style></head>"
-            f"<body><h1>Run report: {html.escape(str(name))}</h1><nav>{nav}</nav>{summary}"
+            f"<body><h1>Run report: {html.escape(str(name))}</h1>{intro}<nav>{nav}</nav>"
+            f"{summary}"
             f"{''.join(body)}<hr><p>Run files: {links}. Made by <code>deepclust report</code> "
             f"in {seconds:.1f} s, {time.strftime('%Y-%m-%d %H:%M:%S')}.</p></body></html>\n")
     path = out / "index.html"

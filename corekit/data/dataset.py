@@ -51,6 +51,10 @@ class ImageSet:
     skipped: int = 0
     names: tuple[str, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(
         tuple))
+    classes: tuple[str, ...] | None = attrs.field(default=None, kw_only=True,
+                                                  converter=attrs.converters.optional(tuple))
+    """The class names, label ``i`` named ``classes[i]`` (an image folder's class folders);
+    None where the set names no classes."""
 
     def __attrs_post_init__(self) -> None:
         """Check that labels and statistics agree with the images."""

@@ -330,7 +330,7 @@ def _in_memory(folder: Path, headers: list, classes: list[str] | None, mode: str
     num_classes = None if classes is None else len(classes)
     names = [_name(folder, h[0]) for h in kept]
     return ImageSet(folder.name, images, labels, num_classes, mean, std, len(skipped),
-                    names), kept
+                    names, classes=classes), kept
 
 
 def _streaming(folder: Path, headers: list, classes: list[str] | None, mode: str,
@@ -361,7 +361,7 @@ def _streaming(folder: Path, headers: list, classes: list[str] | None, mode: str
     names = [_name(folder, f) for f in files]
     num_classes = None if classes is None else len(classes)
     return StreamingImageSet(folder.name, files, labels, num_classes, mean, std, mode, target,
-                             len(skipped), names), kept
+                             len(skipped), names, classes=classes), kept
 
 
 def _name(folder: Path, file: Path) -> str:

@@ -203,6 +203,10 @@ class StreamingImageSet:
         tuple))
     device: torch.device = attrs.field(factory=lambda: torch.device("cpu"))
     workers: int = attrs.field(factory=lambda: min(4, os.cpu_count() or 1))
+    classes: tuple[str, ...] | None = attrs.field(default=None, kw_only=True,
+                                                  converter=attrs.converters.optional(tuple))
+    """The class names, label ``i`` named ``classes[i]`` (an image folder's class folders);
+    None where the set names no classes."""
 
     def __len__(self) -> int:
         return len(self.files)

@@ -14,6 +14,7 @@ import torch
 
 from corekit import metrics
 from corekit import recipe as rc
+from corekit.baseline import pixel_baseline
 from corekit.budget import format_seconds, parse_budget
 from corekit.checkpoint_io import load as load_checkpoint
 from corekit.composer import Composed, CompositionError, compose
@@ -26,6 +27,7 @@ from corekit.plugins import Plugins, check_requirements
 from corekit.report import write_report, write_seeds_report
 from corekit.run_files import load_run_recipe, public_data_name, write_run_files
 from corekit.runner.data_cache import DataCache, stage_datasets
+from corekit.runner.pick import pick_seed, write_picked_report
 from corekit.runner.plan import KChoice, PlanContext, StagePlan, decide_k, plan_stage
 from corekit.runner.run import run_stage, stage_dir
 from corekit.runner.stale import clear_stale, is_stale, mark_stale
@@ -199,6 +201,11 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
              "data": public_data_name(recipe.stages[-1].data.name),
              "seconds": time.perf_counter() - started, "device": str(device)}
     if target in (None, len(recipe.stages) - 1):
+        last = recipe.stages[-1]
+        baseline = pixel_baseline(stage_datasets(cache, last)(last.data.trained_on()),
+                                  ks[last.name].k)
+        if baseline is not None:
+            final["pixel_baseline"] = baseline.to_json()
         (out / "final.json").write_text(json.dumps(final, indent=2))
         shutil.copyfile(stage_dir(out, recipe.stages[-1].name) / "assignments.csv",
                         out / "assignments.csv")
@@ -250,9 +257,17 @@ def train_seeds(recipe: rc.Recipe, out: Path, plugins: Plugins, seeds: int,
     for key in ("nmi", "acc", "ari"):
         if key in summary:
             final[key] = summary[key]["mean"]
+    picked = pick_seed(out, final["seeds"])
+    final.update(picked_seed=picked.seed, picked_by=picked.how)
+    if "pixel_baseline" in runs[0]:
+        final["pixel_baseline"] = runs[0]["pixel_baseline"]
     out.mkdir(parents=True, exist_ok=True)
     (out / "final.json").write_text(json.dumps(final, indent=2))
     write_seeds_report(out, final, command)
+    shutil.copyfile(out / f"seed-{picked.seed}" / "assignments.csv", out / "assignments.csv")
+    write_picked_report(out, picked, plugins)
+    log(f"report and assignments.csv: seed {picked.seed}, {picked.how} "
+        f"({out / 'report' / 'index.html'})")
     return final
 
 

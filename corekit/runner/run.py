@@ -69,5 +69,6 @@ def run_stage(plan: StagePlan, context: PlanContext, out: Path, *, resume: bool 
     cluster, confidence = trainer.assigned()
     data = composed.train_set
     write_assignments(folder / "assignments.csv", cluster, confidence, data.names,
-                      data.labels if data is composed.eval_set else None)
+                      data.labels if data is composed.eval_set else None,
+                      getattr(data, "classes", None))
     return StageResult(outputs, metrics)

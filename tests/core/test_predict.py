@@ -43,7 +43,8 @@ def test_assignments_csv_names_each_image_relative_to_its_folder(folders, tmp_pa
     train(folders, out)
     rows = read_csv(out / "assignments.csv")
     assert len(rows) == 400 and list(rows[0]) == ["index", "image", "cluster", "confidence",
-                                                  "label"]
+                                                  "label", "label_index"]
+    assert rows[0]["label"] == "class0"  # the class folder's name, its number beside it
     assert rows[0]["image"] == "class0/0.png"  # relative: no absolute path in shared files
     assert not any(str(folders) in r["image"] for r in rows)
     confidence = [float(r["confidence"]) for r in rows]
@@ -51,7 +52,7 @@ def test_assignments_csv_names_each_image_relative_to_its_folder(folders, tmp_pa
     final = json.loads((out / "final.json").read_text())
     from corekit import metrics
 
-    again = metrics.evaluate(torch.tensor([int(r["label"]) for r in rows]),
+    again = metrics.evaluate(torch.tensor([int(r["label_index"]) for r in rows]),
                              torch.tensor([int(r["cluster"]) for r in rows]), 10)
     assert again["nmi"] == pytest.approx(final["nmi"])
 
