@@ -35,6 +35,7 @@ TARGET = 0.98  # of the budget: where a re-fitted run aims to end, evaluation an
 LIMIT = 1.03  # of the budget: no epoch is started that would end training past it
 DRIFT = 0.2  # a re-fit when the measured pace moves more than this from the fitted one
 PACE_WINDOW = 3  # epochs whose mean time is the measured pace
+MAX_SLOWDOWN = 3.0  # the most a slower pace is taken to slow the run's tail
 EPOCH_OPTIONS = ("warmup_epochs", "cosine_epochs")
 
 
@@ -185,12 +186,17 @@ def fitting(left: float, limit: float, pace: float) -> int:
 class Pacer:
     """Keeps a budgeted stage on time (see the module's docstring): training aims to end at
     ``deadline`` and never starts an epoch that ends past ``limit``; ``planned`` is the
-    number of epochs the stage's schedule is laid out for, ``most`` the recipe's."""
+    number of epochs the stage's schedule is laid out for, ``most`` the recipe's. ``tail``
+    is the time the deadlines keep for what follows training at the probe's pace
+    ``expected`` (seconds per epoch); a slower measured pace (a busier machine) slows the
+    tail as much, and that much more is kept (at most ``MAX_SLOWDOWN`` times)."""
 
     deadline: Deadline
     limit: Deadline
     planned: int
     most: int
+    tail: float = 0.0
+    expected: float = 0.0
     epochs: int = attrs.field()
     warp: Warp = attrs.field(factory=Warp)
     refits: list[Refit] = attrs.field(factory=list)
@@ -202,9 +208,17 @@ class Pacer:
         return self.planned
 
     @classmethod
-    def after(cls, target: float, limit: float, planned: int, most: int) -> Pacer:
+    def after(cls, target: float, limit: float, planned: int, most: int, tail: float = 0.0,
+              expected: float = 0.0) -> Pacer:
         """A pacer whose deadline is ``target`` seconds from now and its limit ``limit``."""
-        return cls(Deadline.after(target), Deadline.after(limit), planned, max(most, planned))
+        return cls(Deadline.after(target), Deadline.after(limit), planned, max(most, planned),
+                   tail, expected)
+
+    def slower_tail(self, pace: float) -> float:
+        """The extra seconds the tail takes at ``pace`` rather than the probe's."""
+        if self.expected <= 0:
+            return 0.0
+        return self.tail * (min(MAX_SLOWDOWN, max(1.0, pace / self.expected)) - 1)
 
     def after_epoch(self, done: int, seconds: float) -> Refit | None:
         """Record that the ``done``-th epoch took ``seconds`` (with the evaluation and
@@ -215,11 +229,13 @@ class Pacer:
             return self._stop_if_late(done)
         why = "first epoch" if self.pace is None else f"pace {pace / self.pace - 1:+.0%}"
         self.pace = pace
-        more = fitting(self.deadline.left, self.limit.left, pace)
+        extra = self.slower_tail(pace)
+        more = fitting(self.deadline.left - extra, self.limit.left - extra, pace)
         return self._refit(done, max(done, min(self.most, done + more)), why)
 
     def _stop_if_late(self, done: int) -> Refit | None:
-        if done < self.epochs and self.pace is not None and not self.limit.fits(self.pace):
+        if done < self.epochs and self.pace is not None and \
+                not self.limit.fits(self.pace + self.slower_tail(self.pace)):
             return self._refit(done, done, "out of time")
         return None
 

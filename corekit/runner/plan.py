@@ -121,7 +121,8 @@ class BudgetChoice:
         and no epoch ends past ``LIMIT`` of the budget (``corekit.budget.Pacer``)."""
         limit = self.seconds + (LIMIT - 1) * self.probe.budget - self.tail_seconds
         return Pacer.after(self.training_seconds, limit, self.probe.epochs,
-                           self.probe.recipe_epochs)
+                           self.probe.recipe_epochs, self.tail_seconds,
+                           self.probe.seconds_per_epoch)
 
     def describe(self) -> str:
         return f"{self.probe.describe()}; {format_seconds(self.seconds)} left for the stage"
