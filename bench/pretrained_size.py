@@ -51,13 +51,13 @@ def features_kmeans(folder: Path, size: int, seed: int, weights: Path) -> dict[s
     from corekit.components.augment import eval_transform
     from corekit.components.backbones import torchvision_backbone
     from corekit.data import load_dataset
-    from corekit.normalization import _fit
+    from corekit.normalization import fit_channels
     from corekit.weights import load_weights
 
     data = load_dataset(f"imagefolder:{folder}")
     net = torchvision_backbone("mobilenet_v2", data.channels).eval()
     load_weights(net, weights, "bench")
-    mean, std = _fit(net.input_mean, data.channels, "mean"), _fit(net.input_std,
+    mean, std = fit_channels(net.input_mean, data.channels, "mean"), fit_channels(net.input_std,
                                                                   data.channels, "std")
     transform = eval_transform(size, data.channels, mean, std)
     with torch.no_grad():

@@ -33,7 +33,7 @@ def choice(stage: rc.Stage, backbone: nn.Module) -> bool | str | Stats:
     return "dataset" if value is True else value
 
 
-def _fit(values: Sequence[float], channels: int, what: str) -> tuple[float, ...]:
+def fit_channels(values: Sequence[float], channels: int, what: str) -> tuple[float, ...]:
     """``values`` for ``channels`` channels: RGB values averaged for grey images, one value
     repeated for every channel."""
     if len(values) == channels:
@@ -66,4 +66,4 @@ def input_stats(stage: rc.Stage, data: ImageSet, backbone: nn.Module) -> Pair | 
     else:
         assert isinstance(picked, Stats)
         mean, std = picked.mean, picked.std
-    return _fit(mean, data.channels, "mean"), _fit(std, data.channels, "std")
+    return fit_channels(mean, data.channels, "mean"), fit_channels(std, data.channels, "std")
