@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,35 +23,66 @@ def public_data_name(spec: str) -> str:
     return f"{name}:{Path(path).name}" if sep and path else spec
 
 
-def _data_tables(raw: rc.Raw) -> list[dict[str, Any]]:
-    tables = [raw.get("data")] + [s.get("data") for s in raw.get("stage") or []]
-    return [t for t in tables if isinstance(t, dict)]
+def public_path(path: str) -> str:
+    """``"/home/me/weights/resnet.pth"`` → ``"resnet.pth"``."""
+    return Path(path).name
+
+
+PathField = tuple[dict[str, Any], str, Callable[[str], str]]
+
+
+def _model_tables(model: Any) -> list[dict[str, Any]]:
+    if not isinstance(model, dict):
+        return []
+    parts = [model.get("backbone")]
+    for group in ("encoders", "heads"):
+        if isinstance(model.get(group), dict):
+            parts.extend(model[group].values())
+    return [p for p in parts if isinstance(p, dict)]
+
+
+def _path_fields(raw: rc.Raw) -> list[PathField]:
+    """Every value of ``raw`` that may name a path of this machine, with how it is shown:
+    data sets (``data.name``, ``data.reference``, in every stage) and weight files
+    (``weights`` of the backbone, encoders and heads, in every stage), also in the record of
+    the ``auto`` preset."""
+    auto = raw.get("auto")
+    preset = auto.get("preset") if isinstance(auto, dict) else None
+    sections = [raw, *(s for s in raw.get("stage") or [] if isinstance(s, dict)),
+                *([preset] if isinstance(preset, dict) else [])]
+    fields: list[PathField] = []
+    for section in sections:
+        data = section.get("data")
+        if isinstance(data, dict):
+            fields += [(data, key, public_data_name) for key in ("name", "reference")]
+        fields += [(part, "weights", public_path) for part in _model_tables(section.get("model"))]
+    return fields
 
 
 def redact(raw: rc.Raw) -> tuple[rc.Raw, dict[str, str]]:
-    """A copy of ``raw`` with public data names, and the map public name → real spec."""
+    """A copy of ``raw`` with public data names and weight file names, and the map public
+    name → real spec."""
     out = copy.deepcopy(raw)
     real: dict[str, str] = {}
-    for table in _data_tables(out):
-        for key in ("name", "reference"):
-            spec = table.get(key)
-            if isinstance(spec, str) and public_data_name(spec) != spec:
-                real[public_data_name(spec)] = spec
-                table[key] = public_data_name(spec)
+    for table, key, public in _path_fields(out):
+        spec = table.get(key)
+        if isinstance(spec, str) and public(spec) != spec:
+            real[public(spec)] = spec
+            table[key] = public(spec)
     return out, real
 
 
 def restore(raw: rc.Raw, run_dir: Path) -> rc.Raw:
-    """``raw`` (read from a run's recipe.toml) with the real data specs of ``local.json``."""
+    """``raw`` (read from a run's recipe.toml) with the real data specs and weight paths of
+    ``local.json``."""
     path = run_dir / LOCAL_FILE
     if not path.exists():
         return raw
     real: Mapping[str, str] = json.loads(path.read_text()).get("data", {})
     out = copy.deepcopy(raw)
-    for table in _data_tables(out):
-        for key in ("name", "reference"):
-            if table.get(key) in real:
-                table[key] = real[table[key]]
+    for table, key, _ in _path_fields(out):
+        if table.get(key) in real:
+            table[key] = real[table[key]]
     return out
 
 
@@ -85,6 +116,19 @@ def interrupted_note(out: Path) -> str:
     return f"the last checkpoint is {checkpoints[-1]}; continue with --resume --out {out}"
 
 
+def public_setting(text: str) -> str:
+    """A ``--set KEY=VALUE`` whose value holds a path, reduced to the file's or folder's name
+    (``model.backbone.weights="/home/me/w.pth"`` → ``model.backbone.weights="w.pth"``)."""
+    key, sep, value = text.partition("=")
+    quote = value[:1] if len(value) >= 2 and value[:1] in "\"'" and value[-1:] == value[:1] \
+        else ""
+    inner = value[1:-1] if quote else value
+    if not sep or "/" not in inner:
+        return text
+    shown = public_data_name(inner) if ":" in inner.split("/", 1)[0] else public_path(inner)
+    return f"{key}={quote}{shown}{quote}"
+
+
 def public_command(argv: list[str]) -> str:
     """The command line with data paths and the run directory reduced to their names."""
     import shlex
@@ -93,5 +137,6 @@ def public_command(argv: list[str]) -> str:
     for i, arg in enumerate(argv):
         before = argv[i - 1] if i else ""
         shown.append(public_data_name(arg) if before == "--data" else
-                     Path(arg).name if before == "--out" else arg)
+                     Path(arg).name if before == "--out" else
+                     public_setting(arg) if before == "--set" else arg)
     return "deepclust " + " ".join(shlex.quote(a) for a in shown)

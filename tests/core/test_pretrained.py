@@ -257,14 +257,15 @@ def test_features_kmeans_on_a_folder_needs_no_other_option(grey, fake_mobilenet,
     assert recipe.train.epochs == 0 and recipe.augment.size == 96
 
 
-@pytest.mark.xfail(strict=True, reason="obstacle 8 is open: corekit/run_files.py "
-                   "public_command keeps the paths of --set values (not this change's file)")
 def test_report_md_names_the_weights_file_never_its_path(grey, fake_mobilenet, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "features-kmeans", "--data", f"imagefolder:{grey}", "--set", TV,
                  "--set", f'model.backbone.weights="{fake_mobilenet}"', "--out", str(out),
                  "--no-progress"]) == 0
-    assert str(fake_mobilenet.parent) not in (out / "report.md").read_text()
+    for shared in ("report.md", "recipe.toml", "run.json", "final.json", "auto_preset.json"):
+        assert str(fake_mobilenet.parent) not in (out / shared).read_text(), shared
+    assert fake_mobilenet.name in (out / "recipe.toml").read_text()
+    assert main(["predict", str(out), "--data", f"imagefolder:{grey}"]) == 0  # via local.json
 
 
 # -- docs: the user guide's commands run -------------------------------------------------
