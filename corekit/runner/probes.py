@@ -70,9 +70,12 @@ class StageProbe:
         return attrs.evolve(clone, stage=numerics.apply(clone.stage))
 
     def trainer(self, composed: Composed, folder: Path) -> StageTrainer:
-        """A silent trainer of ``composed`` writing into ``folder``."""
+        """A silent trainer of ``composed`` writing into ``folder``, with the stage started as
+        training starts it (``on_stage_start``: e.g. neighbours mined, a bank encoded)."""
         dtype = resolve_precision(composed.stage.train.precision, self.device)
-        return StageTrainer(composed, folder, self.device, dtype, 0, lambda _: None, False)
+        trainer = StageTrainer(composed, folder, self.device, dtype, 0, lambda _: None, False)
+        trainer.hooks.fire("on_stage_start", trainer.context(0))
+        return trainer
 
     def trial(self, numerics: Numerics, steps: int = TRIAL_STEPS) -> Trial:
         """``numerics`` on a copy of the stage: the loss of the first batch (the same images

@@ -77,3 +77,13 @@ def test_an_unfrozen_backbone_is_refused(plugins, tmp_path):
     recipe = rc.resolve("scan", plugins.find_recipe, "digits", [*OFFLINE, "train.freeze=[]"])
     with pytest.raises(Exception, match="freeze"):
         train(recipe, tmp_path / "run", plugins, log=lambda _: None, progress=False)
+
+
+def test_a_budgeted_run_probes_with_its_neighbours_mined(plugins, tmp_path, monkeypatch):
+    """The budget's probe starts the stage as training does, so the neighbour state is filled
+    before the probe's steps read it (an own-folder run gets a budget from the auto preset)."""
+    monkeypatch.setenv("DEEPCLUST_CACHE_DIR", str(tmp_path / "cache"))
+    recipe = rc.resolve("scan", plugins.find_recipe, "digits",
+                        [*OFFLINE, "train.epochs=3", 'train.budget="20s"'])
+    train(recipe, tmp_path / "run", plugins, log=lambda _: None, progress=False)
+    assert (tmp_path / "run" / "final.json").exists()
