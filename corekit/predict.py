@@ -16,6 +16,7 @@ from corekit import recipe as rc
 from corekit.assign import head_assignment, nearest_centroid
 from corekit.builder import build_component
 from corekit.components.augment import eval_transform
+from corekit.normalization import input_stats
 from corekit.composer import build_network, state_specs
 from corekit.data import DataError, ImageSet
 from corekit.errors import TrainingError
@@ -73,6 +74,7 @@ def load_trained(run_dir: Path, plugins: Plugins) -> TrainedModel:
     network = build_network(plugins, stage, shape, int(data["n_clusters"]))
     for name in network.owned():
         network.part(name).load_state_dict(outputs.parts[name])
+    stats = input_stats(stage, shape, network.part("backbone"))
     assigned = parse_assign(stage.eval.assign)
     centroids = None
     if assigned is None:
@@ -88,10 +90,8 @@ def load_trained(run_dir: Path, plugins: Plugins) -> TrainedModel:
                                 total_steps=1, steps_per_epoch=1)
         state.load_state_dict(outputs.state[branch])
         network = state.network
-    normalize = stage.augment.normalize
     transform = eval_transform(int(data["size"]), int(data["channels"]),
-                               tuple(data["mean"]) if normalize else None,
-                               tuple(data["std"]) if normalize else None)
+                               stats[0] if stats else None, stats[1] if stats else None)
     network.eval()
     return TrainedModel(stage, network, branch, part, transform, centroids,
                         stage.clusterer.normalize if stage.clusterer else False,

@@ -333,3 +333,21 @@ def test_lukemelas_lite0_loads_into_timm_by_order_with_its_own_normalisation(tmp
                  f'model.backbone.weights="{path}"', "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "mapped 245 tensors by order" in printed and nmi(out) > 0.5
+
+
+def test_predict_prepares_images_with_the_backbones_own_normalisation(colour, fake_mobilenet,
+                                                                       tmp_path):
+    """A pretrained run trained on its weights' mean/std; predict must use the same ones."""
+    import csv
+
+    out = tmp_path / "run"
+    assert main(["train", "features-kmeans", "--data", f"imagefolder:{colour}", "--set", TV,
+                 "--set", f'model.backbone.weights="{fake_mobilenet}"', "--out", str(out),
+                 "--no-progress"]) == 0
+    assert main(["predict", str(out), "--data", f"imagefolder:{colour}", "--out",
+                 str(tmp_path / "same.csv")]) == 0
+
+    def clusters(path: Path) -> list[str]:
+        with open(path, newline="") as fh:
+            return [row["cluster"] for row in csv.DictReader(fh)]
+    assert clusters(tmp_path / "same.csv") == clusters(out / "assignments.csv")
