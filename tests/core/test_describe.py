@@ -34,7 +34,8 @@ def test_json_listing_and_errors(capsys):
     queue = {o["name"]: o for o in by_name["queue"]["options"]}
     assert queue["size"]["default"] == "required"  # an option: `size` is only a view's context
     assert "network" not in queue and "generator" not in queue  # a state's context
-    assert all(i["plugin"] == "core" for i in infos if i["name"] in by_name)
+    assert all(by_name[n]["plugin"] == "core" for n in ("ema", "memory_bank", "queue",
+                                                          "pseudo_labels"))
     assert main(["components", "loss", "nt_xnet"]) == 2
     assert "did you mean 'nt_xent'" in capsys.readouterr().err
     assert main(["components", "lossez"]) == 2
