@@ -31,16 +31,11 @@ from bench.own_folders import build_folders  # noqa: E402
 
 
 def digits_folder(root: Path, seed: int, n: int = 600) -> Path:
-    from PIL import Image
-    from sklearn.datasets import load_digits
+    """``n`` digits drawn with ``seed``, one subfolder per class, under ``root/digits16``."""
+    from corekit.testing import write_digits_folder
 
-    digits = load_digits()
-    for i in np.random.default_rng(seed).choice(len(digits.target), n, replace=False):
-        folder = root / "digits16" / f"class{digits.target[i]}"
-        folder.mkdir(parents=True, exist_ok=True)
-        pixels = (digits.images[i] * 255 / 16).astype(np.uint8)
-        Image.fromarray(pixels).resize((16, 16)).save(folder / f"{i}.png")
-    return root / "digits16"
+    digits = np.random.default_rng(seed).choice(1797, n, replace=False)
+    return write_digits_folder(root / "digits16", digits)
 
 
 def features_kmeans(folder: Path, size: int, seed: int, weights: Path) -> dict[str, float]:

@@ -19,7 +19,7 @@ values with recorded ones, and ``LossRegression`` is a plugin's whole regression
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -500,6 +500,27 @@ class LossRegression:
         """Part ``part`` (``"fixed_views"`` or ``"train_steps"``) of the probe matches the
         record (:func:`assert_losses_match`)."""
         assert_losses_match(self.probe(), recorded_losses(self.data_dir), part, rel=self.rel)
+
+
+def write_digits_folder(root: Path, indices: Iterable[int],
+                        class_name: Callable[[int], str] | None = "class{}".format,
+                        rgb: bool = False) -> Path:
+    """scikit-learn's digits ``indices`` as 16-px PNGs under ``root``: one subfolder per
+    class named ``class_name(digit)``, or flat where ``class_name`` is None; ``rgb`` makes
+    colour images (the grey digit, its negative and half of it as R, G, B). Returns
+    ``root``."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for i in indices:
+        folder = root / class_name(int(digits.target[i])) if class_name else root
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = (digits.images[i] * 255 / 16).astype(np.uint8)
+        image = np.stack([pixels, 255 - pixels, pixels // 2], -1) if rgb else pixels
+        Image.fromarray(image).resize((16, 16)).save(folder / f"{i}.png")
+    return root
 
 
 def pip_install_plan(folder: Path) -> dict[str, dict[str, Any]]:

@@ -8,22 +8,17 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from sklearn.datasets import load_digits
 
 from corekit.cli import main
+from corekit.testing import write_digits_folder
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """Two image folders of scikit-learn digits (16 px PNGs, one subfolder per class)."""
     root = tmp_path_factory.mktemp("imgs")
-    digits = load_digits()
-    for split, rows in (("train", range(0, 400)), ("new", range(400, 520))):
-        for i in rows:
-            folder = root / split / f"class{digits.target[i]}"
-            folder.mkdir(parents=True, exist_ok=True)
-            pixels = (digits.images[i] * 255 / 16).astype(np.uint8)
-            Image.fromarray(pixels).resize((16, 16)).save(folder / f"{i}.png")
+    write_digits_folder(root / "train", range(0, 400))
+    write_digits_folder(root / "new", range(400, 520))
     return root
 
 

@@ -16,11 +16,8 @@ import subprocess
 import urllib.error
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
-from sklearn.datasets import load_digits
 
 from corekit import recipe as rc
 from corekit.cli import main
@@ -28,6 +25,7 @@ from corekit.components.backbones import small_cnn, torchvision_backbone
 from corekit.errors import RecipeError
 from corekit.normalization import input_stats
 from corekit.recipe.tables import apply_overrides
+from corekit.testing import write_digits_folder
 from corekit.weights import load_weights
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,14 +35,7 @@ TV = 'model.backbone.type="torchvision:mobilenet_v2"'
 
 def digits_folder(root: Path, n: int, rgb: bool) -> Path:
     """``n`` scikit-learn digits as 16-px PNGs, one subfolder per class (grey or colour)."""
-    digits = load_digits()
-    for i in range(n):
-        folder = root / f"class{digits.target[i]}"
-        folder.mkdir(parents=True, exist_ok=True)
-        pixels = (digits.images[i] * 255 / 16).astype(np.uint8)
-        image = np.stack([pixels, 255 - pixels, pixels // 2], -1) if rgb else pixels
-        Image.fromarray(image).resize((16, 16)).save(folder / f"{i}.png")
-    return root
+    return write_digits_folder(root, range(n), rgb=rgb)
 
 
 @pytest.fixture(scope="module")

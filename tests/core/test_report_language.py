@@ -5,13 +5,11 @@ a seed picked without labels; the epochs that ran; a k-means-on-pixels baseline 
 import csv
 import json
 
-import numpy as np
 import pytest
-from PIL import Image
-from sklearn.datasets import load_digits
 
 from corekit.cli import main
 from corekit.data import load_dataset
+from corekit.testing import write_digits_folder
 
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -19,14 +17,8 @@ NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """300 digits as 16-px PNGs, one folder per class, named by the digit's word."""
-    root = tmp_path_factory.mktemp("named") / "digits-named"
-    digits = load_digits()
-    for i in range(300):
-        target = root / NAMES[digits.target[i]]
-        target.mkdir(parents=True, exist_ok=True)
-        pixels = (digits.images[i] * 255 / 16).astype(np.uint8)
-        Image.fromarray(pixels).resize((16, 16)).save(target / f"{i}.png")
-    return root
+    return write_digits_folder(tmp_path_factory.mktemp("named") / "digits-named", range(300),
+                               NAMES.__getitem__)
 
 
 def _rows(path):

@@ -17,7 +17,7 @@ from corekit.runner import DataCache, KChoice, PlanContext, plan_stage, train
 from corekit.runner import loop as loop_module
 from corekit.runner import probes as probes_module
 from corekit.runner import run as run_module
-from corekit.testing import plugin_set, tiny_recipe
+from corekit.testing import plugin_set, tiny_recipe, write_digits_folder
 from tests.core import toy_plugin
 
 PLUGINS = plugin_set(toy_plugin, name="toy")
@@ -48,13 +48,7 @@ def test_a_plan_holds_every_decision_and_leaves_the_stage_it_was_given(tmp_path)
 
 
 def test_an_estimated_k_is_a_decision_not_an_edit_of_the_recipe(tmp_path):
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    for i, image in enumerate(load_digits().images[:80]):
-        Image.fromarray((image * 255 / 16).astype("uint8")).save(flat / f"{i}.png")
+    flat = write_digits_folder(tmp_path / "flat", range(80), class_name=None)
     raw = tiny_recipe(data={"name": f"imagefolder:{flat}"}, train={"batch_size": 16})
     del raw["data"]["subset"]
     recipe = rc.validate(raw)
