@@ -16,13 +16,13 @@ from corekit import recipe as rc
 from corekit.assign import head_assignment, nearest_centroid
 from corekit.builder import build_component
 from corekit.components.augment import eval_transform
-from corekit.normalization import input_stats
 from corekit.composer import build_network, state_specs
 from corekit.data import DataError, ImageSet
 from corekit.errors import TrainingError
 from corekit.feature_cache import through_cache
 from corekit.handoff import OUTPUTS_FILE, StageOutputs
 from corekit.network import Network
+from corekit.normalization import input_stats
 from corekit.parts import parse_assign, parse_feature
 from corekit.plugins import Plugins
 from corekit.run_files import load_run_recipe
