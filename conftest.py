@@ -17,3 +17,16 @@ def _seed_and_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(saved)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache_dir(tmp_path_factory):
+    """Numerics decisions and cached features (``DEEPCLUST_CACHE_DIR``) go to a folder of the
+    test session, never into the user's ~/.cache/deepclust."""
+    saved = os.environ.get("DEEPCLUST_CACHE_DIR")
+    os.environ["DEEPCLUST_CACHE_DIR"] = str(tmp_path_factory.mktemp("deepclust-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("DEEPCLUST_CACHE_DIR", None)
+    else:
+        os.environ["DEEPCLUST_CACHE_DIR"] = saved
