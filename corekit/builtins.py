@@ -61,6 +61,7 @@ def register_pseudo_labelers(register: RegisterFn) -> None:
 def register_clusterers(register: RegisterFn) -> None:
     register("kmeans", "corekit.components.clusterers:KMeans")
     register("spherical_kmeans", "corekit.components.clusterers:SphericalKMeans")
+    register("spectral", "corekit.components.spectral:SpectralClustering")
 
 
 @hookimpl
