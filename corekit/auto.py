@@ -138,8 +138,18 @@ def describe(raw: rc.Raw, data: Any, device: torch.device, changed: rc.Raw) -> s
             + (f", budget {train['budget']}" if train.get("budget") and epochs > 0
                else f", {epochs} epochs")
             + (f", heads {', '.join(heads)} at width {CPU_HEAD_WIDTH}" if heads else "")
-            + ("" if pretrained else "; from scratch: pretrained features usually do better "
-               "on small sets (docs/user-guide.md, \"Pretrained features, offline\")"))
+            + ("" if pretrained else f"; from scratch: {_pretrained_hint()}"))
+
+
+def _pretrained_hint() -> str:
+    """What a from-scratch run on a small set should know: pretrained features usually do
+    better, and which ones this machine has."""
+    from corekit.components.pretrained import torchvision_on_machine, use_instead
+
+    found = use_instead(torchvision_on_machine())
+    where = (f"{found}, with deepclust train features-spectral (or features-kmeans)" if found
+             else 'docs/user-guide.md, "Pretrained features, offline"')
+    return f"pretrained features usually do better on small sets ({where})"
 
 
 def with_auto_preset(raw: rc.Raw, data: Any, device: torch.device) -> rc.Raw:

@@ -11,6 +11,11 @@ from urllib.parse import urlparse
 import torch
 
 HF_FILES = ("model.safetensors", "pytorch_model.bin")
+SMALL_TORCHVISION = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
+                     "efficientnet_b0", "resnet18", "resnet50", "regnet_y_400mf",
+                     "convnext_tiny")
+"""The torchvision backbones looked for on the machine when a run could use pretrained
+features (``torchvision_on_machine``): small ImageNet classifiers that run on a CPU."""
 
 
 def hub_checkpoints() -> Path:
@@ -30,12 +35,31 @@ def torchvision_urls(model_name: str) -> list[str]:
     return list(dict.fromkeys([weights.DEFAULT.url, *(w.url for w in weights)]))
 
 
+def torchvision_on_machine(models: tuple[str, ...] = SMALL_TORCHVISION) -> list[str]:
+    """Those of ``models`` whose torchvision weights file (any of its versions) is in torch
+    hub's checkpoint folder, in the order given."""
+    folder = hub_checkpoints()
+    files = {path.name for path in folder.iterdir()} if folder.is_dir() else set()
+    return [m for m in models if files & {_file_name(u) for u in torchvision_urls(m)}]
+
+
+def use_instead(models: list[str]) -> str:
+    """How to use the first of ``models`` (torchvision backbones whose weights are on this
+    machine) instead, as ``--set`` options; empty when there is none."""
+    if not models:
+        return ""
+    return (f"torchvision:{models[0]} weights are on this machine: --set "
+            f"'model.backbone.type=\"torchvision:{models[0]}\"' --set "
+            "model.backbone.pretrained=true")
+
+
 def _not_here(model_name: str, files: list[str], exc: Exception) -> ValueError:
+    found = use_instead([m for m in torchvision_on_machine() if m != model_name])
     return ValueError(
         f"the pretrained weights of {model_name!r} are not on this machine and could not be "
         f"downloaded ({str(exc).splitlines()[0]}). Put the file ({' or '.join(files)}) into "
         f"{hub_checkpoints()} (torch hub's cache; set TORCH_HOME to move it), or set "
-        "pretrained = false and weights = \"PATH/TO/FILE\"")
+        "pretrained = false and weights = \"PATH/TO/FILE\"" + (f"; {found}" if found else ""))
 
 
 def torchvision_state(model_name: str) -> tuple[dict[str, torch.Tensor], str]:
@@ -78,8 +102,9 @@ def timm_missing(model_name: str, cfg: Any, exc: Exception) -> ValueError:
     url = getattr(cfg, "url", None)
     where = [f"the Hugging Face cache (huggingface-cli download {hub_id})" if hub_id else "",
              f"{hub_checkpoints() / _file_name(url)}" if url else ""]
+    found = use_instead(torchvision_on_machine())
     return ValueError(
         f"the pretrained weights of {model_name!r} are not on this machine and could not be "
         f"downloaded ({str(exc).splitlines()[0]}). Put them into "
         f"{' or '.join(w for w in where if w) or 'a file'}, or set pretrained = false and "
-        "weights = \"PATH/TO/FILE\"")
+        "weights = \"PATH/TO/FILE\"" + (f"; {found}" if found else ""))

@@ -342,3 +342,27 @@ def test_predict_prepares_images_with_the_backbones_own_normalisation(colour, fa
         with open(path, newline="") as fh:
             return [row["cluster"] for row in csv.DictReader(fh)]
     assert clusters(tmp_path / "same.csv") == clusters(out / "assignments.csv")
+
+
+def test_weights_on_the_machine_are_named_where_they_would_help(grey, fake_mobilenet,
+                                                                torch_home, capsys):
+    """A from-scratch run's auto line, and a pretrained backbone whose weights are missing,
+    name the torchvision backbone whose file is in torch hub's cache, as --set options."""
+    from corekit.components.pretrained import torchvision_on_machine
+
+    assert torchvision_on_machine() == []
+    line, _ = show(grey, "simclr-kmeans", capsys=capsys)
+    assert "weights are on this machine" not in line
+    torch_home.mkdir(parents=True)
+    shutil.copy(fake_mobilenet, torch_home / MOBILENET)
+    assert torchvision_on_machine() == ["mobilenet_v2"]
+    line, _ = show(grey, "simclr-kmeans", capsys=capsys)
+    assert ("torchvision:mobilenet_v2 weights are on this machine: --set "
+            "'model.backbone.type=\"torchvision:mobilenet_v2\"' --set "
+            "model.backbone.pretrained=true, with deepclust train features-spectral") in line
+    assert main(["check", "features-kmeans", "--data", f"imagefolder:{grey}", "--set",
+                 'model.backbone.type="torchvision:resnet18"', "--set",
+                 "model.backbone.pretrained=true"]) == 2
+    err = capsys.readouterr().err
+    assert "'resnet18' are not on this machine" in err
+    assert "torchvision:mobilenet_v2 weights are on this machine" in err
