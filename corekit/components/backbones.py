@@ -177,6 +177,11 @@ def timm_backbone(model_name: str, in_channels: int = 3, pretrained: bool = Fals
     local = pretrained_files.timm_local_file(cfg) if pretrained else None
     if local is not None:
         timm_kwargs = {**timm_kwargs, "pretrained_cfg_overlay": {"file": str(local)}}
+    elif pretrained:
+        host = pretrained_files.timm_host(cfg)
+        if host is not None and not pretrained_files.reachable(host):
+            raise pretrained_files.timm_missing(model_name, cfg, OSError(f"{host} is not "
+                                                                         "reachable"))
     try:
         model = timm.create_model(model_name, pretrained=pretrained, num_classes=0,
                                   in_chans=in_channels, **timm_kwargs)

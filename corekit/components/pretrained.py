@@ -96,6 +96,26 @@ def timm_local_file(cfg: Any) -> Path | None:
     return None
 
 
+def timm_host(cfg: Any) -> str | None:
+    """The host timm downloads pretrained config ``cfg``'s weights from."""
+    if getattr(cfg, "hf_hub_id", None):
+        return "huggingface.co"
+    url = getattr(cfg, "url", None)
+    return urlparse(url).hostname if url else None
+
+
+def reachable(host: str, timeout: float = 3.0) -> bool:
+    """Whether ``host`` answers on port 443 within ``timeout`` seconds: an offline machine is
+    told so at once, instead of after a download client's retries (about 45 s for timm)."""
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def timm_missing(model_name: str, cfg: Any, exc: Exception) -> ValueError:
     """The message for timm weights neither cached nor downloadable."""
     hub_id = getattr(cfg, "hf_hub_id", None)

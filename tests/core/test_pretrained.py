@@ -366,3 +366,27 @@ def test_weights_on_the_machine_are_named_where_they_would_help(grey, fake_mobil
     err = capsys.readouterr().err
     assert "'resnet18' are not on this machine" in err
     assert "torchvision:mobilenet_v2 weights are on this machine" in err
+
+
+def test_an_offline_machine_is_told_at_once_which_timm_file_is_missing(monkeypatch):
+    """No download is tried when the weights' host does not answer (timm's client would retry
+    for about 45 s first)."""
+    import socket
+
+    import timm
+
+    from corekit.components.backbones import timm_backbone
+
+    def unreachable(*args, **kwargs):
+        raise OSError("[Errno -2] Name or service not known")
+
+    def no_download(*args, pretrained=False, **kwargs):
+        raise AssertionError("a download was tried")
+
+    from corekit.components import pretrained
+
+    monkeypatch.setattr(pretrained, "timm_local_file", lambda cfg: None)  # not on the machine
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(timm, "create_model", no_download)
+    with pytest.raises(ValueError, match="huggingface.co is not reachable.*resnet18"):
+        timm_backbone("resnet18", pretrained=True)
