@@ -18,7 +18,7 @@ from corekit import recipe as rc
 from corekit.errors import UserError, did_you_mean
 from corekit.plugins import Plugins, get_plugins
 from corekit.registry import KINDS
-from corekit.run_files import interrupted_note, public_command, public_data_name
+from corekit.run_files import interrupted_note, public_command, public_data_name, run_folders
 from corekit.run_folder import RunFolder, check_output_dir
 
 
@@ -102,10 +102,10 @@ def cmd_show(args: argparse.Namespace, plugins: Plugins) -> int:
     if run_dir.is_dir():
         from corekit.runner.show import describe_run
 
-        if not (run_dir / "recipe.toml").is_file() and not any(run_dir.glob("seed-*/recipe.toml")):
-            raise UserError(f"{run_dir} is a folder but not a run directory (no recipe.toml): "
-                            "give a recipe name, a .toml file or the --out of deepclust train")
-        print("\n".join(describe_run(run_dir)))
+        for folder in run_folders(run_dir, "show"):
+            if folder != run_dir:
+                print(f"== {folder.name} ==")
+            print("\n".join(describe_run(folder)))
         return 0
     recipe = _resolve(args, plugins)
     if "auto" in recipe.raw:
@@ -244,14 +244,7 @@ def cmd_report(args: argparse.Namespace, plugins: Plugins) -> int:
     from corekit.report import write_markdown
     from corekit.report_html import write_html_report
 
-    run_dir = Path(args.run_dir)
-    seeds = sorted(run_dir.glob("seed-*/recipe.toml")) if run_dir.is_dir() else []
-    if not (run_dir / "recipe.toml").is_file() and not seeds:
-        why = "does not exist" if not run_dir.exists() else "holds no recipe.toml"
-        raise UserError(f"{run_dir} is not a run directory ({why}): give the folder "
-                        "`deepclust train` wrote (its --out), e.g. deepclust report "
-                        "runs/cc-digits-20250101-120000")
-    for folder in [run_dir] if not seeds else [p.parent for p in seeds]:
+    for folder in run_folders(Path(args.run_dir), "report"):
         made = write_html_report(folder, plugins)
         write_markdown(folder, html=True)
         print(f"wrote {made.path} in {made.seconds:.1f} s")

@@ -106,6 +106,23 @@ def write_run_files(out: Path, recipe: rc.Recipe, command: str | None) -> None:
     (out / RUN_FILE).write_text(json.dumps(info, indent=2))
 
 
+def run_folders(path: Path, command: str) -> list[Path]:
+    """The runs ``deepclust COMMAND`` reads in ``path``: the ``seed-<s>`` folders of a
+    ``--seeds`` run, else ``[path]`` for a run. Anything else is a UserError saying what to
+    give."""
+    from corekit.errors import UserError
+
+    seeds = sorted(p.parent for p in path.glob("seed-*/recipe.toml")) if path.is_dir() else []
+    if seeds:
+        return seeds
+    if (path / "recipe.toml").is_file():
+        return [path]
+    why = "does not exist" if not path.exists() else "holds no recipe.toml"
+    raise UserError(f"{path} is not a run directory ({why}): give the folder `deepclust train` "
+                    f"wrote (its --out), e.g. deepclust {command} "
+                    "runs/cc-digits-20250101-120000")
+
+
 def interrupted_note(out: Path) -> str:
     """What an interrupted run left: its newest checkpoint, or that it wrote none."""
     checkpoints = sorted(out.glob("stages/*/checkpoint.pt"), key=lambda p: p.stat().st_mtime) \

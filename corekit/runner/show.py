@@ -11,12 +11,8 @@ from corekit.runner.stale import stale_reason
 
 
 def describe_run(run_dir: Path) -> list[str]:
-    """One block per stage of the run in ``run_dir`` (or per seed of a ``--seeds`` run): the
-    decisions its plan holds, or that it has not trained; stale stages say why."""
-    seeds = sorted(p.parent for p in run_dir.glob("seed-*/recipe.toml"))
-    if seeds and not (run_dir / "recipe.toml").exists():
-        return [line for folder in seeds
-                for line in [f"== {folder.name} ==", *describe_run(folder)]]
+    """One block per stage of the run in ``run_dir``: the decisions its plan holds, or that it
+    has not trained; stale stages say why."""
     recipe = load_run_recipe(run_dir)
     lines = [f"run {run_dir}: recipe {recipe.name!r}, {len(recipe.stages)} stage(s)"]
     for stage in recipe.stages:

@@ -81,6 +81,11 @@ def test_probes_compose_the_stage_once_for_every_candidate(tmp_path, monkeypatch
     assert calls == ["corekit.runner.loop", "corekit.runner.probes", "corekit.runner.run"]
 
 
+def test_show_of_a_folder_without_a_run_says_what_to_give(tmp_path, capsys):
+    assert main(["show", str(tmp_path)]) == 2
+    assert "is not a run directory (holds no recipe.toml)" in capsys.readouterr().err
+
+
 def test_show_run_prints_each_stages_decisions(tmp_path, capsys):
     recipe = write_recipe(tmp_path, TWO_STAGES)
     assert main(["train", recipe, "--out", str(tmp_path / "run"), "--no-progress"]) == 0
@@ -122,6 +127,10 @@ def test_resume_without_seeds_on_a_seeds_run_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", recipe, "--out", str(out), "--seeds", "2", "--no-progress"]) == 0
     final = (out / "final.json").read_text()
+    capsys.readouterr()
+    assert main(["show", str(out)]) == 0  # one block per seed
+    shown = capsys.readouterr().out
+    assert shown.count("== seed-") == 2 and shown.count("stage main: 1 epoch(s) ran") == 2
     assert main(["train", recipe, "--out", str(out), "--resume", "--no-progress"]) == 2
     assert "holds a --seeds run" in capsys.readouterr().err
     assert (out / "final.json").read_text() == final
