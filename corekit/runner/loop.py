@@ -79,7 +79,7 @@ def decide_ks(recipe: rc.Recipe, cache: DataCache, log: Log) -> dict[str, KChoic
     for stage in recipe.stages:
         choice = ks[stage.name]
         if choice.estimate is not None:
-            data = cache(stage.data.trained_on(), stage.data.subset, stage.train.seed)
+            data = stage_datasets(cache, stage)(stage.data.trained_on())
             log(f"stage {stage.name}: {data.name} has no labels and no K was given (--k N); "
                 f"estimated K = {choice.k} by the silhouette of k-means on the pixels of "
                 f"{choice.estimate.n_images} images (k_estimate.json, k_estimate.png)")

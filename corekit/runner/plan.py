@@ -245,12 +245,12 @@ def plan_stage(stage: rc.Stage, index: int, context: PlanContext) -> StagePlan:
     """Every decision for ``stage`` (the ``index``-th of its recipe). The stage is composed
     once for its probes, only when a probe runs: the numerics trials (``"auto"`` settings
     or ``compile = true``) and the budget's timing (``train.budget``)."""
-    probe = StageProbe(context.plugins, context.k.apply(stage),
-                       stage_datasets(context.cache, stage), context.device, context.previous,
-                       dict(context.earlier))
     if stage.train.epochs == 0:
         return StagePlan(index, stage, context.device, context.k,
                          Decision(candidates(stage.train, context.device)[0]))
+    probe = StageProbe(context.plugins, context.k.apply(stage),
+                       stage_datasets(context.cache, stage), context.device, context.previous,
+                       dict(context.earlier))
     numerics = probe.numerics(context.numerics_cache)
     budget = None
     if stage.train.budget is not None:
