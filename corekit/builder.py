@@ -81,5 +81,7 @@ def build_component(plugins: Plugins, kind: str, spec_type: str, options: dict[s
         built = plugins.registry.build(kind, spec_type, **kwargs, **options)
     except (TypeError, ValueError) as exc:
         raise RecipeError(f"{path}: cannot build {kind} {spec_type!r}: {exc}") from exc
+    except ComponentError as exc:  # a factory's own check of an option (attrs validators)
+        raise ComponentError(f"{path}: cannot build {kind} {spec_type!r}: {exc}") from None
     check_contract(kind, built, f"{path} ({entry.qualified})")
     return built

@@ -64,7 +64,8 @@ class Clusterer(Protocol):
     def fit(self, features: torch.Tensor) -> ClusterResult: ...
 
 
-def _positive(_instance: object, attribute: attrs.Attribute, value: int) -> None:
+def positive(_instance: object, attribute: attrs.Attribute, value: int) -> None:
+    """An attrs validator: ``value`` must be at least 1."""
     if value < 1:
         raise ComponentError(f"{attribute.name} must be >= 1, got {value}")
 
@@ -302,13 +303,13 @@ class KMeans:
     lies on the features' device; ``inertia`` is the sum of squared distances.
     """
 
-    n_clusters: int = attrs.field(validator=_positive)
-    n_init: int = attrs.field(default=3, validator=_positive)
-    max_iter: int = attrs.field(default=100, validator=_positive)
+    n_clusters: int = attrs.field(validator=positive)
+    n_init: int = attrs.field(default=3, validator=positive)
+    max_iter: int = attrs.field(default=100, validator=positive)
     tol: float = attrs.field(default=1e-4, validator=_non_negative)
     seed: int = 0
     backend: Backend = attrs.field(default="auto", validator=_one_of(BACKENDS, "k-means backend"))
-    seed_sample: int = attrs.field(default=SEED_SAMPLE, validator=_positive)
+    seed_sample: int = attrs.field(default=SEED_SAMPLE, validator=positive)
     assign_precision: AssignPrecision = attrs.field(
         default="fp32", validator=_one_of(ASSIGN_PRECISIONS, "assignment precision")
     )
@@ -439,9 +440,9 @@ class SphericalKMeans:
     lowest-inertia (centres, labels) state seen at any iteration of any restart.
     """
 
-    n_clusters: int = attrs.field(validator=_positive)
-    n_init: int = attrs.field(default=10, validator=_positive)
-    max_iter: int = attrs.field(default=300, validator=_positive)
+    n_clusters: int = attrs.field(validator=positive)
+    n_init: int = attrs.field(default=10, validator=positive)
+    max_iter: int = attrs.field(default=300, validator=positive)
     tol: float = attrs.field(default=1e-4, validator=_non_negative)
     seed: int = 0
 

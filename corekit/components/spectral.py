@@ -12,15 +12,8 @@ import attrs
 import torch
 from torch.nn import functional as F
 
-from corekit.components.clusterers import ClusterResult
+from corekit.components.clusterers import ClusterResult, positive
 from corekit.errors import ComponentError
-
-
-def _at_least(low: int):  # noqa: ANN202 - an attrs validator
-    def check(_instance: object, attribute: attrs.Attribute, value: int) -> None:
-        if value < low:
-            raise ComponentError(f"{attribute.name} must be >= {low}, got {value}")
-    return check
 
 
 @attrs.define
@@ -35,9 +28,9 @@ class SpectralClustering:
     normalised features (nearest-centroid assignment of new images, as ``deepclust predict``
     does), and inertia Σ (1 − cos(x, centroid))."""
 
-    n_clusters: int = attrs.field(validator=_at_least(1))
-    n_neighbors: int = attrs.field(default=10, validator=_at_least(1))
-    n_init: int = attrs.field(default=10, validator=_at_least(1))
+    n_clusters: int = attrs.field(validator=positive)
+    n_neighbors: int = attrs.field(default=10, validator=positive)
+    n_init: int = attrs.field(default=10, validator=positive)
     seed: int = 0
 
     def fit(self, features: torch.Tensor) -> ClusterResult:

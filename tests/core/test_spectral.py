@@ -50,3 +50,12 @@ def test_too_few_images_or_neighbours_are_refused():
         SpectralClustering(4).fit(torch.randn(4, 3))
     with pytest.raises(ComponentError, match="n_neighbors must be >= 1"):
         SpectralClustering(2, n_neighbors=0)
+
+
+def test_a_bad_clusterer_option_names_its_table(capsys):
+    from corekit.cli import main
+
+    assert main(["check", "simclr-kmeans", "--data", "digits", "--set",
+                 "clusterer.n_init=0"]) == 2
+    assert "clusterer: cannot build clusterer 'kmeans': n_init must be >= 1, got 0" in \
+        capsys.readouterr().err
