@@ -71,6 +71,12 @@ def _pretrained(backbone: Any) -> bool:
 def auto_preset(raw: rc.Raw, data: Any, device: torch.device) -> tuple[rc.Raw, str]:
     """The overrides for ``data`` (an ImageSet) on ``device``, and the line that says what
     ``raw`` with them runs."""
+    preset = overrides(raw, data, device)
+    return preset, describe(_merged(raw, preset), data, device, preset)
+
+
+def overrides(raw: rc.Raw, data: Any, device: torch.device) -> rc.Raw:
+    """The auto preset's overrides of ``raw`` for ``data`` (an ImageSet) on ``device``."""
     gpu = device.type == "cuda"
     side, n = _side(data), len(data)
     kept = raw.get("model", {}).get("backbone", {})
@@ -101,9 +107,8 @@ def auto_preset(raw: rc.Raw, data: Any, device: torch.device) -> tuple[rc.Raw, s
                "crop_scale": [0.3, 1.0]}
     if raw.get("augment", {}).get("type", "simclr") not in ("simclr", "byol", "moco_v2"):
         augment = {"size": size, **normalize}
-    preset = {"model": {"backbone": backbone, **({"heads": heads} if heads else {})},
-              "augment": augment, "train": train}
-    return preset, describe(_merged(raw, preset), data, device, preset)
+    return {"model": {"backbone": backbone, **({"heads": heads} if heads else {})},
+            "augment": augment, "train": train}
 
 
 def _merged(raw: rc.Raw, preset: rc.Raw, user: rc.Raw | None = None) -> rc.Raw:
@@ -156,7 +161,7 @@ def with_auto_preset(raw: rc.Raw, data: Any, device: torch.device) -> rc.Raw:
     """``raw`` with the auto preset merged (the backbone table replaced whole unless ``--set``
     named its type) and then what ``--set`` gave (``raw[AUTO][USER_SET]``), recorded under the
     recipe's ``auto`` key (``line``: what runs, ``preset``: the overrides)."""
-    preset, _ = auto_preset(raw, data, device)
+    preset = overrides(raw, data, device)
     merged = _merged(raw, preset, raw.get(AUTO, {}).get(USER_SET, {}))
     merged[AUTO] = {"line": describe(merged, data, device, preset), "preset": preset}
     merged["preset"] = "auto"
