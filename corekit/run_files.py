@@ -15,6 +15,7 @@ from corekit import recipe as rc
 
 LOCAL_FILE = "local.json"
 RUN_FILE = "run.json"
+AUTO_FILE = "auto_preset.json"
 
 
 def public_data_name(spec: str) -> str:
@@ -92,9 +93,12 @@ def load_run_recipe(run_dir: Path) -> rc.Recipe:
 
 
 def write_run_files(out: Path, recipe: rc.Recipe, command: str | None) -> None:
-    """``recipe.toml`` (public names), ``local.json`` (real paths) and ``run.json``."""
+    """``recipe.toml`` (public names), ``local.json`` (real paths), ``run.json`` and, where
+    the ``auto`` preset chose settings, ``auto_preset.json`` (public names too)."""
     public, real = redact(recipe.raw)
     (out / "recipe.toml").write_text(rc.to_toml(public))
+    if "auto" in public:
+        (out / AUTO_FILE).write_text(json.dumps(public["auto"], indent=2))
     if real:
         (out / LOCAL_FILE).write_text(json.dumps(
             {"note": "paths of this machine; not meant to be shared", "data": real}, indent=2))

@@ -25,7 +25,7 @@ from corekit.errors import TrainingError, UserError
 from corekit.handoff import OUTPUTS_FILE, StageOutputs
 from corekit.plugins import Plugins, check_requirements
 from corekit.report import write_report, write_seeds_report
-from corekit.run_files import load_run_recipe, public_data_name, redact, write_run_files
+from corekit.run_files import load_run_recipe, public_data_name, write_run_files
 from corekit.runner.data_cache import DataCache, stage_datasets
 from corekit.runner.pick import pick_seed, write_picked_report
 from corekit.runner.plan import KChoice, PlanContext, StagePlan, decide_k, plan_stage
@@ -132,9 +132,6 @@ def _write_run_files(out: Path, recipe: rc.Recipe, plugins: Plugins, ks: Mapping
                      fresh: bool, command: str | None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_run_files(out, recipe, command)
-    if "auto" in recipe.raw:
-        public, _ = redact(recipe.raw)
-        (out / "auto_preset.json").write_text(json.dumps(public["auto"], indent=2))
     (out / "versions.json").write_text(json.dumps(_versions(plugins), indent=2))
     if fresh:
         (out / "metrics.jsonl").unlink(missing_ok=True)
