@@ -1,4 +1,11 @@
-"""The ``auto`` preset: settings that fit data no preset was written for.
+"""The ``auto`` recipe and the ``auto`` preset: what to run, and settings that fit data no
+preset was written for.
+
+``deepclust train auto`` runs the recipe that suits this machine (``choose``): when a torchvision
+backbone's ImageNet weights are in torch hub's checkpoint folder, ``PRETRAINED_RECIPE`` on that
+backbone with its weights (pretrained features); otherwise ``SCRATCH_RECIPE``, trained from
+scratch, and the line says where to put a weights file. The choice is recorded under the
+recipe's ``auto`` key (``recipe``) and starts its line; the user's ``--set`` applies on top.
 
 When ``--data`` names a set for which the recipe has no preset (your own image folder), and it
 is not the set the recipe's top level is written for, the recipe resolves an ``auto`` preset
@@ -28,7 +35,10 @@ preset, and the line says the values that will run.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from corekit import recipe as rc
 from corekit.recipe.resolving import AUTO, USER_SET
@@ -47,6 +57,74 @@ CPU_BUDGET = "5m"
 BUDGETED_EPOCHS = 1000
 MAX_DROPPED = 0.1
 LINEAR_LR = ("sgd", "lars")
+
+RECIPE = "auto"
+"""The recipe name that runs ``choose``'s pick. It is the core's: a plugin's recipe of the same
+name runs under its qualified name (``PLUGIN.auto``), and the choice's line says so."""
+PRETRAINED_RECIPE = "features-spectral"
+"""What ``auto`` runs when pretrained weights are on the machine (the one place naming it)."""
+SCRATCH_RECIPE = "simclr-kmeans"
+"""What ``auto`` runs otherwise: the from-scratch default."""
+CHOICE = "recipe"
+"""The key of the recipe's ``auto`` table that records what the ``auto`` recipe chose."""
+GUIDE = 'docs/user-guide.md, "Pretrained features, offline"'
+
+
+@attrs.frozen
+class Choice:
+    """What the ``auto`` recipe runs: ``recipe`` with ``sets`` (``--set`` options, applied
+    before the user's as a command of their own), and ``why``."""
+
+    recipe: str
+    sets: tuple[str, ...]
+    why: str
+
+    @property
+    def line(self) -> str:
+        return f"auto recipe: {self.recipe} ({self.why})"
+
+    def record(self) -> rc.Raw:
+        """The table kept under ``raw[AUTO][CHOICE]`` (``auto_preset.json``, recipe.toml)."""
+        return {"chose": self.recipe, "set": list(self.sets), "why": self.why}
+
+
+def choose(shadowed: str | None = None) -> Choice:
+    """The recipe ``auto`` runs here: ``PRETRAINED_RECIPE`` on the first torchvision backbone
+    whose ImageNet weights are in torch hub's checkpoint folder, else ``SCRATCH_RECIPE``.
+    ``shadowed``: the qualified name of a plugin's recipe also called ``auto``."""
+    from corekit.components.pretrained import hub_checkpoints, torchvision_on_machine
+
+    found = torchvision_on_machine()
+    other = (f"; plugin recipe {shadowed} is another recipe: run it by that name"
+             if shadowed else "")
+    if found:
+        backbone = f"torchvision:{found[0]}"
+        return Choice(PRETRAINED_RECIPE,
+                      (f'model.backbone.type="{backbone}"', "model.backbone.pretrained=true"),
+                      f"pretrained features: the ImageNet weights of {backbone} are on this "
+                      f"machine{other}")
+    return Choice(SCRATCH_RECIPE, (),
+                  "from scratch: no pretrained weights on this machine; for pretrained "
+                  "features put a torchvision ImageNet file such as mobilenet_v2-b0353104.pth "
+                  f"into {_home_short(hub_checkpoints())}, see {GUIDE}{other}")
+
+
+def _home_short(path: Path) -> str:
+    """``path`` with the home folder written ``~`` (the line goes into shared run files)."""
+    home = Path.home()
+    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
+
+
+def summary() -> str:
+    """What ``deepclust recipes`` says about ``auto``."""
+    return (f"Picks {PRETRAINED_RECIPE} on a torchvision backbone when its ImageNet weights are "
+            f"in torch hub's cache, else {SCRATCH_RECIPE} from scratch "
+            "(deepclust show auto says which).")
+
+
+def with_choice(raw: rc.Raw, choice: Choice) -> rc.Raw:
+    """``raw`` with ``choice`` recorded under ``raw[AUTO]``, its line the start of the line."""
+    return {**raw, AUTO: {**raw.get(AUTO, {}), CHOICE: choice.record(), "line": choice.line}}
 
 
 def applies(raw: rc.Raw, data: str | None) -> bool:
@@ -123,9 +201,11 @@ def _merged(raw: rc.Raw, preset: rc.Raw, user: rc.Raw | None = None) -> rc.Raw:
     return rc.merge(rc.merge(out, rest), user)
 
 
-def describe(raw: rc.Raw, data: Any, device: torch.device, changed: rc.Raw) -> str:
+def describe(raw: rc.Raw, data: Any, device: torch.device, changed: rc.Raw,
+             hint: bool = True) -> str:
     """The line that says what ``raw`` (the recipe with the preset and ``--set`` merged) runs;
-    ``changed``: the preset's own overrides, for the heads it narrowed."""
+    ``changed``: the preset's own overrides, for the heads it narrowed; ``hint``: whether a
+    from-scratch run is told about pretrained features."""
     model, train = raw.get("model", {}), raw.get("train", {})
     backbone = model.get("backbone", {})
     backbone = backbone if isinstance(backbone, dict) else {"type": backbone}
@@ -143,7 +223,7 @@ def describe(raw: rc.Raw, data: Any, device: torch.device, changed: rc.Raw) -> s
             + (f", budget {train['budget']}" if train.get("budget") and epochs > 0
                else f", {epochs} epochs")
             + (f", heads {', '.join(heads)} at width {CPU_HEAD_WIDTH}" if heads else "")
-            + ("" if pretrained else f"; from scratch: {_pretrained_hint()}"))
+            + ("" if pretrained or not hint else f"; from scratch: {_pretrained_hint()}"))
 
 
 def _pretrained_hint() -> str:
@@ -152,17 +232,23 @@ def _pretrained_hint() -> str:
     from corekit.components.pretrained import torchvision_on_machine, use_instead
 
     found = use_instead(torchvision_on_machine())
-    where = (f"{found}, with deepclust train features-spectral (or features-kmeans)" if found
-             else 'docs/user-guide.md, "Pretrained features, offline"')
+    where = (f"{found}, with deepclust train {PRETRAINED_RECIPE} (or simply deepclust train "
+             f"{RECIPE})" if found else GUIDE)
     return f"pretrained features usually do better on small sets ({where})"
 
 
 def with_auto_preset(raw: rc.Raw, data: Any, device: torch.device) -> rc.Raw:
     """``raw`` with the auto preset merged (the backbone table replaced whole unless ``--set``
     named its type) and then what ``--set`` gave (``raw[AUTO][USER_SET]``), recorded under the
-    recipe's ``auto`` key (``line``: what runs, ``preset``: the overrides)."""
+    recipe's ``auto`` key (``line``: what runs, after the ``auto`` recipe's choice if there is
+    one; ``preset``: the overrides)."""
     preset = overrides(raw, data, device)
-    merged = _merged(raw, preset, raw.get(AUTO, {}).get(USER_SET, {}))
-    merged[AUTO] = {"line": describe(merged, data, device, preset), "preset": preset}
+    made = raw.get(AUTO, {})
+    merged = _merged(raw, preset, made.get(USER_SET, {}))
+    line = describe(merged, data, device, preset, hint=CHOICE not in made)
+    if CHOICE in made:  # the auto recipe's choice, then what runs
+        line = f"{made['line']}; {line}"
+    merged[AUTO] = {**{k: v for k, v in made.items() if k == CHOICE}, "line": line,
+                    "preset": preset}
     merged["preset"] = "auto"
     return merged

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corekit import recipe as rc
 from corekit.errors import UserError, did_you_mean
@@ -20,6 +20,9 @@ from corekit.plugins import Plugins, get_plugins
 from corekit.registry import KINDS
 from corekit.run_files import interrupted_note, public_command, public_data_name, run_folders
 from corekit.run_folder import RunFolder, check_output_dir
+
+if TYPE_CHECKING:
+    from corekit.auto import Choice
 
 
 def cmd_plugins(args: argparse.Namespace, plugins: Plugins) -> int:
@@ -69,6 +72,9 @@ def cmd_components(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def cmd_recipes(args: argparse.Namespace, plugins: Plugins) -> int:
+    from corekit import auto
+
+    print(f"{auto.RECIPE:<28} presets: {'those of the recipe it picks':<40} {auto.summary()}")
     for entry in plugins.registry.entries("recipe"):
         try:  # presets of the recipe and of every recipe it extends
             raw = rc.resolve_raw(str(entry.obj), plugins.find_recipe)
@@ -81,10 +87,14 @@ def cmd_recipes(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def _resolve(args: argparse.Namespace, plugins: Plugins) -> rc.Recipe:
-    def auto(base: rc.Raw, selected: rc.Raw, data: str) -> rc.Raw:
-        from corekit import auto as preset
+    from corekit import auto as preset
 
-        if not preset.applies(base, data):
+    choice = _auto_choice(args.recipe, plugins)
+
+    def auto(base: rc.Raw, selected: rc.Raw, data: str | None) -> rc.Raw:
+        if choice is not None:
+            selected = preset.with_choice(selected, choice)
+        if data is None or not preset.applies(base, data):
             return selected
         from corekit.data import load_dataset  # torch: only to look at the images
         from corekit.engine.devices import resolve_device
@@ -94,7 +104,21 @@ def _resolve(args: argparse.Namespace, plugins: Plugins) -> rc.Recipe:
         images = load_dataset(data, loaders=plugins.datasets())
         return preset.with_auto_preset(selected, images, device)
 
-    return rc.resolve(args.recipe, plugins.find_recipe, args.data, args.set or [], auto)
+    name, chosen = (choice.recipe, list(choice.sets)) if choice else (args.recipe, [])
+    return rc.resolve(name, plugins.find_recipe, args.data, args.set or [], auto, chosen)
+
+
+def _auto_choice(name: str, plugins: Plugins) -> Choice | None:
+    """What the ``auto`` recipe runs on this machine (a ``corekit.auto.Choice``) when ``name``
+    is ``auto``, else None. A plugin's recipe also called ``auto`` keeps its qualified name,
+    and the choice's line names it."""
+    from corekit import auto
+
+    if name != auto.RECIPE:
+        return None
+    registry = plugins.registry
+    own = registry.get("recipe", name).qualified if registry.has("recipe", name) else None
+    return auto.choose(shadowed=own)
 
 
 def cmd_show(args: argparse.Namespace, plugins: Plugins) -> int:

@@ -97,18 +97,22 @@ def resolve(
     find: Callable[[str], Path],
     data: str | None = None,
     overrides: list[str] = (),  # type: ignore[assignment]
-    auto: Callable[[Raw, Raw, str], Raw] | None = None,
+    auto: Callable[[Raw, Raw, str | None], Raw] | None = None,
+    chosen: list[str] = (),  # type: ignore[assignment]
 ) -> Recipe:
     """Load, extend, pick the dataset preset, apply ``--set`` overrides and validate.
-    ``auto(recipe, selected, data)`` may replace the selected raw recipe (the ``auto`` preset
-    of ``corekit.auto`` when no preset fits the data): it sees the overrides applied, and what
-    they set under ``selected[AUTO][USER_SET]`` so that it keeps them and says them; they are
-    applied again after it."""
+    ``chosen``: ``--set`` options applied before ``overrides``, as a command of their own (so
+    an override's type switch starts that table afresh, as on any recipe): what the ``auto``
+    recipe picked. ``auto(recipe, selected, data)`` may replace the selected raw recipe (the
+    ``auto`` recipe's record, the ``auto`` preset of ``corekit.auto`` when no preset fits the
+    data): it sees the overrides applied, and what they set under ``selected[AUTO][USER_SET]``
+    so that it keeps them and says them; they are applied again after it. What it records
+    under ``AUTO`` is kept (a recipe without it has no ``AUTO`` key)."""
     base = resolve_raw(name_or_path, find, data)
-    raw = apply_overrides(select_data(base, data), list(overrides))
-    if auto is not None and data is not None:
+    raw = apply_overrides(apply_overrides(select_data(base, data), list(chosen)), list(overrides))
+    if auto is not None:
         raw = auto(base, {**raw, AUTO: {USER_SET: overrides_table(list(overrides))}}, data)
-        if set(raw[AUTO]) == {USER_SET}:  # the auto preset did not apply
-            raw = {k: v for k, v in raw.items() if k != AUTO}
+        made = {k: v for k, v in raw[AUTO].items() if k != USER_SET}
+        raw = {k: v for k, v in raw.items() if k != AUTO} | ({AUTO: made} if made else {})
         raw = apply_overrides(raw, list(overrides))
     return validate(raw)
