@@ -107,6 +107,7 @@ class Composed:
     base_lrs: list[float]
     schedule: Any
     hooks: Hooks
+    state_types: dict[str, str] = attrs.field(factory=dict)
 
     @property
     def pseudo(self) -> PseudoLabels | None:
@@ -114,12 +115,14 @@ class Composed:
         return self.state.get(PSEUDO)
 
     def outputs(self, epochs: int = 0) -> StageOutputs:
-        """What this stage hands to the next after ``epochs`` epochs: weights and state."""
+        """What this stage hands to the next after ``epochs`` epochs: weights and state (with
+        each state's registered type)."""
         data = self.train_set
         info = {"name": data.name, "channels": data.channels,
                 "size": self.stage.augment.size or _side(data), "mean": list(data.mean),
                 "std": list(data.std), "n_clusters": self.n_clusters, "n_images": len(data)}
-        return StageOutputs.of(self.stage.name, self.model.online, self.state, epochs, info)
+        return StageOutputs.of(self.stage.name, self.model.online, self.state, epochs, info,
+                               self.state_types)
 
 
 # -- named builders ---------------------------------------------------------------------------
@@ -390,8 +393,10 @@ def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSe
         start_network(stage, network, previous, earlier or {})
     state = build_state(plugins, stage, network, len(train_set), n_clusters, steps_per_epoch,
                         problems)
+    state_types: dict[str, str] = {}
     with problems.collect():
-        start_state(stage, state, earlier or {})
+        state_types = _state_types(plugins, stage)
+        start_state(stage, state, state_types, earlier or {})
     network.to(device)
     for module in state.values():
         module.to(device)
@@ -443,7 +448,8 @@ def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSe
     for module in [*views, evaluate, *(w.fn for w in losses)]:
         if isinstance(module, nn.Module):
             module.to(device)
-    return Composed(stage=stage, train_set=train_set, eval_set=main, reference=reference,
+    return Composed(stage=stage, state_types=state_types,
+                    train_set=train_set, eval_set=main, reference=reference,
                     n_clusters=n_clusters, model=model, state=state, views=views,
                     eval_transform=evaluate, losses=losses, clusterer=clusterer, sampler=sampler,
                     optimizer=optimizer, base_lrs=base_lrs, schedule=schedule, hooks=hooks)

@@ -2,19 +2,34 @@
 ``--stage`` reruns one stage alone."""
 
 import json
+import types
 
 import pytest
 import torch
 
+from corekit import hookimpl
 from corekit import recipe as rc
 from corekit.cli import main
 from corekit.composer import compose
 from corekit.handoff import StageOutputs
 from corekit.runner import DataCache
+from corekit.state import PseudoLabels
 from corekit.testing import plugin_set, run_tiny, tiny_recipe
 from tests.core import toy_plugin
 
-PLUGINS = plugin_set(toy_plugin, name="toy")
+
+class Votes(PseudoLabels):
+    """A state type of its own whose tensors are those of ``pseudo_labels``."""
+
+
+@hookimpl
+def register_state_types(register):
+    register("votes", Votes)
+
+
+votes_plugin = types.ModuleType("votes_plugin")
+votes_plugin.register_state_types = register_state_types
+PLUGINS = plugin_set(toy_plugin, votes_plugin, name="toy")
 
 
 def two_stage(**tune):
@@ -118,3 +133,72 @@ def test_drop_and_a_preset_that_changes_one_stage():
     raw["presets"]["digits"]["stages"] = {"tun": {}}
     with pytest.raises(rc.RecipeError, match="stages.tun: no stage is called 'tun'"):
         rc.validate(rc.select_data(raw, "digits"))
+
+
+def stage_with_state(state, subset=256):
+    """``pre`` (an E-step, so a ``pseudo`` state) then ``tune`` on ``subset`` images with the
+    ``[state]`` tables ``state``."""
+    return tiny_recipe(stage=[{"name": "pre"},
+                              {"name": "tune", "data": {"subset": subset}, "state": state}])
+
+
+def check_fails(tmp_path, capsys, raw) -> str:
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(rc.to_toml(raw))
+    assert main(["check", str(recipe)]) == 2
+    return capsys.readouterr().err
+
+
+def test_state_init_from_of_another_type_is_exit_2(tmp_path, capsys):
+    """Issue 30 item 6: a memory bank started from a label vector names both types and their
+    shapes (it was a traceback)."""
+    err = check_fails(tmp_path, capsys, stage_with_state(
+        {"bank": {"type": "memory_bank", "source": "online:backbone",
+                  "init_from": "pre:pseudo"}}))
+    assert "state.bank.init_from: 'pre:pseudo' is a pseudo_labels state (labels (256,)" in err
+    assert "but this stage's is a memory_bank state (features (256, 32))" in err
+    assert "Traceback" not in err
+
+
+def test_state_init_from_of_another_type_with_the_same_tensors():
+    """The type is checked, not only the tensors: a ``votes`` state is not started from a
+    ``pseudo_labels`` one although their tensors have the same names and shapes."""
+    pre = compose_stage(stage_with_state({}), 0, None).outputs()
+    assert pre.state_types == {"pseudo": "pseudo_labels"}
+    raw = stage_with_state({"votes": {"type": "votes", "init_from": "pre:pseudo"}})
+    with pytest.raises(rc.RecipeError, match=r"'pre:pseudo' is a pseudo_labels state \(labels "
+                                             r"\(256,\).* but this stage's is a votes state"):
+        compose_stage(raw, 1, pre)
+    raw = stage_with_state({"votes": {"type": "pseudo_labels", "init_from": "pre:pseudo"}})
+    assert compose_stage(raw, 1, pre).state["votes"].labels.shape == (256,)
+
+
+def test_state_init_from_of_another_image_count_is_exit_2(tmp_path, capsys):
+    """Issue 30 item 6: a 256-image label vector does not load into a 128-image stage (it
+    loaded silently)."""
+    err = check_fails(tmp_path, capsys, stage_with_state(
+        {"pseudo": {"type": "pseudo_labels", "init_from": "pre:pseudo"}}, subset=128))
+    assert "state.pseudo.init_from: 'pre:pseudo' is a pseudo_labels state (labels (256,)" in err
+    assert "but this stage's is a pseudo_labels state (labels (128,)" in err
+
+
+def test_state_init_from_outputs_saved_without_types(tmp_path):
+    """Outputs saved before the state types were recorded still load; a state of another kind
+    is still refused by its tensors."""
+    run_tiny(tiny_recipe(), tmp_path, PLUGINS)
+    folder = tmp_path / "stages" / "main"
+    saved = torch.load(folder / "outputs.pt", weights_only=True)
+    assert saved["state_types"] == {"pseudo": "pseudo_labels"}
+    del saved["state_types"]
+    torch.save(saved, folder / "outputs.pt")
+    old = StageOutputs.load(folder)
+    assert old.state_types == {} and old.state["pseudo"]["labels"].min() >= 0
+    old.stage = "pre"
+    same = compose_stage(stage_with_state({"pseudo": {"type": "pseudo_labels",
+                                                      "init_from": "pre:pseudo"}}), 1, old)
+    assert torch.equal(same.state["pseudo"].labels, old.state["pseudo"]["labels"])
+    assert same.outputs().state_types == {"pseudo": "pseudo_labels"}
+    bank = stage_with_state({"bank": {"type": "memory_bank", "init_from": "pre:pseudo"}})
+    with pytest.raises(rc.RecipeError, match=r"state.bank.init_from: 'pre:pseudo' is a state "
+                                             r"\(labels \(256,\).*Missing key"):
+        compose_stage(bank, 1, old)
