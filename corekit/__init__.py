@@ -2,7 +2,7 @@
 
 What this module exports is the public API for plugins; plugins import nothing else. It holds
 the protocols plugin authors implement: ``Backbone``, ``Augmentation``, ``Head``, ``Loss``,
-``PseudoLabeler``, ``Clusterer`` (returning a ``ClusterResult``), ``State``, ``Schedule`` and
+``PseudoLabeler`` (per step) or ``DatasetLabeler`` (per data set), ``Clusterer`` (returning a ``ClusterResult``), ``State``, ``Schedule`` and
 ``Sampler`` (the ``contract`` column of ``corekit.kinds.TABLE``), ``NeedCheck`` for a need
 kind and ``Lifecycle`` for a component's hooks. Names are imported on first use (PEP 562), so
 ``import corekit`` (and ``deepclust --help``) does not pull in torch, kornia or scikit-learn
@@ -27,7 +27,9 @@ _MODULES: dict[str, tuple[str, ...]] = {
     ),
     "corekit.components.samplers": ("Sampler",),
     "corekit.components.schedules": ("Schedule",),
-    "corekit.contracts": ("Augmentation", "Backbone", "Head", "Loss", "PseudoLabeler"),
+    "corekit.contracts": (
+        "Augmentation", "Backbone", "DatasetLabeler", "Head", "Loss", "PseudoLabeler"
+    ),
     "corekit.data": ("BUILTIN_DATASETS", "DataError", "ImageSet", "load_dataset"),
     "corekit.distributed": ("all_reduce", "gather"),
     "corekit.errors": (
@@ -40,7 +42,10 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "corekit.network": ("Branch", "Networks"),
     "corekit.parts": ("parse_feature",),
     "corekit.registry": ("RegisterFn", "register_recipe_dir"),
-    "corekit.state": ("EMA", "MemoryBank", "PseudoLabels", "Queue", "State"),
+    "corekit.state": (
+        "EMA", "BatchTargets", "LabelRows", "MemoryBank", "PseudoLabels", "Queue", "State",
+        "Targets"
+    ),
     "corekit.step": ("Step",),
 }
 _LAZY = LazyExports(__name__, _MODULES, "__version__")

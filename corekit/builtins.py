@@ -43,6 +43,7 @@ def register_heads(register: RegisterFn) -> None:
     register("mlp_projector", "corekit.components.heads:MLPProjector")
     register("predictor", "corekit.components.heads:Predictor")
     register("cluster_head", "corekit.components.heads:ClusterHead")
+    register("stacked_cluster_head", "corekit.components.heads:StackedClusterHead")
     register("linear_l2", "corekit.components.heads:LinearL2")
 
 
@@ -50,11 +51,13 @@ def register_heads(register: RegisterFn) -> None:
 def register_losses(register: RegisterFn) -> None:
     register("nt_xent", "corekit.components.losses:NTXent")
     register("batch_marginal_entropy", "corekit.components.losses:BatchMarginalEntropy")
+    register("cross_entropy", "corekit.components.losses:TargetCrossEntropy")
 
 
 @hookimpl
 def register_pseudo_labelers(register: RegisterFn) -> None:
     register("confidence_threshold", "corekit.components.pseudo_labelers:ConfidenceThreshold")
+    register("cluster", "corekit.components.dataset_labelers:cluster_labels")
 
 
 @hookimpl
@@ -70,6 +73,8 @@ def register_state_types(register: RegisterFn) -> None:
     register("memory_bank", "corekit.state.memory_bank:MemoryBank")
     register("queue", "corekit.state.queue:Queue")
     register("pseudo_labels", "corekit.state.pseudo_labels:PseudoLabels")
+    register("selection", "corekit.state.selection:Selection")
+    register("targets", "corekit.state.targets:Targets")
 
 
 @hookimpl

@@ -23,6 +23,7 @@ from corekit import recipe as rc
 from corekit.builder import build_component
 from corekit.components.augment import eval_transform
 from corekit.components.optimizers import param_groups
+from corekit.contracts import DatasetLabeler
 from corekit.data import ImageSet
 from corekit.errors import RecipeError, UserError, did_you_mean
 from corekit.handoff import StageOutputs, start_network, start_state
@@ -30,12 +31,15 @@ from corekit.lifecycle import Hooks
 from corekit.needs import Need, NeedContext
 from corekit.network import Branch, Network, Networks
 from corekit.normalization import input_stats
-from corekit.parts import parse_assign, parse_feature
+from corekit.parts import assign_need, parse_feature
 from corekit.plugins import Plugins
 from corekit.state import PseudoLabels
+from corekit.views import ViewName
 from corekit.weights import load_weights
 
 PSEUDO = "pseudo"
+STATE_INPUT = "state:"
+"""A labeler input that names a state (``"state:bank"``) rather than a part."""
 
 
 class CompositionError(RecipeError):
@@ -89,7 +93,12 @@ class WeightedLoss:
 
 @attrs.define(kw_only=True)
 class Composed:
-    """What the engine runs for one stage."""
+    """What the engine runs for one stage.
+
+    ``views``: the view pipelines by name, in order (``corekit.views``): ``{0: ..., 1: ...}``
+    for ``augment.views = N``, ``{"weak": ..., "strong": ...}`` for ``[augment.views.NAME]``
+    tables. Whoever builds a step's views (the trainer, a stream of batches) looks pipelines
+    up here by name."""
 
     stage: rc.Stage
     train_set: ImageSet
@@ -98,7 +107,7 @@ class Composed:
     n_clusters: int
     model: Networks
     state: dict[str, nn.Module]
-    views: list[nn.Module]
+    views: dict[ViewName, nn.Module]
     eval_transform: nn.Module
     losses: list[WeightedLoss]
     clusterer: Any | None
@@ -108,6 +117,17 @@ class Composed:
     schedule: Any
     hooks: Hooks
     state_types: dict[str, str] = attrs.field(factory=dict)
+    labelers: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def step_labelers(self) -> dict[str, Any]:
+        """The per-step labelers (``labeler(step) -> (labels, mask)``) by name."""
+        return {n: fn for n, fn in self.labelers.items() if not isinstance(fn, DatasetLabeler)}
+
+    @property
+    def dataset_labelers(self) -> dict[str, DatasetLabeler]:
+        """The dataset-level labelers (``label(inputs) -> LabelRows``) by name."""
+        return {n: fn for n, fn in self.labelers.items() if isinstance(fn, DatasetLabeler)}
 
     @property
     def pseudo(self) -> PseudoLabels | None:
@@ -207,7 +227,8 @@ def build_network(plugins: Plugins, stage: rc.Stage, data: ImageSet, n_clusters:
         if name not in parts:
             raise RecipeError(f"train.freeze: {name!r} is not a part; {did_you_mean(name, parts)}")
     inputs = {name: spec.input for name, spec in stage.model.heads.items()}
-    return Network(encoders, heads, inputs, frozenset(stage.train.freeze), shares, labels)
+    return Network(encoders, heads, inputs, frozenset(stage.train.freeze), shares, labels,
+                   stage.train.freeze_bn)
 
 
 def state_specs(stage: rc.Stage) -> dict[str, tuple[str, rc.State]]:
@@ -251,19 +272,41 @@ def build_state(plugins: Plugins, stage: rc.Stage, network: Network, n_images: i
     return state
 
 
-def build_views(plugins: Plugins, stage: rc.Stage, data: ImageSet,
-                backbone: nn.Module) -> tuple[list[nn.Module], nn.Module]:
-    """One view pipeline per view, and the evaluation transform, normalised as
-    ``augment.normalize`` says (``corekit.normalization``; ``backbone`` is the built one)."""
-    aug = stage.augment
+def view_specs(aug: rc.Augment) -> dict[ViewName, tuple[str, rc.View]]:
+    """Every view of ``aug`` by name, in order, with its recipe path: view i of ``views = N``
+    is ``type`` (or ``type[i]``) with the table's options, at path ``augment``; a named view
+    is its own table, at ``augment.views.NAME``."""
+    if not isinstance(aug.views, int):
+        return {name: (f"augment.views.{name}", spec) for name, spec in aug.views.items()}
     types = aug.type if isinstance(aug.type, list) else [aug.type] * aug.views
     if len(types) != aug.views:
         raise RecipeError(f"augment.type: {len(types)} pipelines for {aug.views} views")
+    return {i: ("augment", rc.View(t, aug.options)) for i, t in enumerate(types)}
+
+
+def describe_views(aug: rc.Augment) -> str:
+    """The views in one line, ``weak: weak, strong: strong variant='fixmatch'`` (what
+    ``deepclust check`` prints)."""
+    parts = []
+    for name, (_, spec) in view_specs(aug).items():
+        options = "".join(f" {key}={value!r}" for key, value in spec.options.items())
+        parts.append(f"{name}: {spec.type}{options}")
+    return ", ".join(parts)
+
+
+def build_views(plugins: Plugins, stage: rc.Stage, data: ImageSet,
+                backbone: nn.Module) -> tuple[dict[ViewName, nn.Module], nn.Module]:
+    """The view pipelines by name (``view_specs``) and the evaluation transform, each
+    normalised as ``augment.normalize`` says (``corekit.normalization``; ``backbone`` is the
+    built one)."""
+    aug = stage.augment
+    specs = view_specs(aug)
     size = aug.size or _side(data)
     mean, std = input_stats(stage, data, backbone) or (None, None)
     context = {"size": size, "channels": data.channels, "mean": mean, "std": std}
-    views = [build_component(plugins, "augmentation", t, aug.options, "augment", **context)
-             for t in types]
+    views = {name: build_component(plugins, "augmentation", spec.type, spec.options, path,
+                                   **context)
+             for name, (path, spec) in specs.items()}
     return views, eval_transform(size, data.channels, mean, std)
 
 
@@ -297,14 +340,97 @@ def build_clusterer(plugins: Plugins, stage: rc.Stage, n_clusters: int) -> Any |
     return clusterer
 
 
+def build_labelers(plugins: Plugins, stage: rc.Stage, n_clusters: int, n_images: int,
+                   state: Mapping[str, nn.Module], problems: Problems) -> dict[str, Any]:
+    """Every ``[pseudo_labeler.NAME]``, with its table checked against its kind: a
+    dataset-level labeler takes ``inputs`` (exactly the ones it reads) and ``writes``, a
+    per-step one none of the dataset-level keys."""
+    labelers: dict[str, Any] = {}
+    for name, spec in stage.pseudo_labeler.items():
+        path = f"pseudo_labeler.{name}"
+        with problems.collect():
+            labeler = build_component(
+                plugins, "pseudo_labeler", spec.type, spec.options, path,
+                n_clusters=n_clusters,
+                make_clusterer=lambda table, key, p=path: _clusterer_of(
+                    plugins, table, f"{p}.{key}", n_clusters))
+            for problem in _labeler_table_problems(labeler, spec, n_images, state):
+                problems.add(f"{path}.{problem}")
+            labelers[name] = labeler
+    return labelers
+
+
+def _clusterer_of(plugins: Plugins, table: str | dict[str, Any], path: str,
+                  n_clusters: int) -> Any:
+    """A registered clusterer from its name or its table (``{type = "spectral", ...}``)."""
+    spec = table if isinstance(table, dict) else {"type": table}
+    if "type" not in spec:
+        raise RecipeError(f"{path}: name the clusterer's type, e.g. {{type = \"kmeans\"}}")
+    options = {k: v for k, v in spec.items() if k != "type"}
+    return build_component(plugins, "clusterer", str(spec["type"]), options, path,
+                           n_clusters=n_clusters)
+
+
+def _labeler_table_problems(labeler: Any, spec: rc.PseudoLabeler, n_images: int,
+                            state: Mapping[str, nn.Module]) -> list[str]:
+    """What is wrong with a labeler's table for its kind (each starts with the key)."""
+    if not isinstance(labeler, DatasetLabeler):
+        given = [key for key, unset in (("inputs", {}), ("view", None), ("sample", None),
+                                        ("writes", None)) if getattr(spec, key) != unset]
+        return [f"{key}: {spec.type!r} labels each step (a loss reads it as targets = "
+                "<this name>); remove the key" for key in given]
+    problems = []
+    wanted = dict(labeler.reads)
+    for key in sorted(set(wanted) - set(spec.inputs)):
+        problems.append(f"inputs: {spec.type!r} reads input {key!r}; add it, e.g. inputs = "
+                        f"{{{key} = \"online:backbone\"}}")
+    for key in sorted(set(spec.inputs) - set(wanted)):
+        problems.append(f"inputs.{key}: {spec.type!r} takes no input {key!r}; "
+                        f"{did_you_mean(key, wanted)}")
+    for key, source in spec.inputs.items():
+        module = state.get(source.removeprefix(STATE_INPUT))
+        if source.startswith(STATE_INPUT) and module is not None \
+                and not callable(getattr(module, "read", None)):
+            problems.append(f"inputs.{key}: state {source.removeprefix(STATE_INPUT)!r} has no "
+                            "read() -> (N, D) rows to label from; name a part or a memory bank")
+    if spec.writes is None:
+        problems.append("writes: name the [state.NAME] of type 'targets' the labels go to")
+    if spec.sample is not None and spec.sample > n_images:
+        problems.append(f"sample: {spec.sample} images of a set of {n_images}; sample at most "
+                        f"{n_images} (or remove the key to label every image)")
+    return problems
+
+
+def labeler_input_needs(stage: rc.Stage, labelers: Mapping[str, Any]) -> list[tuple[str, Need]]:
+    """(who, need) for each input of each dataset-level labeler: the part it names, read as
+    the labeler reads it, or the state (one with ``read()``)."""
+    found: list[tuple[str, Need]] = []
+    for name, labeler in labelers.items():
+        if not isinstance(labeler, DatasetLabeler):
+            continue
+        spec = stage.pseudo_labeler[name]
+        for key, source in spec.inputs.items():
+            who = f"pseudo_labeler.{name}.inputs.{key}"
+            if key not in labeler.reads:
+                continue
+            if source.startswith(STATE_INPUT):
+                found.append((who, Need.state(source.removeprefix(STATE_INPUT))))
+                continue
+            branch, part = parse_feature(source, who)
+            found.append((who, Need.output(part, branch, reads=labeler.reads[key])))
+        if spec.writes is not None:
+            found.append((f"pseudo_labeler.{name}.writes", Need.state(spec.writes, "targets")))
+    return found
+
+
 def build_optimizer(plugins: Plugins, train: rc.Train,
                     network: Network) -> tuple[torch.optim.Optimizer, list[float]]:
     """The registered optimizer over the trainable parameters, one group per ``lr_mult``
-    prefix (and per decay setting with ``no_decay_norm_bias``)."""
+    prefix (and per decay setting with ``no_decay``)."""
     opt = train.optimizer
+    exempt = opt.decay_exempt()
     try:
-        groups = param_groups(network.named_parameters(), opt.lr, opt.weight_decay, opt.lr_mult,
-                              opt.no_decay_norm_bias)
+        groups = param_groups(network, opt.lr, opt.weight_decay, opt.lr_mult, exempt)
     except ValueError as exc:
         raise RecipeError(f"train.optimizer: {exc}") from None
     optimizer = build_component(plugins, "optimizer", opt.type, opt.options, "train.optimizer",
@@ -336,11 +462,11 @@ def declared_needs(composed_parts: Mapping[str, Any], stage: rc.Stage,
     if spec is not None:
         branch, part = parse_feature(spec.features, "clusterer.features")
         found.append(("clusterer.features", Need.output(part, branch, reads="any")))
-    assigned = parse_assign(stage.eval.assign)
+    assigned = assign_need(stage.eval.assign)
     if assigned is None and spec is None:
         found.append(("eval.assign = 'clusterer'", Need.labels()))
     elif assigned is not None:
-        found.append(("eval.assign", Need.output(assigned[1], assigned[0], reads="scores")))
+        found.append(("eval.assign", assigned))
     if stage.eval.features:
         branch, part = parse_feature(stage.eval.features, "eval.features")
         found.append(("eval.features", Need.output(part, branch, reads="any")))
@@ -407,11 +533,12 @@ def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSe
     branches = {name: s for name, s in state.items() if isinstance(s, Branch)}
     model = Networks(online=network, branches=branches)
 
-    views: list[nn.Module] = []
+    views: dict[ViewName, nn.Module] = {}
     evaluate: nn.Module = nn.Identity()
     with problems.collect():
         views, evaluate = build_views(plugins, stage, train_set, network.part("backbone"))
     losses = build_losses(plugins, stage, n_clusters, problems)
+    labelers = build_labelers(plugins, stage, n_clusters, len(train_set), state, problems)
     clusterer = sampler = schedule = None
     with problems.collect():
         clusterer = build_clusterer(plugins, stage, n_clusters)
@@ -423,10 +550,12 @@ def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSe
     readers: dict[str, Any] = {f"state {n!r}": s for n, s in state.items()}
     readers.update({f"loss {w.name!r} ({plugins.registry.get('loss', w.type).qualified})": w.fn
                     for w in losses})
+    readers.update({f"pseudo_labeler.{n}": fn for n, fn in labelers.items()
+                    if not isinstance(fn, DatasetLabeler)})
     if sampler is not None:
         readers[f"train.sampler ({stage.train.sampler.type})"] = sampler
     with problems.collect():
-        needs = declared_needs(readers, stage, plugins)
+        needs = declared_needs(readers, stage, plugins) + labeler_input_needs(stage, labelers)
         ctx = NeedContext(stage=stage, network=network,
                           branches={"online": network, **{n: b.network for n, b in
                                                           branches.items()}},
@@ -443,16 +572,18 @@ def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSe
         hooks.extend((f"state.{n}", s) for n, s in state.items())
         hooks.extend((network.describe_part(n), network.part(n)) for n in network.owned())
         hooks.extend((f"losses.{w.name}", w.fn) for w in losses)
+        hooks.extend((f"pseudo_labeler.{n}", fn) for n, fn in labelers.items())
         hooks.extend([("clusterer", clusterer), ("train.sampler", sampler)])
     problems.raise_if_any()
-    for module in [*views, evaluate, *(w.fn for w in losses)]:
+    for module in [*views.values(), evaluate, *(w.fn for w in losses)]:
         if isinstance(module, nn.Module):
             module.to(device)
     return Composed(stage=stage, state_types=state_types,
                     train_set=train_set, eval_set=main, reference=reference,
                     n_clusters=n_clusters, model=model, state=state, views=views,
                     eval_transform=evaluate, losses=losses, clusterer=clusterer, sampler=sampler,
-                    optimizer=optimizer, base_lrs=base_lrs, schedule=schedule, hooks=hooks)
+                    optimizer=optimizer, base_lrs=base_lrs, schedule=schedule, hooks=hooks,
+                    labelers=labelers)
 
 
 def _state_types(plugins: Plugins, stage: rc.Stage) -> dict[str, str]:

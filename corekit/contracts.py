@@ -10,7 +10,7 @@ Which protocol a kind's components must fit is the ``contract`` column of
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -24,8 +24,8 @@ from corekit.kinds import TABLE
 from corekit.needs import OUTPUT_KINDS, Need
 from corekit.state.base import State
 
-__all__ = ["CONTRACTS", "Augmentation", "Backbone", "Clusterer", "Head", "Loss", "Optimizer",
-           "PseudoLabeler", "Sampler", "Schedule", "State", "check_contract"]
+__all__ = ["CONTRACTS", "Augmentation", "Backbone", "Clusterer", "DatasetLabeler", "Head", "Loss",
+           "Optimizer", "PseudoLabeler", "Sampler", "Schedule", "State", "check_contract"]
 
 Optimizer = torch.optim.Optimizer
 """An optimizer factory returns a ``torch.optim.Optimizer`` (the class itself is the contract)."""
@@ -74,6 +74,25 @@ class PseudoLabeler(Protocol):
 
     def needs(self) -> list[Need]: ...
     def __call__(self, step: Any) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@runtime_checkable
+class DatasetLabeler(Protocol):
+    """``labeler.label(inputs) -> LabelRows`` on whole-set inputs, each (M, ...) over the same M
+    images; ``reads`` maps each input name the labeler takes to the kind of output it reads
+    (``"probs"``, ``"embedding"``, ``"any"``: ``corekit.needs.ACCEPTS``)."""
+
+    reads: Mapping[str, str]
+
+    def label(self, inputs: Mapping[str, torch.Tensor]) -> Any: ...
+
+
+def _labeler(obj: Any) -> str | None:
+    """A per-step ``PseudoLabeler`` or a ``DatasetLabeler``."""
+    if isinstance(obj, DatasetLabeler) or isinstance(obj, PseudoLabeler):
+        return None
+    return ("must provide either needs() and __call__(step) -> (labels, mask) (per step) or "
+            "reads and label(inputs) -> LabelRows (per data set)")
 
 
 def _module_with_dim(obj: Any) -> str | None:
@@ -128,7 +147,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "Head": _head,
     "Augmentation": _augmentation,
     "Loss": _protocol(Loss, "needs() -> list[Need] and __call__(step) -> scalar tensor"),
-    "PseudoLabeler": _protocol(PseudoLabeler, "needs() and __call__(step) -> (labels, mask)"),
+    "PseudoLabeler": _labeler,
     "Clusterer": _protocol(Clusterer, "n_clusters and fit(features) -> ClusterResult"),
     "State": _state,
     "Schedule": _protocol(Schedule, "factor(step) -> float"),

@@ -52,7 +52,9 @@ TABLE: tuple[Kind, ...] = (
     Kind(name="loss", hook="register_losses", contract="Loss", context=("n_clusters",),
          summary="step -> scalar; factory(**options) -> Loss with needs()", probed=True),
     Kind(name="pseudo_labeler", hook="register_pseudo_labelers", contract="PseudoLabeler",
-         summary="assignments/scores -> (labels, mask); factory(**options)", probed=True),
+         context=("n_clusters", "make_clusterer"),
+         summary="per step: step -> (labels, mask); per data set: label(inputs) -> LabelRows; "
+                 "factory(**options)", probed=True),
     Kind(name="clusterer", hook="register_clusterers", contract="Clusterer",
          context=("n_clusters",),
          summary="features -> ClusterResult; factory(n_clusters, **options) with fit()"),

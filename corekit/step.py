@@ -8,7 +8,7 @@ it sits in the loss order, and outputs no loss reads are never computed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -17,22 +17,31 @@ import torch
 from corekit.errors import did_you_mean
 from corekit.needs import Need
 from corekit.network import Networks
+from corekit.state.targets import UNLABELLED, BatchTargets
+from corekit.views import ViewName, view_key
 
 __all__ = ["Need", "Step"]
+
+
+def named_views(views: Mapping[ViewName, torch.Tensor] | Sequence[torch.Tensor]
+                ) -> dict[ViewName, torch.Tensor]:
+    """The views by name, in order: a mapping as it is, a list numbered 0..V-1."""
+    return dict(views) if isinstance(views, Mapping) else dict(enumerate(views))
 
 
 @attrs.define
 class Step:
     """Everything a loss may read in one M-step.
 
-    ``model``: the stage's networks (online and branches); ``views``: V tensors (B, C, H, W);
+    ``model``: the stage's networks (online and branches); ``views``: view name -> (B, C, H, W)
+    tensor in the stage's view order (``corekit.views``; a list is numbered 0..V-1);
     ``indices``: (B,) dataset indices; ``epoch`` 0-based; ``global_step`` 1-based; ``state``:
     the stage's named state; ``reference``: a batch of the reference set, when the recipe names
-    one.
+    one; ``labelers``: the stage's per-step labelers by name (read through ``targets``).
     """
 
     model: Networks
-    views: list[torch.Tensor]
+    views: dict[ViewName, torch.Tensor] = attrs.field(converter=named_views)
     indices: torch.Tensor
     epoch: int
     global_step: int
@@ -40,25 +49,30 @@ class Step:
     states: Mapping[str, Any] = attrs.field(factory=dict)
     reference: torch.Tensor | None = None
     extra: dict[str, Any] = attrs.field(factory=dict)
-    _cache: dict[tuple[str, int], dict[str, torch.Tensor]] = attrs.field(factory=dict)
+    labelers: Mapping[str, Any] = attrs.field(factory=dict)
+    _cache: dict[tuple[str, ViewName], dict[str, torch.Tensor]] = attrs.field(factory=dict)
+    _targets: dict[str, BatchTargets] = attrs.field(factory=dict)
 
-    def output(self, name: str, view: int = 0, branch: str = "online") -> torch.Tensor:
-        """Part ``name`` of ``branch`` on view ``view`` (float32; only online outputs carry
-        gradient)."""
+    def output(self, name: str, view: ViewName = 0, branch: str = "online") -> torch.Tensor:
+        """Part ``name`` of ``branch`` on view ``view``, a name (``"strong"``) or a position
+        (float32; only online outputs carry gradient). Cached per (branch, view name, part):
+        view 0 and the first view's name read one output."""
         network = self.model.network(branch)
-        cache = self._cache.setdefault((branch, view), {})
+        key = view_key(list(self.views), view)
+        cache = self._cache.setdefault((branch, key), {})
         if branch == "online":
-            out = network.compute(name, self.views[view], cache)
+            out = network.compute(name, self.views[key], cache)
         else:
             with torch.no_grad():
-                out = network.compute(name, self.views[view], cache)
+                out = network.compute(name, self.views[key], cache)
         return out.float()
 
-    def prefill(self, name: str, view: int, output: torch.Tensor, branch: str = "online") -> None:
+    def prefill(self, name: str, view: ViewName, output: torch.Tensor,
+                branch: str = "online") -> None:
         """Give part ``name``'s output (B, D) on view ``view`` instead of computing it: the
         engine passes cached features of a frozen part (``corekit.feature_cache``), so the part
         never runs in this step. Parts that read ``name`` compute from ``output``."""
-        self._cache.setdefault((branch, view), {})[name] = output
+        self._cache.setdefault((branch, view_key(list(self.views), view)), {})[name] = output
 
     def output_from(self, name: str, given: Mapping[str, torch.Tensor],
                     branch: str = "online") -> torch.Tensor:
@@ -80,6 +94,24 @@ class Step:
         if name not in self.states:
             raise KeyError(f"this stage has no state {name!r}; {did_you_mean(name, self.states)}")
         return self.states[name]
+
+    def produces(self, name: str, branch: str = "online") -> str:
+        """What part ``name`` of ``branch`` outputs: ``"probs"``, ``"logits"``, ``"embedding"``,
+        ... (``corekit.needs.OUTPUT_KINDS``)."""
+        return self.model.network(branch).produces(name)
+
+    def targets(self, name: str) -> BatchTargets:
+        """The targets of this batch's images: those the per-step labeler ``[pseudo_labeler.
+        <name>]`` gives on this step (computed once per step), or the rows of the ``targets``
+        state ``[state.<name>]`` a dataset-level labeler wrote; labels (B,), mask (B,),
+        weight (B,)."""
+        if name in self.labelers:
+            if name not in self._targets:
+                labels, mask = self.labelers[name](self)
+                self._targets[name] = BatchTargets(torch.where(mask, labels, UNLABELLED), mask,
+                                                   mask.float())
+            return self._targets[name]
+        return self.state(name).of(self.indices)
 
     def labels(self) -> torch.Tensor:
         """The pseudo-labels (B,) of this batch's images, from the last E-step."""

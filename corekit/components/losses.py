@@ -9,7 +9,7 @@ global batch, exactly the single-process value; per-sample means need no gather.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 import torch
@@ -85,3 +85,42 @@ class BatchMarginalEntropy:
     def __call__(self, step: Step) -> torch.Tensor:
         return sum(marginal_entropy_gap(gather(step.output(self.head, v)))
                    for v in range(self.views))
+
+
+def target_cross_entropy(scores: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,
+                         are_probs: bool, reduction: Literal["batch", "labelled"]
+                         ) -> torch.Tensor:
+    """``Σ_b w_b · (−log p_b[y_b]) / D`` over the B images of a batch: ``scores`` (B, K) logits
+    (``are_probs`` false) or probabilities, ``labels`` (B,) (ignored where ``weight`` (B,) is 0),
+    ``D = B`` for ``reduction = "batch"`` (FixMatch, Sohn et al., arXiv 2001.07685, Eq. 4: the
+    unlabelled images count in the mean) or ``D = Σ_b w_b`` for ``"labelled"``; 0 (with a
+    gradient path) when no image has a target."""
+    log_p = scores.clamp_min(1e-12).log() if are_probs else F.log_softmax(scores, dim=1)
+    picked = log_p.gather(1, labels.clamp_min(0).unsqueeze(1)).squeeze(1)
+    total = -(weight * picked).sum()
+    if reduction == "batch":
+        return total / scores.shape[0]
+    return total / weight.sum().clamp_min(1e-12) if bool(weight.sum() > 0) else total * 0
+
+
+@attrs.define
+class TargetCrossEntropy:
+    """Cross-entropy of head ``head`` on view ``view`` against the targets ``targets``: the rows
+    of a ``targets`` state a dataset-level labeler wrote, or a per-step labeler's confident
+    labels (``target_cross_entropy``). Reads logits or probabilities. Per sample, so no gather.
+    """
+
+    head: str = "cluster"
+    targets: str = "targets"
+    view: int = 0
+    reduction: Literal["batch", "labelled"] = "labelled"
+
+    def needs(self) -> list[Need]:
+        return [Need.output(self.head, reads="scores"), Need.views(self.view + 1),
+                Need.targets(self.targets)]
+
+    def __call__(self, step: Step) -> torch.Tensor:
+        scores = step.output(self.head, self.view)
+        given = step.targets(self.targets)
+        return target_cross_entropy(scores, given.labels, given.weight,
+                                    step.produces(self.head) == "probs", self.reduction)

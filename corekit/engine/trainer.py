@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from corekit import metrics
 from corekit.assign import centroid_confidence, head_assignment
 from corekit.budget import Pacer, format_seconds
 from corekit.components.clusterers import ClusterResult
-from corekit.composer import Composed
+from corekit.composer import STATE_INPUT, Composed
 from corekit.data import ImageSet
 from corekit.engine.devices import autocast
 from corekit.engine.metrics_log import MetricsLog
@@ -28,7 +29,9 @@ from corekit.feature_cache import FrozenInputs, through_cache
 from corekit.lifecycle import StageContext
 from corekit.network import Network
 from corekit.parts import parse_assign, parse_feature
+from corekit.state.targets import LabelRows
 from corekit.step import Step
+from corekit.views import ViewName
 
 
 def steps_per_epoch(n_images: int, batch_size: int, drop_last: bool, cap: int | None) -> int:
@@ -146,6 +149,46 @@ class StageTrainer:
             self.log(f"  E-step (epoch {epoch}): {int(stats['empty_clusters'])} empty cluster(s)")
         return {"estep_seconds": time.perf_counter() - t0, "estep_empty": stats["empty_clusters"]}
 
+    def run_labelers(self, epoch: int, at_end: bool = False) -> dict[str, float]:
+        """Run each dataset-level labeler due at the start of real epoch ``epoch`` (before
+        training and every ``every`` epochs), or at the stage's end (``at_end``); the seconds
+        each took, for the metrics."""
+        seconds: dict[str, float] = {}
+        for name in self.composed.dataset_labelers:
+            spec = self.composed.stage.pseudo_labeler[name]
+            due = (spec.when == "stage_end") if at_end else (
+                spec.when == "epochs" and (epoch == 0 or (spec.every and epoch % spec.every == 0)))
+            if due:
+                t0 = time.perf_counter()
+                with self.phases("estep"):
+                    self.label(name, epoch)
+                seconds[f"labeler_{name}_seconds"] = time.perf_counter() - t0
+        return seconds
+
+    def label(self, name: str, epoch: int) -> LabelRows:
+        """Run dataset-level labeler ``name`` on its inputs (of every image, or of the random
+        ``sample`` drawn from the seed, epoch and name) and write its rows into its
+        ``targets`` state; the rows, in dataset indices."""
+        spec = self.composed.stage.pseudo_labeler[name]
+        n = len(self.composed.train_set)
+        indices = torch.arange(n)
+        if spec.sample is not None:
+            generator = torch.Generator().manual_seed(
+                self.train_cfg.seed * 100_003 + epoch + zlib.crc32(name.encode()))
+            indices = torch.randperm(n, generator=generator)[:spec.sample]
+        inputs = {key: self.labeler_input(source)[indices.to(self.device)]
+                  for key, source in spec.inputs.items()}
+        rows = self.composed.dataset_labelers[name].label(inputs).at(indices)
+        self.composed.state[spec.writes].write(rows)
+        return rows
+
+    def labeler_input(self, source: str) -> torch.Tensor:
+        """A labeler input over the whole set: part ``branch:name`` through the evaluation
+        transform (``features``), or the rows (N, D) of state ``state:NAME`` (its ``read()``)."""
+        if source.startswith(STATE_INPUT):
+            return self.composed.state[source.removeprefix(STATE_INPUT)].read()
+        return self.features(source, self.composed.train_set)
+
     def assignments(self) -> torch.Tensor:
         """Cluster ids of every training image, as ``eval.assign`` says."""
         return self.assigned()[0]
@@ -178,12 +221,14 @@ class StageTrainer:
             self.composed.pseudo.write(result.labels, result.centroids)
 
     def evaluate(self) -> dict[str, float]:
-        """Assignments and, where the set has labels and is the main set, NMI/ACC/ARI."""
+        """Assignments and, where the set has labels and is the main set, NMI (as
+        ``eval.nmi_average`` says), ACC and ARI."""
         pred = self.assignments().cpu()
         data = self.composed.train_set
         if data.labels is None or data is not self.composed.eval_set:
             return metrics.cluster_stats(pred, self.composed.n_clusters)
-        return metrics.evaluate(data.labels.cpu(), pred, self.composed.n_clusters)
+        return metrics.evaluate(data.labels.cpu(), pred, self.composed.n_clusters,
+                                self.composed.stage.eval.nmi_average)
 
     # -- the M-step ---------------------------------------------------------------------
     def set_lr(self) -> float:
@@ -194,11 +239,13 @@ class StageTrainer:
             group["lr"] = base * factor
         return self.composed.base_lrs[0] * factor
 
-    def views(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Every view pipeline on ``images`` (B, C, H, W), float in [0, 1]."""
-        views = [pipeline(images) for pipeline in self.composed.views]
+    def views(self, images: torch.Tensor) -> dict[ViewName, torch.Tensor]:
+        """Every view pipeline on ``images`` (B, C, H, W), float in [0, 1], by view name, in
+        the stage's view order (so the pipelines draw their randomness in that order)."""
+        views = {name: pipeline(images) for name, pipeline in self.composed.views.items()}
         if self.train_cfg.memory_format == "channels_last":
-            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            views = {name: v.contiguous(memory_format=torch.channels_last)
+                     for name, v in views.items()}
         return views
 
     def _reference_batch(self, generator: torch.Generator) -> torch.Tensor | None:
@@ -219,15 +266,18 @@ class StageTrainer:
     def make_step(self, indices: torch.Tensor, views: list[torch.Tensor], epoch: int,
                   reference: torch.Tensor | None = None) -> Step:
         """A Step over ``views`` (V tensors (B, C, H, W)) of the images ``indices`` (B,) in
-        real epoch ``epoch``; the step's ``epoch`` is the schedule's (``schedule_epoch``).
+        real epoch ``epoch``; the step's ``epoch`` and ``global_step`` are the schedule's
+        (``schedule_epoch``, ``schedule_step``).
 
         When a view pipeline is the evaluation transform and the stage freezes an encoder, the
         step is given that encoder's cached features of ``indices`` on that view
         (``FrozenInputs``, ``Step.prefill``): the frozen encoder never runs in training."""
         step = Step(model=self.composed.model, views=views, indices=indices,
                     epoch=self.schedule_epoch(epoch),
-                    global_step=self.global_step, epochs=self.train_cfg.epochs,
-                    states=self.composed.state, reference=reference)
+                    global_step=self.schedule_step(self.global_step),
+                    epochs=self.train_cfg.epochs,
+                    states=self.composed.state, reference=reference,
+                    labelers=self.composed.step_labelers)
         if self._prefill is None:
             self._prefill = FrozenInputs.of(
                 self.composed, lambda spec: self.features(spec, self.composed.train_set))
@@ -324,7 +374,7 @@ class StageTrainer:
             "optimizer": composed.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "losses": loss_states,
-            "views": [v.state_dict() for v in composed.views],
+            "views": [v.state_dict() for v in composed.views.values()],
             "rng": torch.get_rng_state(),
         }
         if self.device.type == "cuda":
@@ -347,7 +397,7 @@ class StageTrainer:
         for loss in composed.losses:
             if isinstance(loss.fn, nn.Module):
                 loss.fn.load_state_dict(payload["losses"][loss.name])
-        for view, state in zip(composed.views, payload["views"], strict=True):
+        for view, state in zip(composed.views.values(), payload["views"], strict=True):
             view.load_state_dict(state)
         torch.set_rng_state(payload["rng"])
         if "cuda_rng" in payload and self.device.type == "cuda":
@@ -357,9 +407,10 @@ class StageTrainer:
 
     # -- the loop -----------------------------------------------------------------------
     def context(self, epoch: int) -> StageContext:
-        """The stage context the lifecycle hooks see, at real epoch ``epoch`` (the schedule's
-        epoch, ``schedule_epoch``) and the current step."""
-        self.ctx.epoch, self.ctx.global_step = self.schedule_epoch(epoch), self.global_step
+        """The stage context the lifecycle hooks see, at real epoch ``epoch`` and the current
+        step (the schedule's epoch and step: ``schedule_epoch``, ``schedule_step``)."""
+        self.ctx.epoch = self.schedule_epoch(epoch)
+        self.ctx.global_step = self.schedule_step(self.global_step)
         return self.ctx
 
     def run(self, resume: dict[str, Any] | None = None) -> dict[str, float]:
@@ -386,6 +437,7 @@ class StageTrainer:
                 record.update(self.e_step(epoch))
             if clus is not None and not composed.pseudo.ready and self.reads_labels:
                 record.update(self.e_step(epoch))
+            record.update(self.run_labelers(epoch))
             sums = self._epoch(epoch)
             record.update({k: v for k, v in sums.items()})
             self.hooks.fire("on_epoch_end", self.context(epoch))
@@ -405,6 +457,9 @@ class StageTrainer:
             if last:
                 break
             epoch += 1
+        if self.epochs == 0:
+            self.run_labelers(0)
+        self.run_labelers(self.epochs, at_end=True)
         self.hooks.fire("on_stage_end", self.context(self.epochs - 1))
         if not result:
             result = self.evaluate()

@@ -39,6 +39,7 @@ from corekit.recipe.schema import (
     Model,
     Optimizer,
     Precision,
+    PseudoLabeler,
     Raw,
     Recipe,
     Sampler,
@@ -47,6 +48,7 @@ from corekit.recipe.schema import (
     State,
     Target,
     Train,
+    View,
 )
 from corekit.recipe.tables import apply_override, merge, parse_override
 from corekit.recipe.validation import META_KEYS, validate
@@ -54,8 +56,9 @@ from corekit.recipe.validation import META_KEYS, validate
 __all__ = [
     "COMPONENT_CLASSES", "META_KEYS", "Augment", "Clusterer", "Component", "Data", "Eval",
     "FixedMemoryFormat", "FixedPrecision", "Head", "Loss", "MemoryBank", "MemoryFormat", "Model",
-    "Optimizer", "Precision", "Raw", "Recipe", "RecipeError", "Sampler", "Schedule", "Stage",
-    "State", "Target", "Train", "apply_override", "build", "convert", "dataset_key",
+    "Optimizer", "Precision", "PseudoLabeler", "Raw", "Recipe", "RecipeError", "Sampler",
+    "Schedule", "Stage",
+    "State", "Target", "Train", "View", "apply_override", "build", "convert", "dataset_key",
     "load_toml", "merge", "parse_budget", "parse_override", "resolve", "resolve_raw",
     "select_data", "to_toml", "unwrap_optional", "validate",
 ]

@@ -11,6 +11,7 @@ import attrs
 
 from corekit.errors import RecipeError, did_you_mean
 from corekit.recipe.checks import BIG, Matches, checked, ranged
+from corekit.views import ViewName
 
 Raw = dict[str, Any]
 """A recipe as TOML reads it: nested tables of plain values."""
@@ -119,18 +120,68 @@ class Stats:
 
 
 @attrs.frozen
-class Augment:
-    """``views`` augmented views per image; ``type`` is one pipeline or one per view.
+class View:
+    """One named view ``[augment.views.NAME]``: its pipeline ``type``; other keys are options
+    of that pipeline."""
 
-    ``normalize``: a ``NormalizeChoice``, explicit ``Stats``, ``true`` (= "dataset") or
-    ``false`` (none); unset, it is "backbone" for a pretrained backbone (``pretrained = true``
-    or ``weights``) and none otherwise (``corekit.normalization``)."""
+    type: str
+    options: dict[str, Any] = _opts()
+
+
+MAX_VIEWS = 64
+VIEW_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""A view name: a word of letters, digits and ``_`` that does not start with a digit (so it
+never reads as a view number)."""
+
+
+@attrs.frozen
+class Augment:
+    """The views of each image, counted or named.
+
+    ``views = N``: N views numbered 0..N-1, ``type`` one pipeline for all or a list with one
+    per view, the other keys (``options``) options of every pipeline. ``[augment.views.NAME]``
+    tables (``View``): 1 to ``MAX_VIEWS`` named views in recipe order, each with its own
+    ``type`` and options; the table's own ``type`` and options are then refused
+    (``check_across``).
+
+    ``normalize`` (every view and the evaluation transform): a ``NormalizeChoice``, explicit
+    ``Stats``, ``true`` (= "dataset") or ``false`` (none); unset, it is "backbone" for a
+    pretrained backbone (``pretrained = true`` or ``weights``) and none otherwise
+    (``corekit.normalization``)."""
 
     type: str | list[str] = "simclr"
-    views: int = ranged(2, 1, 64)
+    views: int | dict[str, View] = ranged(2, 1, MAX_VIEWS)
     size: int | None = ranged(None, 1, 4096)
     normalize: bool | NormalizeChoice | Stats | None = None
     options: dict[str, Any] = _opts()
+
+    def view_names(self) -> list[ViewName]:
+        """The views' names in order: 0..N-1 for ``views = N``, else the table names."""
+        return list(range(self.views)) if isinstance(self.views, int) else list(self.views)
+
+    def check_across(self, given: set[str], path: str) -> None:
+        """Named views: their names (``check_names``), and no ``type`` or option on this
+        table (the keys in ``given``), which would apply to none of them."""
+        if isinstance(self.views, int):
+            return
+        self.check_names(path)
+        shared = sorted(k for k in given if k == "type" or k in self.options)
+        if shared:
+            key = shared[0]
+            raise RecipeError(
+                f"{path}.{key}: augment.views names its views, each with its own type and "
+                f"options; move {key!r} into the [augment.views.NAME] tables that use it (a "
+                f'stage that inherits it: drop = ["augment.{key}"])')
+
+    def check_names(self, path: str) -> None:
+        """1 to ``MAX_VIEWS`` named views, each name a ``VIEW_NAME``."""
+        if not 1 <= len(self.views) <= MAX_VIEWS:
+            raise RecipeError(f"{path}.views: name 1 to {MAX_VIEWS} views, each a table such "
+                              'as [augment.views.weak] type = "weak"')
+        for name in self.views:
+            if not VIEW_NAME.fullmatch(name):
+                raise RecipeError(f"{path}.views.{name}: a view name is a word of letters, "
+                                  "digits and _ that does not start with a digit; rename it")
 
 
 @attrs.frozen
@@ -147,6 +198,35 @@ class Clusterer:
     options: dict[str, Any] = _opts()
 
 
+LabelerWhen = Literal["epochs", "stage_end"]
+"""When a dataset-level labeler runs: before training and every ``every`` epochs, or once when
+the stage ends."""
+
+
+@attrs.frozen
+class PseudoLabeler:
+    """``[pseudo_labeler.NAME]``: a registered labeler.
+
+    A dataset-level labeler (one with ``label(inputs)``) reads whole-set ``inputs``, each a
+    part on a branch (``"online:backbone"``) or a state (``"state:bank"``), computed through
+    the evaluation transform or the named view ``view``, of all images or of a random
+    ``sample`` of them (drawn from the seed and epoch), and writes its rows into the
+    ``targets`` state named by ``writes``: before training and every ``every`` epochs
+    (0: before training only), or once at the stage's end (``when = "stage_end"``).
+
+    A per-step labeler (``labeler(step) -> (labels, mask)``, e.g. ``confidence_threshold``)
+    takes none of these keys: a loss reads it as ``step.targets("NAME")``."""
+
+    type: str
+    inputs: dict[str, str] = attrs.field(factory=dict)
+    view: str | None = None
+    sample: int | None = ranged(None, 1, BIG)
+    every: int = ranged(1, 0, BIG)
+    when: LabelerWhen = "epochs"
+    writes: str | None = None
+    options: dict[str, Any] = _opts()
+
+
 @attrs.frozen
 class MemoryBank:
     """Short form of ``[state.bank] type = "memory_bank"``: one feature per dataset index,
@@ -158,19 +238,36 @@ class MemoryBank:
     options: dict[str, Any] = _opts()
 
 
+NoDecay = Literal["none", "norm", "norm_bias"]
+"""Which parameters weight decay skips: none; the weights and biases of normalisation layers
+(BatchNorm, LayerNorm, GroupNorm, InstanceNorm); or every 1-d tensor (biases and norm scales)."""
+
+
 @attrs.frozen
 class Optimizer:
     """A registered optimizer (``type``) over the trainable parameters. ``lr_mult`` scales the
-    lr of parameters under a prefix (e.g. ``{"heads.pred" = 10}``); ``no_decay_norm_bias``
-    exempts biases and norm weights from weight decay; other keys (``momentum``,
-    ``nesterov``, ``betas``, ...) are options of the optimizer type."""
+    lr of parameters under a prefix (e.g. ``{"heads.pred" = 10}``); ``no_decay`` exempts
+    parameters from weight decay (a ``NoDecay``; ``no_decay_norm_bias = true`` is its older
+    spelling of ``"norm_bias"``); other keys (``momentum``, ``nesterov``, ``betas``, ...) are
+    options of the optimizer type."""
 
     type: str = "adam"
     lr: float = ranged(3e-4, 0, 10, open_low=True)
     weight_decay: float = ranged(0.0, 0, 1)
     lr_mult: dict[str, float] = ranged(attrs.Factory(dict), 0, BIG, open_low=True)
+    no_decay: NoDecay | None = None
     no_decay_norm_bias: bool = False
     options: dict[str, Any] = _opts()
+
+    def decay_exempt(self) -> NoDecay:
+        """The ``no_decay`` rule, from either spelling; a ``RecipeError`` when they disagree."""
+        if not self.no_decay_norm_bias:
+            return self.no_decay or "none"
+        if self.no_decay not in (None, "norm_bias"):
+            raise RecipeError(f"train.optimizer.no_decay: {self.no_decay!r} disagrees with "
+                              "no_decay_norm_bias = true (the same as no_decay = 'norm_bias'); "
+                              "keep only no_decay")
+        return "norm_bias"
 
 
 @attrs.frozen
@@ -198,6 +295,8 @@ FixedPrecision = Literal["fp32", "bf16", "fp16"]
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
 FixedMemoryFormat = Literal["contiguous", "channels_last"]
 MemoryFormat = Literal["contiguous", "channels_last", "auto"]
+FrozenBatchNorm = Literal["eval", "train"]
+"""The mode of the BatchNorm layers of frozen parts while the network trains."""
 
 
 @attrs.frozen
@@ -208,6 +307,10 @@ class Train:
     ``compile`` (``torch.compile`` of every encoder and head, falling back to eager with a
     message where it fails) may each be ``"auto"``: chosen at stage start by timing a few real
     steps of every candidate (``corekit.engine.numerics``).
+
+    The parts in ``freeze`` are trained by no optimizer and run without gradient, in eval mode;
+    ``freeze_bn = "train"`` keeps their BatchNorm layers in train mode while the network trains
+    (batch statistics, running statistics updated, parameters unchanged).
     """
 
     epochs: int = ranged(10, 0, 100_000)
@@ -223,6 +326,7 @@ class Train:
     seed: int = ranged(0, 0, 2**32 - 1)  # numpy's seeds
     device: str = checked("auto", DEVICE)
     freeze: list[str] = attrs.field(factory=list)
+    freeze_bn: FrozenBatchNorm = "eval"
     sampler: Sampler = attrs.field(factory=Sampler)
     eval_every: int = ranged(1, 0, BIG)
     checkpoint_every: int = ranged(1, 0, BIG)
@@ -231,15 +335,21 @@ class Train:
     budget: str | float | None = ranged(None, 0, BIG, open_low=True)
 
 
+NmiAverage = Literal["arithmetic", "geometric"]
+"""How NMI normalises the mutual information: by the arithmetic or the geometric mean of the
+two label entropies."""
+
+
 @attrs.frozen
 class Eval:
     """How clusters are read off: ``"clusterer"`` (E-step on ``features``) or
     ``"head:[BRANCH:]NAME"`` (argmax of a head's output; e.g. ``"head:target:cluster"`` reads
-    the EMA target's copy)."""
+    the EMA target's copy); ``nmi_average``: the ``NmiAverage`` of the reported NMI."""
 
     assign: str = "clusterer"
     features: str | None = None
     batch_size: int = ranged(512, 1, BIG)
+    nmi_average: NmiAverage = "arithmetic"
 
 
 @attrs.frozen
@@ -261,6 +371,7 @@ class Stage:
     augment: Augment = attrs.field(factory=Augment)
     losses: dict[str, Loss] = attrs.field(factory=dict)
     state: dict[str, State] = attrs.field(factory=dict)
+    pseudo_labeler: dict[str, PseudoLabeler] = attrs.field(factory=dict)
     clusterer: Clusterer | None = None
     memory_bank: MemoryBank | None = None
     train: Train = attrs.field(factory=Train)
@@ -286,5 +397,5 @@ class Recipe:
                           f"{did_you_mean(name, [s.name for s in self.stages])}")
 
 
-COMPONENT_CLASSES = (Component, Head, Loss, State, Clusterer, Schedule, Sampler)
+COMPONENT_CLASSES = (Component, Head, Loss, State, PseudoLabeler, Clusterer, Schedule, Sampler)
 """The tables a bare string stands for: ``sampler = "shuffle"`` is ``{type = "shuffle"}``."""

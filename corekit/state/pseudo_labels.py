@@ -21,12 +21,14 @@ class PseudoLabels(nn.Module):
         self.n_clusters = n_clusters
         self.register_buffer("labels", torch.full((n_images,), UNLABELLED, dtype=torch.long))
         self.register_buffer("centroids", torch.zeros(0))
+        self.register_buffer("written", torch.tensor(False))
 
     def write(self, labels: torch.Tensor, centroids: torch.Tensor | None = None) -> None:
         """Replace the labels (N,) (negative = unlabelled) and, if given, the centroids."""
         self.labels = labels.to(self.labels.device, torch.long)
         if centroids is not None:
             self.centroids = centroids.detach().to(self.labels.device, torch.float32)
+        self.written = torch.tensor(True, device=self.labels.device)
 
     @property
     def mask(self) -> torch.Tensor:
@@ -35,7 +37,9 @@ class PseudoLabels(nn.Module):
 
     @property
     def ready(self) -> bool:
-        return bool(self.mask.all())
+        """Whether the labels were written (by an E-step or a load), even where some are ``-1``:
+        an unlabelled image does not make the E-step run again."""
+        return bool(self.written)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, local_metadata: Any,
                               strict: bool, missing_keys: list[str], unexpected_keys: list[str],
@@ -46,4 +50,7 @@ class PseudoLabels(nn.Module):
         if missing:
             missing_keys.extend(missing)
             return
-        self.write(state_dict[keys[0]], state_dict[keys[1]])
+        # saved before ``written`` existed: written where any image had a label
+        written = state_dict.get(prefix + "written", (state_dict[keys[0]] >= 0).any())
+        if bool(written):
+            self.write(state_dict[keys[0]], state_dict[keys[1]])
