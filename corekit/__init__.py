@@ -2,7 +2,8 @@
 
 What this module exports is the public API for plugins; plugins import nothing else. It holds
 the protocols plugin authors implement: ``Backbone``, ``Augmentation``, ``Head``, ``Loss``,
-``PseudoLabeler`` (per step) or ``DatasetLabeler`` (per data set), ``Clusterer`` (returning a ``ClusterResult``), ``State``, ``Schedule`` and
+``PseudoLabeler`` (per step) or ``DatasetLabeler`` (per data set), ``Clusterer`` (returning a
+``ClusterResult``), ``State``, ``Schedule`` and
 ``Sampler`` (the ``contract`` column of ``corekit.kinds.TABLE``), ``NeedCheck`` for a need
 kind and ``Lifecycle`` for a component's hooks. Names are imported on first use (PEP 562), so
 ``import corekit`` (and ``deepclust --help``) does not pull in torch, kornia or scikit-learn

@@ -16,9 +16,9 @@ from corekit.composer import CompositionError, compose
 from corekit.data import load_dataset
 from corekit.engine.trainer import StageTrainer
 from corekit.handoff import StageOutputs
+from corekit.hookspecs import hookimpl
 from corekit.plugins import load_plugins
 from corekit.state import LabelRows, PseudoLabels, Targets
-from corekit.hookspecs import hookimpl
 from corekit.testing import plugin_set, run_tiny, tiny_recipe
 
 LABELLED_HEAD = {
