@@ -97,6 +97,7 @@ def test_auto_without_data_says_its_choice_alone(weights_in_hub, capsys):
     line, raw = shown(capsys)
     assert line.startswith(f"# auto recipe: {auto.PRETRAINED_RECIPE} (")
     assert "auto preset" not in line and "preset" not in raw
+    assert set(raw["auto"]) == {"recipe", "line"}  # no --set record left behind
     assert raw["model"]["backbone"]["type"] == "torchvision:mobilenet_v2"
 
 
