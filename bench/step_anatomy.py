@@ -173,7 +173,7 @@ class Anatomy:
         with t("data"):
             x = self.data.batch(idx)
         with t("augment"):
-            views = [pipeline(x) for pipeline in c.views]
+            views = [pipeline(x) for pipeline in c.views.values()]
         if self.channels_last:
             with t("to_cl"):
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
@@ -266,7 +266,7 @@ def engine_vs_bare(backbone: str, data: ImageSet, batch: int, rounds: int,
     params = [*backbone_net.parameters(), *proj.parameters()]
     opt_cfg = c.stage.train.optimizer
     bare_opt = torch.optim.Adam(params, lr=opt_cfg.lr, betas=tuple(opt_cfg.betas))
-    images, views = data.images, c.views
+    images, views = data.images, list(c.views.values())
     temperature = c.stage.losses["instance"].options.get("temperature", 0.5)
 
     def bare_step(idx: torch.Tensor) -> None:
@@ -347,7 +347,7 @@ def views_from(module: Any, c: Any) -> list[torch.nn.Module]:
     types = aug.type if isinstance(aug.type, list) else [aug.type] * aug.views
     registry = get_plugins().registry
     return [getattr(module, registry.get("augmentation", t).obj.__name__)(
-        v.size, v.channels, v.mean, v.std, **aug.options) for t, v in zip(types, c.views,
+        v.size, v.channels, v.mean, v.std, **aug.options) for t, v in zip(types, c.views.values(),
                                                                          strict=True)]
 
 
@@ -361,7 +361,8 @@ class PresetRun:
         torch.manual_seed(0)
         self.composed = compose(get_plugins(), self.stage, lambda _name: data, CPU, None, 1)
         if views is not None:
-            self.composed.views[:] = views_from(views, self.composed)
+            self.composed.views = dict(zip(self.composed.views, views_from(views, self.composed),
+                                           strict=True))
         self.tmp = tempfile.TemporaryDirectory()
         self.trainer = StageTrainer(self.composed, Path(self.tmp.name), CPU, None, 0,
                                     lambda _s: None, False)

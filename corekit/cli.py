@@ -139,6 +139,7 @@ def cmd_show(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def cmd_check(args: argparse.Namespace, plugins: Plugins) -> int:
+    from corekit.composer import describe_views
     from corekit.engine.devices import resolve_device
     from corekit.runner import DataCache, check_recipe
 
@@ -149,7 +150,8 @@ def cmd_check(args: argparse.Namespace, plugins: Plugins) -> int:
         losses = ", ".join(w.name for w in c.losses)
         state = ", ".join(c.state) or "-"
         print(f"stage {c.stage.name}: {len(c.train_set)} images of {c.train_set.name}, "
-              f"{c.n_clusters} clusters; losses: {losses}; state: {state}")
+              f"{c.n_clusters} clusters; losses: {losses}; state: {state}; "
+              f"views: {describe_views(c.stage.augment)}")
     print(f"ok: recipe {recipe.name!r} composes ({len(composed)} stage(s))")
     return 0
 

@@ -32,6 +32,7 @@ from corekit.network import Network
 if TYPE_CHECKING:
     from corekit.composer import Composed
     from corekit.step import Step
+    from corekit.views import ViewName
 
 FOLDER = "features"
 MEMORY_ENTRIES = 8
@@ -187,7 +188,7 @@ class FrozenInputs:
     a training step reads the encoder's cached output instead of running it."""
 
     outputs: dict[str, torch.Tensor]
-    views: list[int]
+    views: list[ViewName]
 
     @classmethod
     def of(cls, composed: Composed, features: Callable[[str], torch.Tensor]) -> FrozenInputs:
@@ -196,7 +197,7 @@ class FrozenInputs:
         frozen or no view is the evaluation transform."""
         network = composed.model.online
         evaluation = module_digest([composed.eval_transform])
-        views = [v for v, pipeline in enumerate(composed.views)
+        views = [v for v, pipeline in composed.views.items()
                  if module_digest([pipeline]) == evaluation]
         frozen = [name for name in network.encoders if name in network.frozen] if views else []
         return cls({name: features(f"online:{name}") for name in frozen}, views)
@@ -204,7 +205,7 @@ class FrozenInputs:
     def fill(self, step: Step) -> None:
         """Prefill ``step`` with the frozen encoders' outputs of its images on those views."""
         for view in self.views:
-            if view >= step.n_views:
+            if view not in step.views:
                 continue
             for name, output in self.outputs.items():
                 step.prefill(name, view, output[step.indices.to(output.device)])

@@ -371,8 +371,8 @@ def loss_probe(plugins: Plugins, recipe_name: str) -> dict[str, Any]:
             generator = torch.Generator().manual_seed(7)
             size = stage.augment.size or c.train_set.size
             size = size if isinstance(size, int) else max(size)
-            views = [torch.rand(32, c.train_set.channels, size, size, generator=generator)
-                     for _ in range(stage.augment.views)]
+            views = {name: torch.rand(32, c.train_set.channels, size, size, generator=generator)
+                     for name in stage.augment.view_names()}
             if c.pseudo is not None:
                 c.pseudo.write(torch.arange(len(c.train_set)) % c.n_clusters,
                                torch.zeros(c.n_clusters, 4))

@@ -16,17 +16,18 @@ if TYPE_CHECKING:
 @attrs.define
 class ConfidenceThreshold:
     """FixMatch-style confident labels (Sohn et al. 2020, Eq. 4; SPICE stage 3, spice.md):
-    ``labels = argmax p``, ``mask = max p ≥ threshold`` over head ``head`` on view ``view``.
+    ``labels = argmax p``, ``mask = max p ≥ threshold`` over head ``head`` on view ``view``
+    (a name, ``"weak"``, or a position).
 
     Reads probabilities (a threshold on logits would mean nothing). Per sample, so no gather.
     """
 
     head: str = "cluster"
     threshold: float = 0.95
-    view: int = 0
+    view: int | str = 0
 
     def needs(self) -> list[Need]:
-        return [Need.output(self.head, reads="probs"), Need.views(self.view + 1)]
+        return [Need.output(self.head, reads="probs"), Need.views([self.view])]
 
     def __call__(self, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():

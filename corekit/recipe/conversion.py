@@ -113,7 +113,8 @@ def _union_error(value: Any, alternatives: tuple[Any, ...], errors: list[str], p
 def build(cls: type, raw: Mapping[str, Any], path: str) -> Any:
     """Build attrs class ``cls`` from ``raw``: each field's value converted to its annotation
     and run through the field's check; in component tables the unknown keys are options, each
-    run through the option rules."""
+    run through the option rules. A class whose fields constrain one another checks them in
+    ``check_across(given, path)`` (``given``: the keys the table set), run on the built value."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in attrs.fields(cls) if f.name != "options"}
     kwargs: dict[str, Any] = {}
@@ -133,8 +134,12 @@ def build(cls: type, raw: Mapping[str, Any], path: str) -> Any:
     if "options" in hints:
         kwargs["options"] = options
     try:
-        return cls(**kwargs)
+        built = cls(**kwargs)
     except TypeError as exc:
         missing = [f.name for f in attrs.fields(cls)
                    if f.default is attrs.NOTHING and f.name not in kwargs]
         raise RecipeError(f"{path or 'recipe'}: missing required key(s) {missing}") from exc
+    check_across = getattr(built, "check_across", None)
+    if check_across is not None:
+        check_across(set(raw), path)
+    return built

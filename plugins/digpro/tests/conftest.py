@@ -64,7 +64,8 @@ def compose_step(trainer_for: Callable[..., StageTrainer],
         indices = torch.arange(32)
         images = digits.batch(indices)
         trainer.global_step = 1
-        step = trainer.make_step(indices, [view(images) for view in trainer.composed.views], epoch)
+        views = [view(images) for view in trainer.composed.views.values()]
+        step = trainer.make_step(indices, views, epoch)
         return trainer.composed, step
 
     return build

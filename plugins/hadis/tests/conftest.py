@@ -44,7 +44,7 @@ def compose_step(plugins: Plugins, digits: ImageSet,
         indices = torch.arange(32)
         images = digits.batch(indices)
         trainer.global_step = 1
-        step = trainer.make_step(indices, [view(images) for view in composed.views], epoch)
+        step = trainer.make_step(indices, [view(images) for view in composed.views.values()], epoch)
         return composed, step
 
     return build
