@@ -31,10 +31,16 @@ def nearest_centroid(features: torch.Tensor,
     return labels, centroid_confidence(features, centroids, labels)
 
 
+def as_probs(scores: torch.Tensor, produces: str) -> torch.Tensor:
+    """A head's ``scores`` (..., K) as float32 probabilities over K, the last axis: the
+    softmax of logits, probabilities as they are."""
+    return scores.float().softmax(dim=-1) if produces == "logits" else scores.float()
+
+
 def head_assignment(scores: torch.Tensor, produces: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Argmax of a head's ``scores`` (N, K) and its probability (softmax first for logits)."""
-    probs = scores.float().softmax(dim=1) if produces == "logits" else scores.float()
-    confidence, labels = probs.max(dim=1)
+    """Argmax over K of a head's ``scores`` (N, K) and its probability, each (N,); of a stacked
+    head's (N, H, K), one per head: (N, H)."""
+    confidence, labels = as_probs(scores, produces).max(dim=-1)
     return labels, confidence.clamp(0.0, 1.0)
 
 

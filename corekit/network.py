@@ -69,6 +69,12 @@ class Network(nn.Module):
             return str(getattr(self.part(name), "produces", ENCODER_OUTPUT))
         return str(self.part(name).produces)
 
+    def stack(self, name: str) -> int | None:
+        """How many heads part ``name`` stacks (``stack = H``: it produces ``(B, H, K)``), or
+        None for one output ``(B, D)``."""
+        stack = getattr(self.part(name), "stack", None)
+        return None if stack is None else int(stack)
+
     def describe_part(self, name: str) -> str:
         kind = "encoder" if self.owner(name) in self.encoders else "head"
         label = self.labels.get(name)

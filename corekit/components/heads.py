@@ -2,13 +2,16 @@
 
 Each head has an ``out_dim`` attribute and a ``produces`` attribute naming what it outputs (a
 ``corekit.needs.OutputKind``: ``embedding``, ``unit``, ``logits`` or ``probs``), which the
-composer checks against what each loss ``reads``.
+composer checks against what each loss ``reads``. A head of H stacked heads (``StackedHead``)
+also has ``stack = H``: its output is ``(B, H, out_dim)``.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import copy
+from typing import Literal, Protocol, runtime_checkable
 
+import torch
 from torch import nn
 from torch.nn import functional as F
 
@@ -85,6 +88,48 @@ class ClusterHead(nn.Module):
     def forward(self, h):
         logits = self.mlp(h)
         return logits.softmax(dim=1) if self.output == "probs" else logits
+
+
+@runtime_checkable
+class StackedHead(Protocol):
+    """``stack`` heads on one input: ``(B, D) → (B, stack, out_dim)``, head ``h`` at
+    ``[:, h]``. ``select(h)`` is head ``h`` alone, a module ``(B, D) → (B, out_dim)`` that
+    produces what the stack produces (what a ``selection`` state keeps)."""
+
+    stack: int
+    produces: str
+
+    def select(self, index: int) -> nn.Module: ...
+
+
+class StackedClusterHead(nn.Module):
+    """``stack`` independent ``ClusterHead``s on one input (SPICE's H = 10 heads, spice.md
+    §2.3): ``(B, in_dim) → (B, stack, n_clusters)``. Each head is built, and initialised, as a
+    ``ClusterHead`` is, one after the other.
+
+    ``produces`` is ``output`` and ``stack`` is H: a reader must accept a stack
+    (``Need.output(..., stack=True)``) or read the head a ``selection`` state keeps.
+    ``select(h)`` is a copy of head ``h``, a plain ``ClusterHead``.
+    """
+
+    def __init__(self, in_dim: int, n_clusters: int, stack: int = 10, hidden: int | None = None,
+                 output: Literal["probs", "logits"] = "probs") -> None:
+        super().__init__()
+        if stack < 1:
+            raise ValueError(f"stack must be at least 1, not {stack}")
+        self.heads = nn.ModuleList(ClusterHead(in_dim, n_clusters, hidden, output)
+                                   for _ in range(stack))
+        self.out_dim = n_clusters
+        self.stack = stack
+        self.produces: Literal["probs", "logits"] = output
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """``(B, in_dim) → (B, stack, n_clusters)``."""
+        return torch.stack([head(h) for head in self.heads], dim=1)
+
+    def select(self, index: int) -> ClusterHead:
+        """A copy of head ``index``."""
+        return copy.deepcopy(self.heads[index])
 
 
 class LinearL2(nn.Module):
