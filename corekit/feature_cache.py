@@ -87,13 +87,15 @@ def feature_key(network: Network, part: str, data: ImageSet, transform: nn.Modul
 def fixed_part(network: Network, part: str, trained: bool) -> str | None:
     """The last part on the way to ``part`` (``network.dependencies``) whose weights, and those
     of every part it reads, stay as they are: all of them when ``trained`` is False (a stage
-    of zero epochs), else the frozen ones from the encoder on. None when the encoder trains."""
+    of zero epochs), else the frozen ones from the encoder on whose BatchNorm statistics stay
+    too (``Network.fixed_parts``). None when the encoder trains."""
     chain = network.dependencies(part)
     if not trained:
         return part
+    still = network.fixed_parts()
     fixed = None
     for name in chain:
-        if network.owner(name) not in network.frozen:
+        if network.owner(name) not in still:
             break
         fixed = name
     return fixed
@@ -183,9 +185,10 @@ def feature_cache() -> FeatureCache:
 
 @attrs.define
 class FrozenInputs:
-    """The whole-set (N, D) outputs of a stage's frozen encoders (``outputs``, by encoder
-    name) and the views whose pipeline is the evaluation transform (``views``): on those views
-    a training step reads the encoder's cached output instead of running it."""
+    """The whole-set (N, D) outputs of a stage's frozen encoders whose BatchNorm layers do not
+    train (``outputs``, by encoder name) and the views whose pipeline is the evaluation
+    transform (``views``): on those views a training step reads the encoder's cached output
+    instead of running it."""
 
     outputs: dict[str, torch.Tensor]
     views: list[ViewName]
@@ -199,7 +202,8 @@ class FrozenInputs:
         evaluation = module_digest([composed.eval_transform])
         views = [v for v, pipeline in composed.views.items()
                  if module_digest([pipeline]) == evaluation]
-        frozen = [name for name in network.encoders if name in network.frozen] if views else []
+        still = network.fixed_parts()
+        frozen = [name for name in network.encoders if name in still] if views else []
         return cls({name: features(f"online:{name}") for name in frozen}, views)
 
     def fill(self, step: Step) -> None:

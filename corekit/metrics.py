@@ -8,6 +8,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
+from corekit.recipe.schema import NmiAverage
+
 
 def _as_labels(values: Any) -> np.ndarray:
     """1-D int64 numpy array from a numpy array, torch tensor or sequence."""
@@ -30,10 +32,11 @@ def _pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
     return true, pred
 
 
-def nmi(y_true: Any, y_pred: Any) -> float:
-    """Normalised mutual information, arithmetic-mean normalisation (scikit-learn)."""
+def nmi(y_true: Any, y_pred: Any, average_method: NmiAverage = "arithmetic") -> float:
+    """Normalised mutual information I(T; P) / mean(H(T), H(P)) (scikit-learn), the mean
+    arithmetic or geometric (SPICE's code reports the geometric one)."""
     true, pred = _pair(y_true, y_pred)
-    return float(normalized_mutual_info_score(true, pred, average_method="arithmetic"))
+    return float(normalized_mutual_info_score(true, pred, average_method=average_method))
 
 
 def acc(y_true: Any, y_pred: Any) -> float:
@@ -81,10 +84,12 @@ def cluster_stats(y_pred: Any, n_clusters: int) -> dict[str, float]:
     }
 
 
-def evaluate(y_true: Any, y_pred: Any, n_clusters: int) -> dict[str, float]:
-    """NMI, ACC and ARI against ground truth, plus :func:`cluster_stats`."""
+def evaluate(y_true: Any, y_pred: Any, n_clusters: int,
+             nmi_average: NmiAverage = "arithmetic") -> dict[str, float]:
+    """NMI (normalised by the ``nmi_average`` mean), ACC and ARI against ground truth, plus
+    :func:`cluster_stats`."""
     return {
-        "nmi": nmi(y_true, y_pred),
+        "nmi": nmi(y_true, y_pred, nmi_average),
         "acc": acc(y_true, y_pred),
         "ari": ari(y_true, y_pred),
         **cluster_stats(y_pred, n_clusters),

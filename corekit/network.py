@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from corekit.errors import did_you_mean
+from corekit.recipe.schema import FrozenBatchNorm
 
 ENCODER_OUTPUT = "embedding"
 
@@ -22,8 +23,9 @@ class Network(nn.Module):
     (``backbone -> proj -> pred``). ``shares[head] = owner`` applies ``owner``'s module to
     ``head``'s own input (DigPro's one predictor on the noisy and the clean projection): the
     module and its parameters exist once, the outputs are cached per head name. Parts in
-    ``frozen`` run without gradient in eval mode. ``labels[name]`` says what built a part, for
-    messages.
+    ``frozen`` run without gradient in eval mode; with ``freeze_bn = "train"`` their BatchNorm
+    layers follow the network's mode instead (in training: batch statistics, running statistics
+    updated, parameters unchanged). ``labels[name]`` says what built a part, for messages.
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class Network(nn.Module):
         frozen: frozenset[str] = frozenset(),
         shares: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
+        freeze_bn: FrozenBatchNorm = "eval",
     ) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
@@ -42,6 +45,7 @@ class Network(nn.Module):
         self.shares = dict(shares or {})
         self.labels = dict(labels or {})
         self.frozen = frozenset(frozen)
+        self.freeze_bn = freeze_bn
         for name in self.frozen:
             self.part(name).requires_grad_(False)
 
@@ -59,6 +63,21 @@ class Network(nn.Module):
     def owned(self) -> list[str]:
         """Parts with a module of their own (what a checkpoint and a stage hand-off hold)."""
         return [*self.encoders.keys(), *self.heads.keys()]
+
+    def fixed_parts(self) -> frozenset[str]:
+        """The frozen parts that training leaves exactly as they are: all of them, less those
+        whose BatchNorm running statistics update (``freeze_bn = "train"``)."""
+        if self.freeze_bn == "eval":
+            return self.frozen
+        return frozenset(n for n in self.frozen if not _batch_norms(self.part(n)))
+
+    def _hold_frozen(self, module: nn.Module) -> None:
+        """Put frozen part ``module`` in its mode: eval, its BatchNorm layers in the network's
+        mode where ``freeze_bn = "train"``."""
+        module.eval()
+        if self.freeze_bn == "train":
+            for layer in _batch_norms(module):
+                layer.train(self.training)
 
     def out_dim(self, name: str) -> int:
         return int(self.part(name).out_dim)
@@ -95,7 +114,7 @@ class Network(nn.Module):
             self.compute(self.inputs[name], x, cache)
         module = self.part(name)
         if self.owner(name) in self.frozen:
-            module.eval()
+            self._hold_frozen(module)
             with torch.no_grad():
                 out = module(source)
         else:
@@ -113,7 +132,7 @@ class Network(nn.Module):
     def train(self, mode: bool = True) -> Network:
         super().train(mode)
         for name in self.frozen:
-            self.part(name).eval()
+            self._hold_frozen(self.part(name))
         return self
 
     def subnetwork(self, parts: list[str]) -> Network:
@@ -132,6 +151,11 @@ class Network(nn.Module):
         shares = {n: self.shares[n] for n in keep if n in self.shares}
         labels = {n: self.labels[n] for n in keep if n in self.labels}
         return Network(encoders, heads, inputs, shares=shares, labels=labels)
+
+
+def _batch_norms(module: nn.Module) -> list[nn.Module]:
+    """The BatchNorm layers inside ``module`` (``module`` itself included)."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 @runtime_checkable

@@ -8,37 +8,57 @@ schedule's factor times that group's base lr).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.optim.optimizer import ParamsT
 
+from corekit.recipe.schema import NoDecay
 
-def param_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], lr: float,
-                 weight_decay: float, lr_mult: dict[str, float],
-                 no_decay_norm_bias: bool = False) -> list[dict[str, Any]]:
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+"""Normalisation layers (BatchNorm and InstanceNorm, LayerNorm, GroupNorm): their weights and
+biases are what ``no_decay = "norm"`` exempts."""
+
+
+def exempt_from_decay(model: nn.Module, rule: NoDecay) -> set[str]:
+    """The names of ``model``'s parameters that ``rule`` keeps from weight decay: ``"none"``
+    none; ``"norm"`` those of normalisation layers (``NORM_LAYERS``), conv and linear biases
+    decayed, as the FixMatch stage of SPICE's code does (Niu et al. 2022, arXiv 2103.09382);
+    ``"norm_bias"`` every 1-d tensor (``ndim ≤ 1``: biases and norm scales), as BYOL does
+    (Grill et al. 2020, arXiv 2006.07733)."""
+    if rule == "norm_bias":
+        return {name for name, param in model.named_parameters() if param.ndim <= 1}
+    if rule == "norm":
+        return {f"{prefix}.{name}" if prefix else name
+                for prefix, layer in model.named_modules() if isinstance(layer, NORM_LAYERS)
+                for name, _ in layer.named_parameters(recurse=False)}
+    return set()
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float, lr_mult: dict[str, float],
+                 no_decay: NoDecay = "none") -> list[dict[str, Any]]:
     """One group per (lr multiplier, decayed or not), in order of first appearance.
 
     A parameter named ``name`` gets ``lr · lr_mult[p]`` for the first prefix ``p`` of
-    ``lr_mult`` with ``name.startswith(p)``, else ``lr``. With ``no_decay_norm_bias``, 1-d
-    parameters (biases and BatchNorm/LayerNorm scales, ``ndim ≤ 1``) get ``weight_decay = 0``
-    and ``lars_exclude = True`` (no LARS trust ratio), as BYOL does (Grill et al. 2020).
-    Frozen parameters (``requires_grad`` False) are left out. Each group is
+    ``lr_mult`` with ``name.startswith(p)``, else ``lr``. The parameters that ``no_decay``
+    exempts (``exempt_from_decay``) get ``weight_decay = 0`` and ``lars_exclude = True`` (no
+    LARS trust ratio). Frozen parameters (``requires_grad`` False) are left out. Each group is
     ``{"params", "lr", "weight_decay"}`` plus ``"lars_exclude"`` where set.
     """
-    named = list(named_parameters)
+    named = list(model.named_parameters())
     for prefix in lr_mult:
         if not any(name.startswith(prefix) for name, _ in named):
             raise ValueError(f"lr_mult.{prefix}: no parameter starts with it "
                              "(names look like 'heads.pred.0.weight')")
+    exempt = exempt_from_decay(model, no_decay)
     groups: dict[tuple[float, bool], dict[str, Any]] = {}
     for name, param in named:
         if not param.requires_grad:
             continue
         mult = next((m for p, m in lr_mult.items() if name.startswith(p)), 1.0)
-        exclude = no_decay_norm_bias and param.ndim <= 1
+        exclude = name in exempt
         if (mult, exclude) not in groups:
             group: dict[str, Any] = {"params": [], "lr": lr * mult,
                                      "weight_decay": 0.0 if exclude else weight_decay}

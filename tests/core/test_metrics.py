@@ -39,6 +39,17 @@ def test_relabel_invariance(y_true, y_pred, want_acc, want_nmi, want_ari):
     assert acc(y_true, (pred + 1) % 3) == pytest.approx(want_acc, abs=1e-6)
 
 
+def test_9_14_nmi_average_methods():
+    """spice.md 9.14 and D11: with one cluster empty the entropies differ, and so do the
+    arithmetic (the default) and the geometric (SPICE's code) normalisations."""
+    y_true, y_pred = [0, 0, 1, 1, 2, 2], [0, 0, 0, 0, 1, 1]
+    assert nmi(y_true, y_pred) == pytest.approx(0.733680, abs=1e-6)
+    assert nmi(y_true, y_pred, "arithmetic") == pytest.approx(0.733680, abs=1e-6)
+    assert nmi(y_true, y_pred, "geometric") == pytest.approx(0.761170, abs=1e-6)
+    assert evaluate(y_true, y_pred, 3)["nmi"] == pytest.approx(0.733680, abs=1e-6)
+    assert evaluate(y_true, y_pred, 3, "geometric")["nmi"] == pytest.approx(0.761170, abs=1e-6)
+
+
 def test_acc_with_empty_cluster_zero():
     # cc.md §9.20: the official helper returns 0.0 for both.
     assert acc([0, 0, 1, 1], [1, 1, 2, 2]) == pytest.approx(1.0)

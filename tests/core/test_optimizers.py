@@ -33,9 +33,9 @@ def old_groups(model: nn.Module, lr: float, lr_mult: dict[str, float]) -> list[d
 def test_param_groups_lr_mult_and_no_decay():
     model = toy()
     model["backbone"][0].bias.requires_grad_(False)
-    groups = optimizers.param_groups(model.named_parameters(), lr=0.1, weight_decay=1e-4,
+    groups = optimizers.param_groups(model, lr=0.1, weight_decay=1e-4,
                                      lr_mult={"heads.pred": 10.0, "heads": 3.0},
-                                     no_decay_norm_bias=True)
+                                     no_decay="norm_bias")
     bb, pred = model["backbone"], model["heads"]["pred"]
     assert [[id(p) for p in g["params"]] for g in groups] == [
         [id(bb[0].weight)], [id(bb[1].weight), id(bb[1].bias)], [id(pred.weight)],
@@ -44,15 +44,41 @@ def test_param_groups_lr_mult_and_no_decay():
     assert [g["weight_decay"] for g in groups] == [1e-4, 0.0, 1e-4, 0.0]
     assert [g.get("lars_exclude") for g in groups] == [None, True, None, True]
     # The first matching prefix wins.
-    swapped = optimizers.param_groups(model.named_parameters(), lr=0.1, weight_decay=0.0,
+    swapped = optimizers.param_groups(model, lr=0.1, weight_decay=0.0,
                                       lr_mult={"heads": 3.0, "heads.pred": 10.0})
     assert [g["lr"] for g in swapped] == pytest.approx([0.1, 0.3])
+
+
+def conv_bn_ln() -> nn.Sequential:
+    """A conv with a bias, a BatchNorm, a LayerNorm and a linear layer with a bias."""
+    return nn.Sequential(nn.Conv2d(3, 4, 3, bias=True), nn.BatchNorm2d(4), nn.Flatten(),
+                         nn.LayerNorm(16), nn.Linear(16, 2))
+
+
+@pytest.mark.parametrize("rule, decayed", [
+    ("none", {"0.weight", "0.bias", "1.weight", "1.bias", "3.weight", "3.bias", "4.weight",
+              "4.bias"}),
+    ("norm", {"0.weight", "0.bias", "4.weight", "4.bias"}),
+    ("norm_bias", {"0.weight", "4.weight"}),
+])
+def test_no_decay_rules_pick_the_decayed_parameters(rule, decayed):
+    """``norm`` exempts the BatchNorm and LayerNorm parameters only (conv and linear biases keep
+    their decay); ``norm_bias`` every 1-d tensor; ``none`` nothing."""
+    model = conv_bn_ln()
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = optimizers.param_groups(model, 0.1, 5e-4, {}, no_decay=rule)
+    got = {names[id(p)] for g in groups if g["weight_decay"] == 5e-4 for p in g["params"]}
+    exempt = {names[id(p)] for g in groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    assert got == decayed
+    assert exempt == set(names.values()) - decayed
+    assert all(g.get("lars_exclude") is (True if g["weight_decay"] == 0.0 else None)
+               for g in groups)
 
 
 def test_param_groups_match_old_grouping_without_no_decay():
     model = toy()
     lr_mult = {"heads.pred": 10.0, "backbone.1": 0.5}
-    new = optimizers.param_groups(model.named_parameters(), 0.05, 5e-4, lr_mult)
+    new = optimizers.param_groups(model, 0.05, 5e-4, lr_mult)
     old = old_groups(model, 0.05, lr_mult)
     assert [[id(p) for p in g["params"]] for g in new] == [
         [id(p) for p in g["params"]] for g in old]
@@ -63,10 +89,10 @@ def test_param_groups_match_old_grouping_without_no_decay():
 def test_param_groups_errors():
     model = toy()
     with pytest.raises(ValueError, match="no parameter starts with it"):
-        optimizers.param_groups(model.named_parameters(), 0.1, 0.0, {"heads.predd": 10.0})
+        optimizers.param_groups(model, 0.1, 0.0, {"heads.predd": 10.0})
     model.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameter"):
-        optimizers.param_groups(model.named_parameters(), 0.1, 0.0, {})
+        optimizers.param_groups(model, 0.1, 0.0, {})
 
 
 @pytest.mark.parametrize("name, factory, reference", [
@@ -81,7 +107,7 @@ def test_factories_equal_old_build_optimizer(name, factory, reference):
     lr_mult = {"heads.pred": 10.0}
     ours, theirs = toy(), toy()
     options = {"momentum": 0.9} if name == "sgd" else {"betas": [0.8, 0.99]}
-    opt_ours = factory(optimizers.param_groups(ours.named_parameters(), 0.05, 5e-4, lr_mult),
+    opt_ours = factory(optimizers.param_groups(ours, 0.05, 5e-4, lr_mult),
                        lr=0.05, weight_decay=5e-4, **options)
     opt_theirs = reference(old_groups(theirs, 0.05, lr_mult))
     x = torch.randn(8, 3, generator=torch.Generator().manual_seed(1))
@@ -161,8 +187,8 @@ def test_registered_and_build_optimizers(name, obj):
     registry = load_plugins().registry
     assert registry.get("optimizer", name).obj is obj
     model = toy()
-    groups = optimizers.param_groups(model.named_parameters(), 0.1, 1e-4, {"heads": 2.0},
-                                     no_decay_norm_bias=True)
+    groups = optimizers.param_groups(model, 0.1, 1e-4, {"heads": 2.0},
+                                     no_decay="norm_bias")
     built = registry.build("optimizer", name, groups, lr=0.1, weight_decay=1e-4)
     assert isinstance(built, torch.optim.Optimizer)
     assert [g["lr"] for g in built.param_groups] == pytest.approx([0.1, 0.1, 0.2, 0.2])
