@@ -105,18 +105,19 @@ def target_cross_entropy(scores: torch.Tensor, labels: torch.Tensor, weight: tor
 
 @attrs.define
 class TargetCrossEntropy:
-    """Cross-entropy of head ``head`` on view ``view`` against the targets ``targets``: the rows
-    of a ``targets`` state a dataset-level labeler wrote, or a per-step labeler's confident
-    labels (``target_cross_entropy``). Reads logits or probabilities. Per sample, so no gather.
+    """Cross-entropy of head ``head`` on view ``view`` (a name or a position) against the
+    targets ``targets``: the rows of a ``targets`` state a dataset-level labeler wrote, or a
+    per-step labeler's confident labels (``target_cross_entropy``). Reads logits or
+    probabilities. Per sample, so no gather.
     """
 
     head: str = "cluster"
     targets: str = "targets"
-    view: int = 0
+    view: int | str = 0
     reduction: Literal["batch", "labelled"] = "labelled"
 
     def needs(self) -> list[Need]:
-        return [Need.output(self.head, reads="scores"), Need.views(self.view + 1),
+        return [Need.output(self.head, reads="scores"), Need.views([self.view]),
                 Need.targets(self.targets)]
 
     def __call__(self, step: Step) -> torch.Tensor:

@@ -147,11 +147,12 @@ def test_the_numbered_form_builds_the_pipelines_it_always_built(tmp_path):
         torch.testing.assert_close(view, expected[name], rtol=0, atol=0)
 
 
-def test_confidence_threshold_takes_a_view_name():
-    """Its ``view`` option is typed ``int | str``: a name builds, and the need checks it."""
-    labeler = build_component(PLUGINS, "pseudo_labeler", "confidence_threshold",
-                              {"view": "strong", "head": "proj"}, "pseudo_labeler.confident")
-    assert Need.views(["strong"]) in labeler.needs()
+@pytest.mark.parametrize("kind, name", [("pseudo_labeler", "confidence_threshold"),
+                                        ("loss", "cross_entropy")])
+def test_the_core_readers_of_one_view_take_a_view_name(kind, name):
+    """Their ``view`` option is typed ``int | str``: a name builds, and their need names it."""
+    built = build_component(PLUGINS, kind, name, {"view": "strong"}, f"{kind}.x")
+    assert Need.views(["strong"]) in built.needs()
 
 
 def test_the_named_views_table_is_checked_with_its_key_path():
