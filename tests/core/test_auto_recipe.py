@@ -93,6 +93,14 @@ def test_auto_trains_from_scratch_without_weights_and_says_where_to_put_them(hub
     assert raw["name"] == auto.SCRATCH_RECIPE and raw["model"]["backbone"]["type"] == "small_cnn"
 
 
+def test_the_hub_folder_is_written_from_home_so_shared_files_hold_no_home_path(
+        hub, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    line, raw = shown(capsys)
+    assert f"{MOBILENET} into ~/torch/hub/checkpoints, see" in line
+    assert str(tmp_path) not in line and str(tmp_path) not in raw["auto"]["recipe"]["why"]
+
+
 def test_auto_without_data_says_its_choice_alone(weights_in_hub, capsys):
     line, raw = shown(capsys)
     assert line.startswith(f"# auto recipe: {auto.PRETRAINED_RECIPE} (")
