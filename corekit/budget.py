@@ -1,19 +1,28 @@
 """A time budget for a run: ``--budget 10m`` / ``train.budget = "10m"``.
 
-Before a stage trains, a probe times a few real steps and one E-step of the composed stage;
-the number of epochs that fits the budget follows (never more than the recipe's), and every
-option counted in epochs is scaled with it, so a cosine schedule ends on time: the schedule's
-``warmup_epochs``, ``cosine_epochs`` and ``milestones``, each loss's ``start_epoch`` and any
-head option called ``start_epoch`` (ProPos's noise gate).
+Before a stage trains, a probe times a few real steps, one E-step, one evaluation and one
+checkpoint of the composed stage; the number of epochs that fits the budget follows (never
+more than the recipe's), and every option counted in epochs is scaled with it, so a cosine
+schedule ends on time: the schedule's ``warmup_epochs``, ``cosine_epochs`` and
+``milestones``, each loss's ``start_epoch`` and any head option called ``start_epoch``
+(ProPos's noise gate).
 
 During training a ``Pacer`` keeps the stage on time. After the first real epoch, and again
-whenever the measured pace (seconds per epoch, the mean of the last ``PACE_WINDOW``) moves by
-more than ``DRIFT`` from the pace of the last fit, it re-fits the number of epochs to the time
-left, and compresses (or stretches) the rest of the schedule over them: a ``Warp`` maps each
-real epoch to the position on the planned schedule, so the learning-rate schedule, each loss's
-``start_epoch`` and every epoch-counted head option still run to their end. Each re-fit is kept
-(``Refit``) in the stage's ``plan.json`` and ``final.json``. Only when an epoch at the measured
-pace would end past ``LIMIT`` of the budget does the stage stop early.
+whenever the measured pace (seconds per epoch: the mean over a window of whole periods of the
+stage's evaluations, checkpoints and E-steps, ``pace_window``) moves by more than ``DRIFT``
+from the pace of the last fit, it re-fits the number of epochs to the time left, and
+compresses (or stretches) the rest of the schedule over them: a ``Warp`` maps each real epoch
+to the position on the planned schedule, so the learning-rate schedule, each loss's
+``start_epoch`` and every epoch-counted head option still run to their end, and so does what
+counts steps: the trainer gives the step on the planned schedule as ``Step.global_step`` (the
+EMA's momentum schedule). Each re-fit is kept (``Refit``) in the stage's ``plan.json`` as it
+is taken, and in its ``final.json``; ``--resume`` takes again those taken up to its
+checkpoint. Only when an epoch at the measured pace would end past ``LIMIT`` of the budget
+does the stage stop early.
+
+The time kept after training for what ends the run (the last evaluation and checkpoint, the
+outputs and the report) is measured, not a share of the budget: the probe times an evaluation
+and a checkpoint, and a slower measured pace than the probe's slows that tail as much.
 
 ``--budget`` with ``--seeds N`` is per seed: each seed is a run of its own with the whole
 budget, so N seeds take up to N times it.
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -34,7 +44,7 @@ SAFETY = 0.9  # of the budget planned for training by the probe, before any epoc
 TARGET = 0.98  # of the budget: where a re-fitted run aims to end, evaluation and report included
 LIMIT = 1.03  # of the budget: no epoch is started that would end training past it
 DRIFT = 0.2  # a re-fit when the measured pace moves more than this from the fitted one
-PACE_WINDOW = 3  # epochs whose mean time is the measured pace
+PACE_WINDOW = 3  # the fewest epochs whose mean time is the measured pace
 MAX_SLOWDOWN = 3.0  # the most a slower pace is taken to slow the run's tail
 EPOCH_OPTIONS = ("warmup_epochs", "cosine_epochs")
 
@@ -46,22 +56,30 @@ class Plan:
     budget: float
     seconds_per_step: float
     seconds_per_estep: float
+    """Seconds per epoch of the stage's E-steps, evaluations and checkpoints."""
     steps_per_epoch: int
     epochs: int
     recipe_epochs: int
-    estep_once: float = 0.0
-    """Seconds of one E-step (``seconds_per_estep`` spreads them over the epochs)."""
+    seconds_per_eval: float = 0.0
+    """Seconds of one evaluation of the stage (its assignments and metrics)."""
+    seconds_per_checkpoint: float = 0.0
+    """Seconds of writing one checkpoint of the stage."""
 
     @property
     def seconds_per_epoch(self) -> float:
         return self.steps_per_epoch * self.seconds_per_step + self.seconds_per_estep
 
+    @property
+    def finish_seconds(self) -> float:
+        """Seconds of what ends the last epoch: an evaluation and a checkpoint."""
+        return self.seconds_per_eval + self.seconds_per_checkpoint
+
     def describe(self) -> str:
         scaled = (f", epoch options scaled from {self.recipe_epochs} epochs"
                   if self.epochs != self.recipe_epochs else "")
         return (f"budget {format_seconds(self.budget)}: {self.seconds_per_step:.3f} s/step x "
-                f"{self.steps_per_epoch} steps + {self.seconds_per_estep:.1f} s E-step per "
-                f"epoch -> {self.epochs} epoch(s){scaled}")
+                f"{self.steps_per_epoch} steps + {self.seconds_per_estep:.2f} s of E-steps, "
+                f"evaluations and checkpoints per epoch -> {self.epochs} epoch(s){scaled}")
 
 
 def format_seconds(seconds: float) -> str:
@@ -70,13 +88,33 @@ def format_seconds(seconds: float) -> str:
 
 
 def plan(budget: float, seconds_per_step: float, seconds_per_estep: float,
-         steps_per_epoch: int, recipe_epochs: int, estep_once: float = 0.0) -> Plan:
+         steps_per_epoch: int, recipe_epochs: int, seconds_per_eval: float = 0.0,
+         seconds_per_checkpoint: float = 0.0) -> Plan:
     """The epochs (at least 1, at most the recipe's) whose steps and E-steps fit ``SAFETY`` of
-    ``budget``; ``estep_once``: the seconds of one E-step, kept for the final evaluation."""
+    ``budget``; the seconds of one evaluation and one checkpoint are kept with the plan."""
     per_epoch = steps_per_epoch * seconds_per_step + seconds_per_estep
     fit = int(SAFETY * budget // max(per_epoch, 1e-9))
     return Plan(budget, seconds_per_step, seconds_per_estep, steps_per_epoch,
-                max(1, min(recipe_epochs, fit)), recipe_epochs, estep_once)
+                max(1, min(recipe_epochs, fit)), recipe_epochs, seconds_per_eval,
+                seconds_per_checkpoint)
+
+
+def pace_window(stage: rc.Stage) -> int:
+    """The epochs whose mean time is a budgeted stage's measured pace: at least
+    ``PACE_WINDOW``, and a whole period of its evaluations, checkpoints and E-steps, so each
+    mean holds its share of them (not one evaluation in three epochs, then none)."""
+    train, clusterer = stage.train, stage.clusterer
+    every = clusterer.every if clusterer is not None else 0
+    return max(PACE_WINDOW, train.eval_every, train.checkpoint_every, every)
+
+
+def periodic_seconds(train: rc.Train, seconds_per_eval: float,
+                     seconds_per_checkpoint: float) -> float:
+    """Seconds per epoch of the evaluations and checkpoints a stage trained as ``train``
+    says makes while it trains, each taking the seconds given."""
+    evals = seconds_per_eval / train.eval_every if train.eval_every else 0.0
+    saves = seconds_per_checkpoint / train.checkpoint_every if train.checkpoint_every else 0.0
+    return evals + saves
 
 
 def _scaled(value: Any, factor: float, whole: bool) -> Any:
@@ -189,7 +227,12 @@ class Pacer:
     number of epochs the stage's schedule is laid out for, ``most`` the recipe's. ``tail``
     is the time the deadlines keep for what follows training at the probe's pace
     ``expected`` (seconds per epoch); a slower measured pace (a busier machine) slows the
-    tail as much, and that much more is kept (at most ``MAX_SLOWDOWN`` times)."""
+    tail as much, and that much more is kept (at most ``MAX_SLOWDOWN`` times).
+
+    The measured pace is the mean time of the last ``window`` epochs (``pace_window``); until
+    more than that many ran, none of the stage's periodic evaluations and checkpoints is in
+    it yet, so it counts their share at the probe's timings, ``periodic`` seconds per epoch.
+    ``on_refit`` is told of each re-fit as it is taken (the stage records it)."""
 
     deadline: Deadline
     limit: Deadline
@@ -197,22 +240,26 @@ class Pacer:
     most: int
     tail: float = 0.0
     expected: float = 0.0
+    window: int = PACE_WINDOW
+    periodic: float = 0.0
     epochs: int = attrs.field()
     warp: Warp = attrs.field(factory=Warp)
     refits: list[Refit] = attrs.field(factory=list)
     times: list[float] = attrs.field(factory=list)
     pace: float | None = None
+    on_refit: Callable[[Refit], None] | None = None
 
     @epochs.default
     def _planned(self) -> int:
         return self.planned
 
     @classmethod
-    def after(cls, target: float, limit: float, planned: int, most: int, tail: float = 0.0,
-              expected: float = 0.0) -> Pacer:
+    def after(cls, target: float, limit: float, planned: int, most: int, *, tail: float = 0.0,
+              expected: float = 0.0, window: int = PACE_WINDOW,
+              periodic: float = 0.0) -> Pacer:
         """A pacer whose deadline is ``target`` seconds from now and its limit ``limit``."""
         return cls(Deadline.after(target), Deadline.after(limit), planned, max(most, planned),
-                   tail, expected)
+                   tail, expected, window, periodic)
 
     def slower_tail(self, pace: float) -> float:
         """The extra seconds the tail takes at ``pace`` rather than the probe's."""
@@ -220,29 +267,45 @@ class Pacer:
             return 0.0
         return self.tail * (min(MAX_SLOWDOWN, max(1.0, pace / self.expected)) - 1)
 
+    def measured(self) -> float:
+        """Seconds per epoch: the mean of the last ``window`` epochs, with ``periodic`` while
+        no more than that many ran."""
+        recent = self.times[-self.window:]
+        early = self.periodic if len(self.times) <= self.window else 0.0
+        return sum(recent) / len(recent) + early
+
     def after_epoch(self, done: int, seconds: float) -> Refit | None:
         """Record that the ``done``-th epoch took ``seconds`` (with the evaluation and
         checkpoint before it); re-fit where it is the first or the pace drifted."""
         self.times.append(seconds)
-        pace = sum(self.times[-PACE_WINDOW:]) / len(self.times[-PACE_WINDOW:])
+        pace = self.measured()
         if self.pace is not None and abs(pace / self.pace - 1) <= DRIFT:
             return self._stop_if_late(done)
         why = "first epoch" if self.pace is None else f"pace {pace / self.pace - 1:+.0%}"
-        self.pace = pace
         extra = self.slower_tail(pace)
         more = fitting(self.deadline.left - extra, self.limit.left - extra, pace)
-        return self._refit(done, max(done, min(self.most, done + more)), why)
+        return self.apply(Refit(done, pace, max(done, min(self.most, done + more)), why))
 
     def _stop_if_late(self, done: int) -> Refit | None:
         if done < self.epochs and self.pace is not None and \
                 not self.limit.fits(self.pace + self.slower_tail(self.pace)):
-            return self._refit(done, done, "out of time")
+            return self.apply(Refit(done, self.pace, done, "out of time"))
         return None
 
-    def _refit(self, done: int, epochs: int, why: str) -> Refit:
-        if epochs > done:
-            self.warp = self.warp.compressed(done, epochs, self.planned)
-        self.epochs = epochs
-        refit = Refit(done, float(self.pace or 0.0), epochs, why)
+    def apply(self, refit: Refit) -> Refit:
+        """Take ``refit``: ``refit.epochs`` epochs in all, the rest of the planned schedule
+        laid over those after epoch ``refit.epoch`` (``Warp.compressed``), its pace the one
+        drifts are measured from; ``on_refit`` is told."""
+        if refit.epochs > refit.epoch:
+            self.warp = self.warp.compressed(refit.epoch, refit.epochs, self.planned)
+        self.epochs = refit.epochs
+        self.pace = refit.seconds_per_epoch
         self.refits.append(refit)
+        if self.on_refit is not None:
+            self.on_refit(refit)
         return refit
+
+    def replay(self, refits: Sequence[Refit]) -> None:
+        """Take ``refits`` again, in order: those an interrupted run of the stage made."""
+        for refit in refits:
+            self.apply(refit)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +26,9 @@ from corekit.budget import (
     Pacer,
     Refit,
     format_seconds,
+    pace_window,
     parse_budget,
+    periodic_seconds,
     scale_stage,
 )
 from corekit.budget import Plan as BudgetProbe
@@ -90,10 +92,11 @@ def decide_k(stage: rc.Stage, cache: DataCache) -> KChoice:
     return KChoice(estimate.k, "estimate", estimate)
 
 
-TAIL_SECONDS = 3.0
-"""Seconds kept after a budgeted run's last epoch, besides its final evaluation: saving the
-outputs, ``assignments.csv``, the pixel baseline and the report (measured on digits, one
-thread: 1-3 s)."""
+AFTER_TRAINING_SECONDS = 1.5
+"""Seconds kept after a budgeted stage's last evaluation and checkpoint, at the probe's pace:
+its outputs, ``assignments.csv``, the pixel baseline and the report (measured 1.0-1.3 s on
+digits, one quiet core; most of it the report's plots, whose work does not grow with the
+data set)."""
 
 
 @attrs.frozen
@@ -106,9 +109,9 @@ class BudgetChoice:
 
     @property
     def tail_seconds(self) -> float:
-        """Seconds kept for what follows the last epoch: its evaluation (about one E-step)
-        and ``TAIL_SECONDS``."""
-        return max(self.probe.estep_once, self.probe.seconds_per_estep) + TAIL_SECONDS
+        """Seconds kept for what follows the last epoch: its evaluation and checkpoint, as
+        the probe timed them, and ``AFTER_TRAINING_SECONDS``."""
+        return self.probe.finish_seconds + AFTER_TRAINING_SECONDS
 
     @property
     def training_seconds(self) -> float:
@@ -116,13 +119,37 @@ class BudgetChoice:
         less the tail."""
         return self.seconds - (1 - TARGET) * self.probe.budget - self.tail_seconds
 
-    def pacer(self) -> Pacer:
-        """The stage's pacer, started now: training aims to end after ``training_seconds``,
-        and no epoch ends past ``LIMIT`` of the budget (``corekit.budget.Pacer``)."""
-        limit = self.seconds + (LIMIT - 1) * self.probe.budget - self.tail_seconds
-        return Pacer.after(self.training_seconds, limit, self.probe.epochs,
-                           self.probe.recipe_epochs, self.tail_seconds,
-                           self.probe.seconds_per_epoch)
+    @property
+    def margin_seconds(self) -> float:
+        """Seconds between where training aims to end and the latest it may end."""
+        return (LIMIT - TARGET) * self.probe.budget
+
+    def pacer(self, stage: rc.Stage) -> Pacer:
+        """The pacer of ``stage`` (the stage as planned), started now: training aims to end
+        after ``training_seconds``, and no epoch ends past ``LIMIT`` of the budget
+        (``corekit.budget.Pacer``)."""
+        return self._pacer(stage, self.training_seconds)
+
+    def resumed_pacer(self, stage: rc.Stage, refits: Sequence[Refit], done: int) -> Pacer:
+        """The pacer of ``stage`` resumed after ``done`` epochs, with the ``refits`` an
+        interrupted run of it made up to then taken again: the same epochs, compressed
+        schedule and fitted pace. The epochs left get the time they take at that pace;
+        without a re-fit to take, the stage is paced as a new one."""
+        kept = [refit for refit in refits if refit.epoch <= done]
+        if not kept:
+            return self.pacer(stage)
+        left = max(kept[-1].epochs - done, 0) * kept[-1].seconds_per_epoch
+        pacer = self._pacer(stage, left)
+        pacer.replay(kept)
+        return pacer
+
+    def _pacer(self, stage: rc.Stage, training: float) -> Pacer:
+        """A pacer of ``stage`` aiming to end training ``training`` seconds from now."""
+        return Pacer.after(training, training + self.margin_seconds, self.probe.epochs,
+                           self.probe.recipe_epochs, tail=self.tail_seconds,
+                           expected=self.probe.seconds_per_epoch, window=pace_window(stage),
+                           periodic=periodic_seconds(stage.train, self.probe.seconds_per_eval,
+                                                    self.probe.seconds_per_checkpoint))
 
     def describe(self) -> str:
         return f"{self.probe.describe()}; {format_seconds(self.seconds)} left for the stage"

@@ -20,8 +20,9 @@ from pathlib import Path
 import attrs
 import torch
 
+from corekit import checkpoint_io as checkpoint
 from corekit import recipe as rc
-from corekit.budget import Plan, plan
+from corekit.budget import Plan, periodic_seconds, plan
 from corekit.composer import Composed, compose
 from corekit.engine.devices import resolve_precision
 from corekit.engine.numerics import Decision, DecisionCache, Numerics, Trial, decide
@@ -108,26 +109,36 @@ class StageProbe:
         return decide(self.stage, self.device, (data.channels, *size), self.trial, cache)
 
     def budget(self, numerics: Numerics, seconds: float, steps: int = BUDGET_STEPS) -> Plan:
-        """Time ``steps`` real steps (after one warm-up) and one E-step of the stage in
-        ``numerics``, and plan the epochs that fit ``seconds``."""
+        """Time ``steps`` real steps (after one warm-up), one E-step, one evaluation and one
+        checkpoint of the stage in ``numerics``, and plan the epochs that fit ``seconds``."""
         stage = self.stage
         with tempfile.TemporaryDirectory() as tmp:
             composed = self.copy(numerics)
             trainer = self.trainer(composed, Path(tmp))
-            estep = once = 0.0
+            estep = 0.0
             if stage.clusterer is not None:
                 t0 = time.perf_counter()
                 trainer.e_step(0)
-                once = time.perf_counter() - t0
-                runs = (1 / stage.clusterer.every if stage.clusterer.every else 0) + \
-                    (1 / stage.train.eval_every if stage.train.eval_every else 0)
-                estep = once * runs
+                estep = (time.perf_counter() - t0) * \
+                    (1 / stage.clusterer.every if stage.clusterer.every else 0)
             generator = torch.Generator().manual_seed(0)
             batches = first_batches(composed, trainer, steps + 1)
             trainer.train_step(*next(batches), 0, generator)
             per_step, _ = timed_steps(trainer, batches, generator, steps)
-        return plan(seconds, per_step, estep, stage_steps(stage, self.datasets),
-                    stage.train.epochs, once)
+            evaluation, saving = timed_finish(trainer)
+        periodic = estep + periodic_seconds(stage.train, evaluation, saving)
+        return plan(seconds, per_step, periodic, stage_steps(stage, self.datasets),
+                    stage.train.epochs, evaluation, saving)
+
+
+def timed_finish(trainer: StageTrainer) -> tuple[float, float]:
+    """The seconds of one evaluation of ``trainer``'s stage and of writing its checkpoint
+    (into the trainer's folder), as after its last epoch."""
+    t0 = time.perf_counter()
+    trainer.evaluate()
+    t1 = time.perf_counter()
+    checkpoint.save_atomic(trainer.state_dict(0), trainer.checkpoint_path)
+    return t1 - t0, time.perf_counter() - t1
 
 
 def first_batches(composed: Composed, trainer: StageTrainer, count: int) -> Iterator[Batch]:

@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from corekit.assign import write_assignments
+from corekit.budget import Pacer
 from corekit.checkpoint_io import load as load_checkpoint
 from corekit.composer import compose
 from corekit.engine.devices import resolve_precision
@@ -19,6 +20,8 @@ from corekit.engine.trainer import StageTrainer
 from corekit.handoff import StageOutputs
 from corekit.runner.data_cache import stage_datasets
 from corekit.runner.plan import PlanContext, StagePlan
+
+CHECKPOINT_FILE = "checkpoint.pt"
 
 
 @attrs.frozen
@@ -34,14 +37,45 @@ def stage_dir(out: Path, name: str) -> Path:
     return out / "stages" / name
 
 
+def budget_as_recorded(plan: StagePlan, folder: Path, done: int) -> StagePlan:
+    """``plan`` resumed after ``done`` epochs: a budgeted stage keeps the budget its
+    interrupted run planned (the probe's epochs, so the same schedule) and the re-fits that
+    run made up to then (``folder``'s ``plan.json``); a new probe's would lay the schedule
+    out again."""
+    recorded = StagePlan.load(folder, plan.recipe_stage)
+    if plan.budget is None or recorded is None or recorded.budget is None:
+        return plan
+    kept = tuple(refit for refit in recorded.refits if refit.epoch <= done)
+    return attrs.evolve(plan, budget=recorded.budget, refits=kept)
+
+
+def budget_pacer(plan: StagePlan, folder: Path, done: int | None) -> Pacer | None:
+    """The pacer of ``plan``'s budgeted stage (None without a budget), resumed after ``done``
+    epochs with its re-fits where given; it records each new re-fit in ``folder``'s
+    ``plan.json`` as it is taken, so a ``--resume`` finds it."""
+    if plan.budget is None:
+        return None
+    if done is None:
+        pacer = plan.budget.pacer(plan.stage)
+    else:
+        pacer = plan.budget.resumed_pacer(plan.stage, plan.refits, done)
+    pacer.on_refit = lambda _: attrs.evolve(plan, refits=tuple(pacer.refits)).save(folder)
+    return pacer
+
+
 def run_stage(plan: StagePlan, context: PlanContext, out: Path, *, resume: bool = False,
               log: Callable[[str], None] = print, progress: bool = True) -> StageResult:
     """Train ``plan``'s stage into ``out``: its plan, checkpoint, outputs, ``final.json`` and
     ``assignments.csv`` go to ``out/stages/NAME``; its metrics to ``out/metrics.jsonl``.
     With ``resume`` it continues from the stage's checkpoint where there is one."""
+    folder = stage_dir(out, plan.name)
+    payload = None
+    if resume and (folder / CHECKPOINT_FILE).exists():
+        payload = load_checkpoint(folder / CHECKPOINT_FILE)
+        log(f"resumed {plan.name} after epoch {payload['epoch'] + 1}")
+        plan = budget_as_recorded(plan, folder, payload["epoch"] + 1)
     stage = plan.stage
-    folder = stage_dir(out, stage.name)
-    pacer = plan.budget.pacer() if plan.budget else None
+    pacer = budget_pacer(plan, folder, None if payload is None else payload["epoch"] + 1)
     plan.save(folder)
     datasets = stage_datasets(context.cache, stage)
     seed_everything(stage.train.seed)
@@ -50,10 +84,8 @@ def run_stage(plan: StagePlan, context: PlanContext, out: Path, *, resume: bool 
     trainer = StageTrainer(composed, out, plan.device,
                            resolve_precision(stage.train.precision, plan.device), plan.index,
                            log, progress, folder, pacer)
-    payload = None
-    if resume and trainer.checkpoint_path.exists():
-        payload = load_checkpoint(trainer.checkpoint_path)
-        log(f"resumed {stage.name} after epoch {payload['epoch'] + 1}")
+    if pacer is not None:
+        trainer.epochs = pacer.epochs
     log(f"stage {stage.name}: {len(composed.train_set)} images of "
         f"{composed.train_set.name}, {composed.n_clusters} clusters, {stage.train.epochs} "
         f"epochs x {trainer.steps} steps on {plan.device}")

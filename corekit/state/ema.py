@@ -18,17 +18,19 @@ UpdateAt = Literal["after_optimizer_step", "before_backward", "never"]
 
 
 class EMA(nn.Module):
-    """BYOL target network: ``θ_t ← m·θ_t + (1 − m)·θ_s`` on parameters (hadis.md §2.7).
+    """BYOL target network: ``θ_t ← m·θ_t + (1 − m)·θ_s`` on parameters.
 
     ``parts`` (encoders and heads, with everything they read, shared heads kept shared) are
     deep-copied from the online network, without gradient. Buffers (BatchNorm statistics) are
     the target's own, accumulated by its train-mode forwards, unless ``buffers = true`` copies
-    them from the online network at each update (SPICE stage 3's EMA, spice.md §2.6).
+    them from the online network at each update (SPICE stage 3's EMA).
 
-    ``schedule = "cosine"`` raises ``m`` to 1 over the stage:
-    ``m(n) = 1 − (1 − m₀)(cos(π n / N) + 1)/2`` (hadis.md C11). ``update_at`` picks the
-    lifecycle point of the scheduled update; ``update(online, m)`` is public so a component can
-    add its own (DigPro's double update, digpro.md §2.7) and ``override(m)`` replaces the
+    ``schedule = "cosine"`` raises ``m`` to 1 over the stage's ``total_steps`` steps:
+    ``m(n) = 1 − (1 − m₀)(cos(π n / N) + 1)/2``, at the step's ``global_step``, which is the
+    step on the stage's planned schedule: a time budget that compresses the schedule into
+    fewer epochs (``corekit.budget``) still ends it at 1 on the last step. ``update_at`` picks
+    the lifecycle point of the scheduled update; ``update(online, m)`` is public so a
+    component can add its own (DigPro's double update) and ``override(m)`` replaces the
     momentum of the next scheduled update only.
     """
 
@@ -50,7 +52,7 @@ class EMA(nn.Module):
         self._override: float | None = None
 
     def momentum(self, step: int) -> float:
-        """The scheduled momentum at 1-based global step ``step``."""
+        """The scheduled momentum at 1-based global step ``step`` of the planned schedule."""
         if self.schedule == "cosine":
             progress = math.cos(math.pi * step / self.total_steps)
             return 1 - (1 - self.base_momentum) * (progress + 1) / 2

@@ -9,7 +9,16 @@ import pytest
 import torch
 
 from corekit import recipe as rc
-from corekit.budget import Deadline, Pacer, Warp, fitting
+from corekit.budget import (
+    Deadline,
+    Pacer,
+    Refit,
+    Warp,
+    fitting,
+    pace_window,
+    periodic_seconds,
+    plan,
+)
 from corekit.testing import tiny_recipe
 
 
@@ -134,3 +143,123 @@ def test_a_slower_machine_keeps_more_time_for_the_tail():
     busy = _pacer(100.0, 103.0)
     busy.tail, busy.expected = 10.0, 1.0
     assert quiet.after_epoch(1, 2.0).epochs - busy.after_epoch(1, 2.0).epochs == 5
+
+
+class _Halving(Pacer):
+    """A pacer that gives the stage half its planned epochs after the first one."""
+
+    def after_epoch(self, done: int, seconds: float) -> Refit | None:
+        return self.apply(Refit(done, seconds, self.planned // 2, "test")) if done == 1 else None
+
+
+def test_a_compressed_run_ends_the_ema_momentum_schedule(tmp_path, monkeypatch):
+    """Re-fitted to 10 of its 20 epochs, the stage's cosine EMA momentum still reaches 1 on its
+    last step, as the planned 20 epochs would have."""
+    from corekit.composer import compose
+    from corekit.engine.trainer import StageTrainer
+    from corekit.plugins import load_plugins
+    from corekit.runner import DataCache
+
+    raw = tiny_recipe(model={"target": {"parts": ["proj"], "schedule": "cosine",
+                                        "momentum": 0.9}},
+                      train={"epochs": 20, "checkpoint_every": 0, "eval_every": 0})
+    stage = rc.validate(raw).stages[0]
+    cache = DataCache(torch.device("cpu"))
+    c = compose(load_plugins(), stage, lambda n: cache(n, 128), torch.device("cpu"), None, 2)
+    ema = c.state["target"]
+    used: list[float] = []
+    real_update = ema.update
+    monkeypatch.setattr(ema, "update", lambda online, m: (used.append(m),
+                                                          real_update(online, m)))
+    pacer = _Halving(Deadline.after(60.0), Deadline.after(60.0), planned=20, most=20)
+    StageTrainer(c, tmp_path, torch.device("cpu"), None, 0, lambda _: None, progress=False,
+                 pacer=pacer).run()
+    assert len(used) == 10 * 2  # 10 epochs of 2 steps ran
+    assert used[0] == pytest.approx(0.9, abs=0.01) and used[-1] == pytest.approx(1.0)
+    assert used == sorted(used)
+
+
+def test_a_periodic_evaluation_is_not_taken_for_a_drift():
+    """An evaluation every 10 epochs makes every 10th epoch twice as long: the pace is the mean
+    of 10 epochs, so that is no drift, and the first fit counts the evaluations' share before
+    any ran."""
+    stage = rc.validate(tiny_recipe(train={"eval_every": 10, "checkpoint_every": 5})).stages[0]
+    assert pace_window(stage) == 10
+    assert periodic_seconds(stage.train, 1.0, 0.5) == pytest.approx(0.2)
+    pacer = _pacer(100.0, 103.0)
+    pacer.window, pacer.periodic = 10, 0.01
+    assert pacer.after_epoch(1, 0.1).seconds_per_epoch == pytest.approx(0.11)
+    for done in range(2, 31):
+        assert pacer.after_epoch(done, 0.2 if done % 10 == 1 else 0.1) is None, done
+
+
+def test_the_time_kept_after_training_is_the_probe_s_evaluation_and_checkpoint():
+    """A stage whose evaluation and checkpoint take 4 s more trains 4 s less; without them the
+    tail is a few seconds whatever the budget, not a share of it."""
+    from corekit.runner.plan import AFTER_TRAINING_SECONDS, BudgetChoice
+
+    quick = BudgetChoice(30.0, plan(30.0, 0.01, 0.0, 10, 1000, 0.02, 0.01))
+    slow = BudgetChoice(30.0, plan(30.0, 0.01, 0.0, 10, 1000, 3.0, 1.03))
+    assert quick.tail_seconds == pytest.approx(0.03 + AFTER_TRAINING_SECONDS)
+    assert quick.training_seconds - slow.training_seconds == pytest.approx(4.0)
+    assert quick.training_seconds > 0.9 * 30 - 1.0
+    longer = BudgetChoice(120.0, plan(120.0, 0.01, 0.0, 10, 1000, 0.02, 0.01))
+    assert longer.tail_seconds == quick.tail_seconds
+
+
+def test_a_resumed_pacer_takes_the_refits_made_up_to_its_checkpoint():
+    from corekit.runner.plan import BudgetChoice
+
+    stage = rc.validate(tiny_recipe(train={"epochs": 100})).stages[0]
+    choice = BudgetChoice(60.0, plan(60.0, 0.01, 0.0, 10, 1000))
+    refits = [Refit(1, 0.2, 40, "first epoch"), Refit(5, 0.3, 30, "pace +50%"),
+              Refit(12, 0.25, 34, "pace -17%")]
+    pacer = choice.resumed_pacer(stage, refits, 8)
+    assert pacer.refits == refits[:2] and pacer.epochs == 30 and pacer.pace == 0.3
+    assert pacer.warp == Warp().compressed(1, 40, choice.probe.epochs).compressed(
+        5, 30, choice.probe.epochs)
+    assert pacer.deadline.left == pytest.approx((30 - 8) * 0.3, abs=0.5)
+    assert choice.resumed_pacer(stage, [], 8).refits == []  # nothing taken yet: a new pacer
+
+
+def test_resume_continues_the_refitted_epochs_and_schedule(tmp_path, monkeypatch):
+    """A budgeted run interrupted after 3 epochs keeps each re-fit in plan.json as it is taken;
+    --resume continues with those: the probe's plan, the re-fitted epoch count and the
+    compressed schedule, not a new probe's plan of the budget."""
+    from corekit.cli import main
+    from corekit.engine.trainer import StageTrainer
+
+    out = tmp_path / "run"
+    args = ["train", "simclr-kmeans", "--data", "digits", "--budget", "6s",
+            "--set", "train.epochs=500", "--set", "train.checkpoint_every=1",
+            "--set", "data.subset=512", "--set", "train.batch_size=64",
+            "--out", str(out), "--no-progress"]
+    real_epoch = StageTrainer._epoch
+
+    def interrupted(self, epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(StageTrainer, "_epoch", interrupted)
+    assert main(args) == 130
+    recorded = json.loads((out / "stages" / "main" / "plan.json").read_text())
+    refits = [Refit(**r) for r in recorded["refits"]]
+    assert refits and refits[0].why == "first epoch" and refits[-1].epochs < 500
+    monkeypatch.setattr(StageTrainer, "_epoch", real_epoch)
+    started: list[tuple[int, int, Warp]] = []
+    real_run = StageTrainer.run
+
+    def spy(self, resume=None):
+        started.append((self.train_cfg.epochs, self.epochs, self.pacer.warp))
+        return real_run(self, resume)
+
+    monkeypatch.setattr(StageTrainer, "run", spy)
+    assert main([*args, "--resume"]) == 0
+    warp = Warp()
+    for refit in refits:
+        warp = warp.compressed(refit.epoch, refit.epochs, recorded["epochs"])
+    assert started == [(recorded["epochs"], refits[-1].epochs, warp)]
+    resumed = json.loads((out / "stages" / "main" / "plan.json").read_text())
+    assert resumed["budget"] == recorded["budget"]
+    assert resumed["refits"][:len(refits)] == recorded["refits"]
