@@ -5,6 +5,8 @@ changes."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
@@ -14,7 +16,7 @@ from corekit import recipe as rc
 from corekit.cli import main
 from corekit.composer import compose
 from corekit.engine.trainer import StageTrainer
-from corekit.feature_cache import fixed_part
+from corekit.feature_cache import FrozenInputs, fixed_part
 from corekit.handoff import StageOutputs
 from corekit.network import Network
 from corekit.runner import DataCache
@@ -78,6 +80,10 @@ def test_frozen_part_modes_and_what_stays_fixed(freeze_bn):
     assert network.fixed_parts() == (frozenset({"backbone"}) if fixed else frozenset())
     assert fixed_part(network, "head", trained=True) == ("backbone" if fixed else None)
     assert fixed_part(network, "head", trained=False) == "head"
+    composed = SimpleNamespace(model=SimpleNamespace(online=network), eval_transform=nn.Identity(),
+                               views={0: nn.Identity()})
+    prefill = FrozenInputs.of(composed, lambda spec: torch.zeros(5, 4))
+    assert set(prefill.outputs) == ({"backbone"} if fixed else set())
 
 
 def test_freeze_bn_rejects_other_values():
