@@ -33,26 +33,31 @@ HEADS = {"heads": {"type": "stacked_cluster_head", "input": "backbone", "stack":
 
 @attrs.define
 class StackSquare:
-    """Mean square of every head's probabilities: a loss that accepts a stack."""
+    """Mean square of every head's probabilities: a loss that accepts a stack. With
+    ``selected``, it also reads the head that state keeps (as the branch of that name)."""
 
     head: str = "heads"
+    selected: str | None = None
 
     def needs(self) -> list[Need]:
-        return [Need.output(self.head, reads="probs", stack=True)]
+        kept = [Need.output(self.head, self.selected, "probs")] if self.selected else []
+        return [Need.output(self.head, reads="probs", stack=True), *kept]
 
     def __call__(self, step: Step) -> torch.Tensor:
-        return step.output(self.head, 0).pow(2).mean()
+        loss = step.output(self.head, 0).pow(2).mean()
+        if self.selected:
+            loss = loss + 0 * step.output(self.head, 0, self.selected).mean()
+        return loss
 
 
 class ScriptedSelection(Selection):
-    """Scores the heads as ``SCRIPT[epoch]`` says and keeps head 1's weights of each epoch."""
+    """Scores the heads as ``SCRIPT[epoch]`` says and keeps the online network of each epoch."""
 
     SCRIPT: ClassVar[list[list[float]]] = [[1.0, 0.0, 2.0], [1.0, 0.5, 2.0]]
     SEEN: ClassVar[dict[int, dict[str, torch.Tensor]]] = {}
 
     def scores(self, ctx: StageContext) -> torch.Tensor:
-        head = ctx.model.online.part(self.part).heads[1]
-        self.SEEN[ctx.epoch] = {k: v.clone() for k, v in head.state_dict().items()}
+        self.SEEN[ctx.epoch] = {k: v.clone() for k, v in ctx.model.online.state_dict().items()}
         return torch.tensor(self.SCRIPT[ctx.epoch])
 
 
@@ -151,18 +156,25 @@ def test_the_head_made_best_is_selected_and_evaluated(tmp_path):
 
 
 def test_outputs_hold_the_snapshot_not_the_last_epoch(tmp_path):
-    """The scripted scores make epoch 0's head 1 the best; epoch 1 trains on and is worse."""
+    """The scripted scores make epoch 0's head 1 the best; epoch 1 trains on, is worse, and
+    reads the snapshot in train mode, which leaves it (its BatchNorm statistics too) as it was.
+    """
     ScriptedSelection.SEEN.clear()
-    run_tiny(stacked_recipe("scripted_selection", train={"epochs": 2}), tmp_path, PLUGINS)
+    raw = stacked_recipe("scripted_selection", train={"epochs": 2},
+                         losses={"square": {"selected": "best"}})
+    run_tiny(raw, tmp_path, PLUGINS)
     outputs = StageOutputs.load(tmp_path / "stages" / "main")
     kept = outputs.state["best"]
     assert (int(kept["index"]), int(kept["epoch"]), float(kept["score"])) == (1, 0, 0.0)
-    snapshot = {k.removeprefix("network.heads.heads."): v for k, v in kept.items()
-                if k.startswith("network.heads.heads.")}
-    assert snapshot.keys() == ScriptedSelection.SEEN[0].keys()
+    online = {"network.heads.heads.": "heads.heads.heads.1.",
+              "network.encoders.backbone.": "encoders.backbone."}
+    snapshot = {next(o + k.removeprefix(s) for s, o in online.items() if k.startswith(s)): v
+                for k, v in kept.items() if k.startswith("network.")}
+    assert len(snapshot) == len(kept) - 3 and snapshot.keys() < ScriptedSelection.SEEN[0].keys()
     for key, value in snapshot.items():
-        assert torch.equal(value, ScriptedSelection.SEEN[0][key])
-        assert not torch.equal(value, outputs.parts["heads"][f"heads.1.{key}"])  # trained on
+        assert torch.equal(value, ScriptedSelection.SEEN[0][key]), key
+    last_epoch = outputs.parts["heads"]["heads.1.mlp.0.weight"]
+    assert not torch.equal(kept["network.heads.heads.mlp.0.weight"], last_epoch)
     model = load_trained(tmp_path, PLUGINS)
     assert model.branch == "best" and model.part == "heads"
     data = DataCache(torch.device("cpu"))("digits", 256)
