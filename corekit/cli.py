@@ -148,10 +148,13 @@ def cmd_check(args: argparse.Namespace, plugins: Plugins) -> int:
     composed = check_recipe(recipe, plugins, cache)
     for c in composed:
         losses = ", ".join(w.name for w in c.losses)
-        state = ", ".join(c.state) or "-"
+        state = ", ".join(f"{n} ({t})" for n, t in c.state_types.items()) or "-"
+        train = c.stage.train
+        frozen = f"; frozen: {', '.join(train.freeze)} (BatchNorm {train.freeze_bn})" \
+            if train.freeze else ""
         print(f"stage {c.stage.name}: {len(c.train_set)} images of {c.train_set.name}, "
               f"{c.n_clusters} clusters; losses: {losses}; state: {state}; "
-              f"views: {describe_views(c.stage.augment)}")
+              f"views: {describe_views(c.stage.augment)}{frozen}")
     print(f"ok: recipe {recipe.name!r} composes ({len(composed)} stage(s))")
     return 0
 

@@ -86,6 +86,15 @@ def test_frozen_part_modes_and_what_stays_fixed(freeze_bn):
     assert set(prefill.outputs) == ({"backbone"} if fixed else set())
 
 
+def test_check_shows_the_state_types_and_the_frozen_parts(tmp_path, capsys):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(rc.to_toml(frozen_backbone_stages("train")))
+    assert main(["check", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "state: pseudo (pseudo_labels)" in out
+    assert "frozen: backbone (BatchNorm train)" in out
+
+
 def test_freeze_bn_rejects_other_values():
     with pytest.raises(rc.RecipeError, match="train.freeze_bn: 'frozen' is not one of 'eval' "
                                              "or 'train'"):
