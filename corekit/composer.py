@@ -9,6 +9,7 @@ naming the recipe key and what to add.
 
 from __future__ import annotations
 
+import inspect
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -353,7 +354,7 @@ def build_labelers(plugins: Plugins, stage: rc.Stage, n_clusters: int, n_images:
                 plugins, "pseudo_labeler", spec.type, spec.options, path,
                 n_clusters=n_clusters,
                 make_clusterer=lambda table, key, p=path: _clusterer_of(
-                    plugins, table, f"{p}.{key}", n_clusters))
+                    plugins, table, f"{p}.{key}", n_clusters, stage.train.seed))
             for problem in _labeler_table_problems(labeler, spec, n_images, state):
                 problems.add(f"{path}.{problem}")
             labelers[name] = labeler
@@ -361,12 +362,16 @@ def build_labelers(plugins: Plugins, stage: rc.Stage, n_clusters: int, n_images:
 
 
 def _clusterer_of(plugins: Plugins, table: str | dict[str, Any], path: str,
-                  n_clusters: int) -> Any:
-    """A registered clusterer from its name or its table (``{type = "spectral", ...}``)."""
+                  n_clusters: int, seed: int) -> Any:
+    """A registered clusterer from its name or its table (``{type = "spectral", ...}``),
+    seeded by the stage's ``seed`` unless the table sets one (where the clusterer takes one)."""
     spec = table if isinstance(table, dict) else {"type": table}
     if "type" not in spec:
         raise RecipeError(f"{path}: name the clusterer's type, e.g. {{type = \"kmeans\"}}")
     options = {k: v for k, v in spec.items() if k != "type"}
+    if plugins.registry.has("clusterer", str(spec["type"])) and "seed" in inspect.signature(
+            plugins.registry.get("clusterer", str(spec["type"])).obj).parameters:
+        options.setdefault("seed", seed)
     return build_component(plugins, "clusterer", str(spec["type"]), options, path,
                            n_clusters=n_clusters)
 

@@ -269,3 +269,14 @@ def test_the_targets_are_saved_in_the_stage_outputs_and_carried_by_init_from(plu
                                                            / "main")})
     carried = composed.state["targets"]
     assert carried.ready and torch.equal(carried.index, saved["index"])
+
+
+def test_the_labelers_clusterer_is_seeded_by_the_stage_seed_unless_its_table_sets_one(plugins,
+                                                                                     tmp_path):
+    seeded = _trainer(plugins, _raw(train={"seed": 3}), tmp_path)
+    assert seeded.composed.dataset_labelers["graph"].clusterer.seed == 3
+    labeler = LABELLED_HEAD["pseudo_labeler"]["graph"]
+    fixed = {**labeler, "clusterer": {**labeler["clusterer"], "seed": 7}}
+    pinned = _trainer(plugins, _raw(train={"seed": 3}, pseudo_labeler={"graph": fixed}),
+                      tmp_path)
+    assert pinned.composed.dataset_labelers["graph"].clusterer.seed == 7
