@@ -106,9 +106,9 @@ class LARS(torch.optim.Optimizer):
         w ← w − v
 
     ``λ = 1`` where ``‖w‖ = 0`` or ``‖∇w‖ = 0`` (the ratio is degenerate there: a zero-initialised
-    layer would never move). Groups with ``lars_exclude`` (biases and norm scales, see
-    ``param_groups``) skip the trust ratio and the decay: ``v ← m · v + γ ∇w``, plain
-    heavy-ball momentum SGD.
+    layer would never move). Groups with ``lars_exclude`` (the parameters that
+    ``train.optimizer.no_decay`` exempts, see ``param_groups``) skip the trust ratio and the
+    decay: ``v ← m · v + γ ∇w``, plain heavy-ball momentum SGD.
     """
 
     def __init__(self, params: ParamsT, lr: float, weight_decay: float = 0.0, *,
