@@ -59,8 +59,11 @@ def register_losses(register: RegisterFn) -> None:
 
 @hookspec
 def register_pseudo_labelers(register: RegisterFn) -> None:
-    """Pseudo-labelers: ``factory(**options)``; ``labeler(step) -> (labels, mask)`` turning the
-    step's assignments or scores into training targets. Fired once at plugin load."""
+    """Pseudo-labelers: ``factory(**options)``, given ``n_clusters`` and ``make_clusterer(table,
+    key)`` (builds a registered clusterer) when its signature takes them. Per step,
+    ``labeler(step) -> (labels, mask)`` with ``needs()``; per data set, ``reads`` and
+    ``label(inputs) -> LabelRows`` (``[pseudo_labeler.NAME] inputs = {...}, writes = "STATE"``).
+    Fired once at plugin load."""
 
 
 @hookspec

@@ -80,7 +80,9 @@ def test_a_kinds_contract_is_checked_and_its_protocol_exported_and_documented(ki
 
 def test_every_protocol_in_the_contracts_module_is_a_contract():
     protocols = {name for name, obj in vars(contracts).items() if is_protocol(obj)}
-    assert protocols == {kind.contract for kind in TABLE if kind.contract} - {"Optimizer"}
+    second_forms = {"DatasetLabeler"}  # the pseudo_labeler kind's per-data-set form
+    assert protocols == ({kind.contract for kind in TABLE if kind.contract} - {"Optimizer"}
+                         | second_forms)
 
 
 def test_the_builder_passes_only_the_kinds_context():
