@@ -350,15 +350,28 @@ def build_labelers(plugins: Plugins, stage: rc.Stage, n_clusters: int, n_images:
     for name, spec in stage.pseudo_labeler.items():
         path = f"pseudo_labeler.{name}"
         with problems.collect():
+            options = dict(spec.options)
+            if spec.view is not None and _takes(plugins, "pseudo_labeler", spec.type, "view"):
+                options["view"] = spec.view  # a per-step labeler's own view
             labeler = build_component(
-                plugins, "pseudo_labeler", spec.type, spec.options, path,
+                plugins, "pseudo_labeler", spec.type, options, path,
                 n_clusters=n_clusters,
                 make_clusterer=lambda table, key, p=path: _clusterer_of(
                     plugins, table, f"{p}.{key}", n_clusters, stage.train.seed))
             for problem in _labeler_table_problems(labeler, spec, n_images, state):
                 problems.add(f"{path}.{problem}")
+            if spec.view is not None and not isinstance(labeler, DatasetLabeler) \
+                    and "view" not in options:
+                problems.add(f"{path}.view: {spec.type!r} takes no view; remove the key")
             labelers[name] = labeler
     return labelers
+
+
+def _takes(plugins: Plugins, kind: str, name: str, option: str) -> bool:
+    """Whether registered ``kind`` ``name``'s factory takes ``option``."""
+    if not plugins.registry.has(kind, name):
+        return False
+    return option in inspect.signature(plugins.registry.get(kind, name).obj).parameters
 
 
 def _clusterer_of(plugins: Plugins, table: str | dict[str, Any], path: str,
@@ -369,8 +382,7 @@ def _clusterer_of(plugins: Plugins, table: str | dict[str, Any], path: str,
     if "type" not in spec:
         raise RecipeError(f"{path}: name the clusterer's type, e.g. {{type = \"kmeans\"}}")
     options = {k: v for k, v in spec.items() if k != "type"}
-    if plugins.registry.has("clusterer", str(spec["type"])) and "seed" in inspect.signature(
-            plugins.registry.get("clusterer", str(spec["type"])).obj).parameters:
+    if _takes(plugins, "clusterer", str(spec["type"]), "seed"):
         options.setdefault("seed", seed)
     return build_component(plugins, "clusterer", str(spec["type"]), options, path,
                            n_clusters=n_clusters)
@@ -380,8 +392,8 @@ def _labeler_table_problems(labeler: Any, spec: rc.PseudoLabeler, n_images: int,
                             state: Mapping[str, nn.Module]) -> list[str]:
     """What is wrong with a labeler's table for its kind (each starts with the key)."""
     if not isinstance(labeler, DatasetLabeler):
-        given = [key for key, unset in (("inputs", {}), ("view", None), ("sample", None),
-                                        ("writes", None)) if getattr(spec, key) != unset]
+        given = [key for key, unset in (("inputs", {}), ("sample", None), ("writes", None))
+                 if getattr(spec, key) != unset]
         return [f"{key}: {spec.type!r} labels each step (a loss reads it as targets = "
                 "<this name>); remove the key" for key in given]
     problems = []
@@ -425,6 +437,8 @@ def labeler_input_needs(stage: rc.Stage, labelers: Mapping[str, Any]) -> list[tu
             found.append((who, Need.output(part, branch, reads=labeler.reads[key])))
         if spec.writes is not None:
             found.append((f"pseudo_labeler.{name}.writes", Need.state(spec.writes, "targets")))
+        if spec.view is not None:
+            found.append((f"pseudo_labeler.{name}.view", Need.views([spec.view])))
     return found
 
 

@@ -31,7 +31,7 @@ from corekit.network import Network
 from corekit.parts import parse_assign, parse_feature
 from corekit.state.targets import LabelRows
 from corekit.step import Step
-from corekit.views import ViewName
+from corekit.views import ViewName, view_key
 
 
 def steps_per_epoch(n_images: int, batch_size: int, drop_last: bool, cap: int | None) -> int:
@@ -104,15 +104,18 @@ class StageTrainer:
 
     @torch.no_grad()
     def _extract(self, net: Network, name: str, data: ImageSet,
-                 known: dict[str, torch.Tensor]) -> torch.Tensor:
+                 known: dict[str, torch.Tensor], transform: nn.Module | None = None
+                 ) -> torch.Tensor:
         """Part ``name`` of ``net`` on every image of ``data``, from the ``known`` (N, D)
-        outputs of a part it reads when given (the images are then not read)."""
+        outputs of a part it reads when given (the images are then not read), else through
+        ``transform`` (default the evaluation transform)."""
+        transform = transform or self.composed.eval_transform
         was_training = net.training
         net.eval()
         out = []
         batches = data.batches(torch.arange(len(data)), self.composed.stage.eval.batch_size)
         for indices, images in batches:
-            x = images if known else self.composed.eval_transform(images)
+            x = images if known else transform(images)
             if self.train_cfg.memory_format == "channels_last" and not known:
                 x = x.contiguous(memory_format=torch.channels_last)
             given = {part: value[indices.to(value.device)] for part, value in known.items()}
@@ -176,18 +179,25 @@ class StageTrainer:
             generator = torch.Generator().manual_seed(
                 self.train_cfg.seed * 100_003 + epoch + zlib.crc32(name.encode()))
             indices = torch.randperm(n, generator=generator)[:spec.sample]
-        inputs = {key: self.labeler_input(source)[indices.to(self.device)]
+        inputs = {key: self.labeler_input(source, spec.view)[indices.to(self.device)]
                   for key, source in spec.inputs.items()}
         rows = self.composed.dataset_labelers[name].label(inputs).at(indices)
         self.composed.state[spec.writes].write(rows)
         return rows
 
-    def labeler_input(self, source: str) -> torch.Tensor:
-        """A labeler input over the whole set: part ``branch:name`` through the evaluation
-        transform (``features``), or the rows (N, D) of state ``state:NAME`` (its ``read()``)."""
+    def labeler_input(self, source: str, view: ViewName | None = None) -> torch.Tensor:
+        """A labeler input over the whole set: the rows (N, D) of state ``state:NAME`` (its
+        ``read()``), or part ``branch:name`` through the evaluation transform (``features``)
+        or, given ``view``, through that view's pipeline (random: drawn afresh, not cached)."""
         if source.startswith(STATE_INPUT):
             return self.composed.state[source.removeprefix(STATE_INPUT)].read()
-        return self.features(source, self.composed.train_set)
+        if view is None:
+            return self.features(source, self.composed.train_set)
+        branch, name = parse_feature(source, "pseudo_labeler.inputs")
+        pipeline = self.composed.views[view_key(list(self.composed.views), view)]
+        with torch.no_grad():
+            return self._extract(self.composed.model.network(branch), name,
+                                 self.composed.train_set, {}, pipeline)
 
     def assignments(self) -> torch.Tensor:
         """Cluster ids of every training image, as ``eval.assign`` says."""

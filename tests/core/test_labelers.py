@@ -280,3 +280,27 @@ def test_the_labelers_clusterer_is_seeded_by_the_stage_seed_unless_its_table_set
     pinned = _trainer(plugins, _raw(train={"seed": 3}, pseudo_labeler={"graph": fixed}),
                       tmp_path)
     assert pinned.composed.dataset_labelers["graph"].clusterer.seed == 7
+
+
+def test_a_dataset_labeler_reads_its_inputs_through_the_named_view(plugins, tmp_path):
+    labeler = {**LABELLED_HEAD["pseudo_labeler"]["graph"], "view": "noisy"}
+    raw = _raw(pseudo_labeler={"graph": labeler},
+               augment={"views": {"plain": {"type": "identity"},
+                                  "noisy": {"type": "simclr", "crop_scale": [0.2, 0.5]}}})
+    raw["augment"] = {k: v for k, v in raw["augment"].items() if k == "views"}
+    trainer = _trainer(plugins, raw, tmp_path)
+    plain = trainer.labeler_input("online:backbone")
+    through_view = trainer.labeler_input("online:backbone", "noisy")
+    assert plain.shape == through_view.shape and not torch.allclose(plain, through_view)
+    raw["pseudo_labeler"]["graph"]["view"] = "nosiy"
+    assert "did you mean 'noisy'" in _problems(plugins, raw)
+
+
+def test_a_per_step_labeler_takes_its_view_from_the_table(plugins, tmp_path):
+    raw = _raw(pseudo_labeler={"confident": {"type": "confidence_threshold", "head": "cluster",
+                                             "view": 1, "threshold": 0.0}},
+               losses={"ce": {"type": "cross_entropy", "head": "cluster",
+                              "targets": "confident"}},
+               augment={"views": 2})
+    trainer = _trainer(plugins, raw, tmp_path)
+    assert trainer.composed.step_labelers["confident"].view == 1
