@@ -219,7 +219,7 @@ class PseudoLabeler:
 
     type: str
     inputs: dict[str, str] = attrs.field(factory=dict)
-    view: int | str | None = None
+    view: int | str | None = ranged(None, 0, MAX_VIEWS - 1)
     sample: int | None = ranged(None, 1, BIG)
     every: int = ranged(1, 0, BIG)
     when: LabelerWhen = "epochs"
