@@ -139,7 +139,7 @@ def cmd_show(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def cmd_check(args: argparse.Namespace, plugins: Plugins) -> int:
-    from corekit.composer import describe_views
+    from corekit.composer import describe_labelers, describe_views
     from corekit.engine.devices import resolve_device
     from corekit.runner import DataCache, check_recipe
 
@@ -154,7 +154,8 @@ def cmd_check(args: argparse.Namespace, plugins: Plugins) -> int:
             if train.freeze else ""
         print(f"stage {c.stage.name}: {len(c.train_set)} images of {c.train_set.name}, "
               f"{c.n_clusters} clusters; losses: {losses}; state: {state}; "
-              f"views: {describe_views(c.stage.augment)}{frozen}")
+              f"views: {describe_views(c.stage.augment)}; "
+              f"labelers: {describe_labelers(c)}{frozen}")
     print(f"ok: recipe {recipe.name!r} composes ({len(composed)} stage(s))")
     return 0
 

@@ -374,6 +374,23 @@ def _takes(plugins: Plugins, kind: str, name: str, option: str) -> bool:
     return option in inspect.signature(plugins.registry.get(kind, name).obj).parameters
 
 
+def describe_labelers(composed: Composed) -> str:
+    """One phrase per labeler of ``composed`` for ``deepclust check``: ``graph: cluster ->
+    targets (before training)``, ``confident: confidence_threshold (per step)``."""
+    phrases = []
+    for name, labeler in composed.labelers.items():
+        spec = composed.stage.pseudo_labeler[name]
+        if not isinstance(labeler, DatasetLabeler):
+            phrases.append(f"{name}: {spec.type} (per step)")
+            continue
+        when = ("at the stage's end" if spec.when == "stage_end"
+                else "before training" + (f" and every {spec.every} epochs" if spec.every
+                                          else ""))
+        sample = f", {spec.sample} images" if spec.sample else ""
+        phrases.append(f"{name}: {spec.type} -> {spec.writes} ({when}{sample})")
+    return ", ".join(phrases) or "-"
+
+
 def _clusterer_of(plugins: Plugins, table: str | dict[str, Any], path: str,
                   n_clusters: int, seed: int) -> Any:
     """A registered clusterer from its name or its table (``{type = "spectral", ...}``),

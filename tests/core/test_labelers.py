@@ -304,3 +304,14 @@ def test_a_per_step_labeler_takes_its_view_from_the_table(plugins, tmp_path):
                augment={"views": 2})
     trainer = _trainer(plugins, raw, tmp_path)
     assert trainer.composed.step_labelers["confident"].view == 1
+
+
+def test_check_names_each_labeler_and_when_it_runs(plugins, tmp_path):
+    from corekit.composer import describe_labelers
+
+    raw = _raw(pseudo_labeler={**LABELLED_HEAD["pseudo_labeler"],
+                               "confident": {"type": "confidence_threshold", "head": "cluster"}})
+    trainer = _trainer(plugins, raw, tmp_path)
+    assert describe_labelers(trainer.composed) == (
+        "graph: cluster -> targets (before training), confident: confidence_threshold "
+        "(per step)")
