@@ -35,7 +35,7 @@ from corekit.normalization import input_stats
 from corekit.parts import assign_need, parse_feature
 from corekit.plugins import Plugins
 from corekit.state import PseudoLabels
-from corekit.views import ViewName
+from corekit.views import ViewName, view_key
 from corekit.weights import load_weights
 
 PSEUDO = "pseudo"
@@ -435,6 +435,48 @@ def _labeler_table_problems(labeler: Any, spec: rc.PseudoLabeler, n_images: int,
     return problems
 
 
+def stream_problems(stage: rc.Stage, state_types: Mapping[str, str], n_images: int
+                    ) -> list[str]:
+    """What is wrong with ``train.streams`` and ``train.concat`` (each with its key): a view or
+    state no table defines, a batch larger than the set, a concat entry naming no stream's
+    view."""
+    problems: list[str] = []
+    streams = stage.train.stream_specs()
+    names = stage.augment.view_names()
+    for name, spec in streams.items():
+        path = f"train.streams.{name}"
+        for view in spec.views or []:
+            try:
+                view_key(names, view)
+            except KeyError as exc:
+                problems.append(f"{path}.views: {exc.args[0]}")
+        if spec.rows is not None and state_types.get(spec.rows) != "targets":
+            found = [n for n, t in state_types.items() if t == "targets"]
+            problems.append(f"{path}.rows: {spec.rows!r} is not a state of type 'targets'; "
+                            f"add [state.{spec.rows}] type = 'targets' written by a labeler "
+                            f"({did_you_mean(spec.rows, found)})")
+        if spec.rows is None and spec.draw == "shuffle" and spec.batch_size > n_images:
+            problems.append(f"{path}.batch_size: {spec.batch_size} images a step from a set of "
+                            f"{n_images}; lower it, or draw = 'replacement'")
+    for i, entry in enumerate(stage.train.concat):
+        stream, _, view = entry.partition(":")
+        where = f"train.concat[{i}]"
+        if stream not in streams:
+            problems.append(f"{where}: {entry!r} names no stream; write 'STREAM:VIEW' with a "
+                            f"stream of train.streams ({did_you_mean(stream, streams)})")
+            continue
+        given = streams[stream].views if streams[stream].views is not None else names
+        try:
+            key = view_key(names, int(view) if view.isdigit() else view)
+        except KeyError as exc:
+            problems.append(f"{where}: {exc.args[0]}")
+            continue
+        if key not in [view_key(names, v) for v in given]:
+            problems.append(f"{where}: stream {stream!r} does not get view {view!r}; add it "
+                            f"to train.streams.{stream}.views")
+    return problems
+
+
 def labeler_input_needs(stage: rc.Stage, labelers: Mapping[str, Any]) -> list[tuple[str, Need]]:
     """(who, need) for each input of each dataset-level labeler: the part it names, read as
     the labeler reads it, or the state (one with ``read()``)."""
@@ -586,6 +628,8 @@ def compose(plugins: Plugins, stage: rc.Stage, datasets: Callable[[str], ImageSe
     readers: dict[str, Any] = {f"state {n!r}": s for n, s in state.items()}
     readers.update({f"loss {w.name!r} ({plugins.registry.get('loss', w.type).qualified})": w.fn
                     for w in losses})
+    for problem in stream_problems(stage, _state_types(plugins, stage), len(train_set)):
+        problems.add(problem)
     readers.update({f"pseudo_labeler.{n}": fn for n, fn in labelers.items()
                     if not isinstance(fn, DatasetLabeler)})
     if sampler is not None:

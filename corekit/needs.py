@@ -106,6 +106,11 @@ class Need:
         return cls("reference")
 
     @classmethod
+    def stream(cls, name: str) -> Need:
+        """The batch stream ``name`` of ``train.streams`` (``step.stream(name)``)."""
+        return cls("stream", name)
+
+    @classmethod
     def targets(cls, name: str) -> Need:
         """Targets read as ``step.targets(name)``: a per-step labeler ``[pseudo_labeler.name]``
         or a ``targets`` state ``[state.name]``."""
@@ -244,6 +249,15 @@ def check_state(need: Need, ctx: NeedContext) -> str | None:
     return None
 
 
+def check_stream(need: Need, ctx: NeedContext) -> str | None:
+    """A stream of that name in ``train.streams`` (``main`` when it names none)."""
+    streams = list(ctx.stage.train.streams) or ["main"]
+    if need.name in streams:
+        return None
+    return (f"reads stream {need.name!r}, but train.streams has {streams}: add "
+            f"[train.streams.{need.name}] with its batch_size; {did_you_mean(need.name, streams)}")
+
+
 def check_targets(need: Need, ctx: NeedContext) -> str | None:
     """A per-step labeler or a ``targets`` state of that name."""
     labeler = ctx.stage.pseudo_labeler.get(need.name)
@@ -273,4 +287,5 @@ CORE_NEED_KINDS: dict[str, Callable[[Need, NeedContext], str | None]] = {
     "reference": check_reference,
     "targets": check_targets,
     "selected": check_selected,
+    "stream": check_stream,
 }

@@ -29,6 +29,36 @@ def named_views(views: Mapping[ViewName, torch.Tensor] | Sequence[torch.Tensor]
     return dict(views) if isinstance(views, Mapping) else dict(enumerate(views))
 
 
+MAIN = "main"
+"""The one stream of a step when ``train.streams`` names none."""
+
+
+@attrs.define
+class ConcatForward:
+    """One forward over several (stream, view) batches together (``train.concat``): the
+    members' images are concatenated, each part runs once on all of them (train-mode
+    BatchNorm sees one batch), and each member reads its own rows of the output."""
+
+    model: Networks
+    members: list[tuple[str, ViewName]]
+    images: list[torch.Tensor]
+    _cache: dict[str, dict[str, torch.Tensor]] = attrs.field(factory=dict)
+
+    def has(self, stream: str, view: ViewName) -> bool:
+        return (stream, view) in self.members
+
+    def output(self, name: str, stream: str, view: ViewName, branch: str) -> torch.Tensor:
+        """Part ``name`` of ``branch`` on member (``stream``, ``view``): its rows (B, ...) of
+        the one forward over every member (computed once per branch and part)."""
+        cache = self._cache.setdefault(branch, {})
+        with torch.set_grad_enabled(branch == "online" and torch.is_grad_enabled()):
+            whole = self.model.network(branch).compute(name, torch.cat(self.images), cache)
+        sizes = [len(x) for x in self.images]
+        at = self.members.index((stream, view))
+        start = sum(sizes[:at])
+        return whole[start:start + sizes[at]]
+
+
 @attrs.define
 class Step:
     """Everything a loss may read in one M-step.
@@ -38,6 +68,11 @@ class Step:
     ``indices``: (B,) dataset indices; ``epoch`` 0-based; ``global_step`` 1-based; ``state``:
     the stage's named state; ``reference``: a batch of the reference set, when the recipe names
     one; ``labelers``: the stage's per-step labelers by name (read through ``targets``).
+
+    With ``train.streams`` the step is the first stream's, ``name`` its stream, and
+    ``stream(NAME)`` gives every stream's step (``streams``); ``rows`` holds the targets of a
+    stream that walks a targets state's rows, by state name; ``concat`` the one forward that
+    serves the (stream, view) batches of ``train.concat``.
     """
 
     model: Networks
@@ -50,8 +85,23 @@ class Step:
     reference: torch.Tensor | None = None
     extra: dict[str, Any] = attrs.field(factory=dict)
     labelers: Mapping[str, Any] = attrs.field(factory=dict)
+    name: str = MAIN
+    streams: dict[str, Step] = attrs.field(factory=dict)
+    rows: dict[str, BatchTargets] = attrs.field(factory=dict)
+    concat: ConcatForward | None = None
     _cache: dict[tuple[str, ViewName], dict[str, torch.Tensor]] = attrs.field(factory=dict)
     _targets: dict[str, BatchTargets] = attrs.field(factory=dict)
+
+    def stream(self, name: str) -> Step:
+        """The step of stream ``name`` (``train.streams``): its own images, views, indices and
+        outputs, with the same model, state and labelers. ``"main"`` is the step itself when
+        the recipe names no stream."""
+        if name == self.name:
+            return self
+        if name not in self.streams:
+            known = list(self.streams) or [self.name]
+            raise KeyError(f"this stage has no stream {name!r}; {did_you_mean(name, known)}")
+        return self.streams[name]
 
     def output(self, name: str, view: ViewName = 0, branch: str = "online") -> torch.Tensor:
         """Part ``name`` of ``branch`` on view ``view``, a name (``"strong"``) or a position
@@ -59,6 +109,8 @@ class Step:
         view 0 and the first view's name read one output."""
         network = self.model.network(branch)
         key = view_key(list(self.views), view)
+        if self.concat is not None and self.concat.has(self.name, key):
+            return self.concat.output(name, self.name, key, branch).float()
         cache = self._cache.setdefault((branch, key), {})
         if branch == "online":
             out = network.compute(name, self.views[key], cache)
@@ -104,7 +156,10 @@ class Step:
         """The targets of this batch's images: those the per-step labeler ``[pseudo_labeler.
         <name>]`` gives on this step (computed once per step), or the rows of the ``targets``
         state ``[state.<name>]`` a dataset-level labeler wrote; labels (B,), mask (B,),
-        weight (B,)."""
+        weight (B,). On a stream that walks the rows of state ``name``, its rows' own labels
+        and weights (an image with two rows in the batch has two labels)."""
+        if name in self.rows:
+            return self.rows[name]
         if name in self.labelers:
             if name not in self._targets:
                 labels, mask = self.labelers[name](self)

@@ -105,9 +105,10 @@ def target_cross_entropy(scores: torch.Tensor, labels: torch.Tensor, weight: tor
 
 @attrs.define
 class TargetCrossEntropy:
-    """Cross-entropy of head ``head`` on view ``view`` (a name or a position) against the
-    targets ``targets``: the rows of a ``targets`` state a dataset-level labeler wrote, or a
-    per-step labeler's confident labels (``target_cross_entropy``). Reads logits or
+    """Cross-entropy of head ``head`` on view ``view`` (a name or a position) of stream
+    ``stream`` (``train.streams``; default the step's own) against the targets ``targets``: the
+    rows of a ``targets`` state a dataset-level labeler wrote, or a per-step labeler's
+    confident labels on that stream (``target_cross_entropy``). Reads logits or
     probabilities. Per sample, so no gather.
     """
 
@@ -115,12 +116,16 @@ class TargetCrossEntropy:
     targets: str = "targets"
     view: int | str = 0
     reduction: Literal["batch", "labelled"] = "labelled"
+    stream: str | None = None
 
     def needs(self) -> list[Need]:
-        return [Need.output(self.head, reads="scores"), Need.views([self.view]),
-                Need.targets(self.targets)]
+        needs = [Need.output(self.head, reads="scores"), Need.views([self.view]),
+                 Need.targets(self.targets)]
+        return needs + ([Need.stream(self.stream)] if self.stream else [])
 
     def __call__(self, step: Step) -> torch.Tensor:
+        if self.stream:
+            step = step.stream(self.stream)
         scores = step.output(self.head, self.view)
         given = step.targets(self.targets)
         return target_cross_entropy(scores, given.labels, given.weight,

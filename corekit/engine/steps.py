@@ -6,12 +6,10 @@ from collections.abc import Callable
 
 from corekit import recipe as rc
 from corekit.data import ImageSet
-from corekit.engine.trainer import steps_per_epoch
+from corekit.engine.trainer import epoch_steps
 
 
 def stage_steps(stage: rc.Stage, datasets: Callable[[str], ImageSet]) -> int:
     """Steps per epoch of ``stage`` on the set it trains on (``datasets`` loads a set by
     name)."""
-    train_set = datasets(stage.data.trained_on())
-    return steps_per_epoch(len(train_set), stage.train.batch_size, stage.train.drop_last,
-                           stage.train.steps_per_epoch)
+    return epoch_steps(stage.train, len(datasets(stage.data.trained_on())))

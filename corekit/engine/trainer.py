@@ -6,16 +6,18 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from corekit import checkpoint_io as checkpoint
 from corekit import metrics
+from corekit import recipe as rc
 from corekit.assign import centroid_confidence, head_assignment
 from corekit.budget import Pacer, format_seconds
 from corekit.components.clusterers import ClusterResult
@@ -24,13 +26,13 @@ from corekit.data import ImageSet
 from corekit.engine.devices import autocast
 from corekit.engine.metrics_log import MetricsLog
 from corekit.engine.phases import PhaseTimer
-from corekit.errors import NonFiniteLoss, TrainingError
+from corekit.errors import NonFiniteLoss, RecipeError, TrainingError
 from corekit.feature_cache import FrozenInputs, through_cache
 from corekit.lifecycle import StageContext
 from corekit.network import Network
 from corekit.parts import parse_assign, parse_feature
-from corekit.state.targets import LabelRows
-from corekit.step import Step
+from corekit.state.targets import BatchTargets, LabelRows
+from corekit.step import MAIN, ConcatForward, Step
 from corekit.views import ViewName, view_key
 
 
@@ -38,6 +40,23 @@ def steps_per_epoch(n_images: int, batch_size: int, drop_last: bool, cap: int | 
     batch = min(batch_size, n_images)
     steps = n_images // batch if drop_last else math.ceil(n_images / batch)
     return min(steps, cap) if cap else steps
+
+
+def epoch_steps(train: rc.Train, n_images: int) -> int:
+    """Steps per epoch of a stage trained as ``train`` on ``n_images`` images: the batches of
+    ``train.batch_size`` (at most ``steps_per_epoch``); with streams, ``steps_per_epoch``, else
+    the batches of the first stream that walks the images."""
+    streams = train.stream_specs()
+    if not streams:
+        return steps_per_epoch(n_images, train.batch_size, train.drop_last,
+                               train.steps_per_epoch)
+    if train.steps_per_epoch:
+        return train.steps_per_epoch
+    walking = [spec for spec in streams.values() if spec.rows is None]
+    if not walking:
+        raise RecipeError("train.steps_per_epoch: every stream walks a targets state's rows, "
+                          "whose count is not known before training; set the steps of an epoch")
+    return steps_per_epoch(n_images, walking[0].batch_size, train.drop_last, None)
 
 
 class StageTrainer:
@@ -62,9 +81,9 @@ class StageTrainer:
         self.stage_index = stage_index
         self.log = log
         self.progress = progress
-        self.steps = steps_per_epoch(len(composed.train_set), self.train_cfg.batch_size,
-                                     self.train_cfg.drop_last, self.train_cfg.steps_per_epoch)
+        self.steps = epoch_steps(self.train_cfg, len(composed.train_set))
         self.batch_size = min(self.train_cfg.batch_size, len(composed.train_set))
+        self.streams = self.train_cfg.stream_specs()
         scaler_on = dtype == torch.float16 and device.type == "cuda"
         self.scaler = torch.amp.GradScaler(device.type, enabled=scaler_on)
         self.global_step = 0
@@ -249,10 +268,15 @@ class StageTrainer:
             group["lr"] = base * factor
         return self.composed.base_lrs[0] * factor
 
-    def views(self, images: torch.Tensor) -> dict[ViewName, torch.Tensor]:
-        """Every view pipeline on ``images`` (B, C, H, W), float in [0, 1], by view name, in
-        the stage's view order (so the pipelines draw their randomness in that order)."""
-        views = {name: pipeline(images) for name, pipeline in self.composed.views.items()}
+    def views(self, images: torch.Tensor, names: Sequence[ViewName] | None = None
+              ) -> dict[ViewName, torch.Tensor]:
+        """Every view pipeline (or those of ``names``) on ``images`` (B, C, H, W), float in
+        [0, 1], by view name, in the stage's view order (so the pipelines draw their randomness
+        in that order)."""
+        wanted = None if names is None else {view_key(list(self.composed.views), n)
+                                             for n in names}
+        views = {name: pipeline(images) for name, pipeline in self.composed.views.items()
+                 if wanted is None or name in wanted}
         if self.train_cfg.memory_format == "channels_last":
             views = {name: v.contiguous(memory_format=torch.channels_last)
                      for name, v in views.items()}
@@ -303,18 +327,48 @@ class StageTrainer:
                     terms[loss.name] = loss.fn(step).float()
         return terms
 
+    def make_streams_step(self, batch: Mapping[str, StreamBatch],
+                          views: Mapping[str, dict[ViewName, torch.Tensor]], epoch: int,
+                          reference: torch.Tensor | None = None) -> Step:
+        """The Step of one batch of streams (``views``: each stream's views): with no
+        ``train.streams``, ``make_step`` of the one stream; else the first stream's step, each
+        stream's reachable as ``step.stream(NAME)``, sharing the ``train.concat`` forward."""
+        if not self.streams:
+            (only,) = batch.values()
+            return self.make_step(only.indices, views[MAIN], epoch, reference)
+        steps = {}
+        for name, part in batch.items():
+            steps[name] = self.make_step(part.indices, views[name], epoch, reference)
+            steps[name].name, steps[name].rows = name, dict(part.rows)
+        concat = None
+        if self.train_cfg.concat:
+            members = [concat_member(entry, steps) for entry in self.train_cfg.concat]
+            concat = ConcatForward(self.composed.model, members,
+                                   [steps[stream].views[view] for stream, view in members])
+        for step in steps.values():
+            step.streams, step.concat = steps, concat
+        return next(iter(steps.values()))
+
     def train_step(self, indices: torch.Tensor, images: torch.Tensor, epoch: int,
                    generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """One M-step on ``images`` (float in [0, 1]) with dataset ``indices``: lifecycle
+        """One M-step on ``images`` (float in [0, 1]) with dataset ``indices`` (a stage with
+        one stream); ``train_batch`` of it."""
+        return self.train_batch({MAIN: StreamBatch(indices, images)}, epoch, generator)
+
+    def train_batch(self, batch: Mapping[str, StreamBatch], epoch: int,
+                    generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """One M-step on ``batch`` (each stream's images and indices): lifecycle
         ``on_step_start`` → losses → ``before_backward`` → backward → optimizer →
         ``after_optimizer_step`` → per-batch E-step."""
         self.global_step += 1
         lr = self.set_lr()
         phase = self.phases
         with phase("augment"):
-            views = self.views(images)
+            views = {name: self.views(part.images, self.streams[name].views
+                                      if name in self.streams else None)
+                     for name, part in batch.items()}
             reference = self._reference_batch(generator)
-        step = self.make_step(indices, views, epoch, reference)
+        step = self.make_streams_step(batch, views, epoch, reference)
         with phase("forward"):
             self.hooks.fire("on_step_start", step)
             terms = self.loss_terms(step)
@@ -491,26 +545,95 @@ class StageTrainer:
 
     def _epoch(self, epoch: int) -> dict[str, float]:
         generator = torch.Generator().manual_seed(self.train_cfg.seed * 100_003 + epoch)
-        order = self._order(generator)
         totals: dict[str, torch.Tensor] = {}
-        stage, data = self.composed.stage, self.composed.train_set
-        loaded = self.phases.iterate("data", data.batches(order, self.batch_size))
+        loaded = self.phases.iterate("data", self.epoch_batches(generator))
         batches = tqdm(loaded, total=self.steps,
-                       desc=f"{stage.name} epoch {epoch + 1}/{self.epochs}",
+                       desc=f"{self.composed.stage.name} epoch {epoch + 1}/{self.epochs}",
                        leave=False, disable=not self.progress, dynamic_ncols=True)
-        for indices, images in batches:
-            out = self.train_step(indices, images, epoch, generator)
+        for batch in batches:
+            out = self.train_batch(batch, epoch, generator)
             if self.pacer is not None and self.progress:
                 batches.set_postfix_str(f"{format_seconds(self.pacer.deadline.left)} left")
             for key, value in out.items():
                 totals[key] = totals.get(key, 0) + value
         return {k: float(v) / max(self.steps, 1) for k, v in totals.items()}
 
-    def _order(self, generator: torch.Generator) -> torch.Tensor:
-        """This epoch's image order, drawn by the recipe's sampler."""
-        composed = self.composed
-        return composed.sampler.order(len(composed.train_set), self.steps * self.batch_size,
-                                      generator, composed.state)
+    def epoch_batches(self, generator: torch.Generator, steps: int | None = None
+                      ) -> Iterator[dict[str, StreamBatch]]:
+        """The batches of an epoch of ``steps`` steps (default the stage's), each stream's order
+        drawn from ``generator`` in stream order, loaded one step at a time."""
+        steps = steps or self.steps
+        data = self.composed.train_set
+        if not self.streams:
+            order = self.composed.sampler.order(len(data), steps * self.batch_size, generator,
+                                                self.composed.state)
+            for indices, images in data.batches(order, self.batch_size):
+                yield {MAIN: StreamBatch(indices, images)}
+            return
+        walks = {name: self._stream_walk(name, spec, steps, generator)
+                 for name, spec in self.streams.items()}
+        for i in range(steps):
+            yield {name: walk.batch(data, i) for name, walk in walks.items()}
+
+    def _stream_walk(self, name: str, spec: rc.Stream, steps: int,
+                     generator: torch.Generator) -> StreamWalk:
+        """Stream ``name``'s order for ``steps`` steps: image indices, or rows of its targets
+        state."""
+        count = steps * spec.batch_size
+        if spec.rows is None:
+            n = len(self.composed.train_set)
+            order = (torch.randint(n, (count,), generator=generator) if spec.draw == "replacement"
+                     else self.composed.sampler.order(n, count, generator, self.composed.state))
+            return StreamWalk(order, spec.batch_size)
+        rows = self.composed.state[spec.rows].rows()
+        if len(rows.index) == 0:
+            raise TrainingError(f"train.streams.{name}.rows: state {spec.rows!r} holds no row "
+                                "(its labeler kept no image); nothing to train this stream on")
+        size = len(rows.index)
+        picks = (torch.randint(size, (count,), generator=generator)
+                 if spec.draw == "replacement"
+                 else torch.cat([torch.randperm(size, generator=generator)
+                                 for _ in range(math.ceil(count / size))])[:count])
+        return StreamWalk(rows.index.cpu()[picks], spec.batch_size, spec.rows,
+                          rows.label.cpu()[picks], rows.weight.cpu()[picks])
+
+
+@attrs.frozen
+class StreamBatch:
+    """One stream's part of a step: dataset ``indices`` (B,), their ``images`` (B, C, H, W)
+    float in [0, 1], and for a stream over a targets state's rows, the rows' targets by state
+    name (``rows``)."""
+
+    indices: torch.Tensor
+    images: torch.Tensor
+    rows: Mapping[str, BatchTargets] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class StreamWalk:
+    """One stream's order over an epoch: ``order`` (steps · B,) image indices and, for a walk
+    over the rows of targets state ``state``, each position's ``label`` and ``weight``."""
+
+    order: torch.Tensor
+    batch_size: int
+    state: str | None = None
+    label: torch.Tensor | None = None
+    weight: torch.Tensor | None = None
+
+    def batch(self, data: ImageSet, i: int) -> StreamBatch:
+        """Step ``i``'s batch, loaded from ``data``."""
+        at = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        indices = self.order[at]
+        rows = {} if self.state is None else {self.state: BatchTargets(
+            self.label[at], torch.ones(len(indices), dtype=torch.bool), self.weight[at])}
+        return StreamBatch(indices, data.batch(indices), rows)
+
+
+def concat_member(entry: str, steps: Mapping[str, Step]) -> tuple[str, ViewName]:
+    """``"STREAM:VIEW"`` of ``train.concat`` as (stream, view key) among ``steps``' streams."""
+    stream, _, view = entry.partition(":")
+    names = list(steps[stream].views)
+    return stream, view_key(names, int(view) if view.isdigit() else view)
 
 
 def network_differences(network: nn.Module, saved: dict[str, torch.Tensor]) -> list[str]:

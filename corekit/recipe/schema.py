@@ -299,6 +299,28 @@ FrozenBatchNorm = Literal["eval", "train"]
 """The mode of the BatchNorm layers of frozen parts while the network trains."""
 
 
+StreamDraw = Literal["shuffle", "replacement"]
+"""How a stream visits its images or rows: a fresh permutation each pass, or uniform draws
+with replacement."""
+
+
+@attrs.frozen
+class Stream:
+    """``[train.streams.NAME]``: one named part of every step's batch, ``batch_size`` images.
+
+    It walks the training images in the stage sampler's order, or the rows ``(index, label,
+    weight)`` of the ``targets`` state named by ``rows``: one fresh permutation of the rows
+    after another (``draw = "shuffle"``) or uniform draws with replacement, as many as the
+    epoch's steps take (an image with two rows is visited as two pairs). ``views``: the views
+    its images get (default every view). ``train.streams = {NAME = 64}`` is the short form of
+    a stream of 64 images."""
+
+    batch_size: int = ranged(attrs.NOTHING, 1, BIG)
+    rows: str | None = None
+    draw: StreamDraw = "shuffle"
+    views: list[int | str] | None = ranged(None, 0, 63)
+
+
 @attrs.frozen
 class Train:
     """The M-step loop and its numerics.
@@ -311,6 +333,12 @@ class Train:
     The parts in ``freeze`` are trained by no optimizer and run without gradient, in eval mode;
     ``freeze_bn = "train"`` keeps their BatchNorm layers in train mode while the network trains
     (batch statistics, running statistics updated, parameters unchanged).
+
+    ``streams`` splits each step's batch into named streams (``Stream``), each with its own
+    batch size, order and views; a loss reads one as ``step.stream(NAME)``. An epoch is then
+    ``steps_per_epoch`` steps, or the batches of the first stream that walks the images.
+    ``concat = ["STREAM:VIEW", ...]`` runs the network once over those batches together (one
+    set of batch statistics in train-mode BatchNorm).
     """
 
     epochs: int = ranged(10, 0, 100_000)
@@ -333,6 +361,14 @@ class Train:
     time_phases: bool = False  # seconds per loop phase into metrics.jsonl (syncs CUDA)
     # wall-clock cap: "10m", "1h30m", "90s" or seconds (corekit.recipe.durations)
     budget: str | float | None = ranged(None, 0, BIG, open_low=True)
+    streams: dict[str, int | Stream] = ranged(attrs.Factory(dict), 1, BIG)
+    concat: list[str] = attrs.field(factory=list)
+
+    def stream_specs(self) -> dict[str, Stream]:
+        """The named streams, the short form ``{NAME = B}`` as ``Stream(B)``; empty when the
+        steps have one stream (``train.batch_size`` images of the sampler's order)."""
+        return {name: spec if isinstance(spec, Stream) else Stream(batch_size=spec)
+                for name, spec in self.streams.items()}
 
 
 NmiAverage = Literal["arithmetic", "geometric"]

@@ -9,7 +9,6 @@ optimizer, and nothing a probe does reaches the stage that then trains.
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 import tempfile
 import time
@@ -28,7 +27,7 @@ from corekit.engine.devices import resolve_precision
 from corekit.engine.numerics import Decision, DecisionCache, Numerics, Trial, decide
 from corekit.engine.seed import seed_everything
 from corekit.engine.steps import stage_steps
-from corekit.engine.trainer import StageTrainer
+from corekit.engine.trainer import StageTrainer, StreamBatch
 from corekit.errors import NonFiniteLoss
 from corekit.handoff import StageOutputs
 from corekit.plugins import Plugins
@@ -39,7 +38,7 @@ MIN_TRIAL_SECONDS = 1.0  # fast steps are timed until this much time has passed 
 MAX_TRIAL_STEPS = 30  # ... or this many steps
 BUDGET_STEPS = 5  # timed steps of the budget probe, after one warm-up step
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = dict[str, StreamBatch]
 
 
 @attrs.define
@@ -88,7 +87,7 @@ class StageProbe:
             with tempfile.TemporaryDirectory() as tmp:
                 composed = self.copy(numerics)
                 trainer = self.trainer(composed, Path(tmp))
-                batches = first_batches(composed, trainer, 1 + MAX_TRIAL_STEPS)
+                batches = first_batches(trainer, 1 + MAX_TRIAL_STEPS)
                 generator = torch.Generator().manual_seed(0)
                 _, (first_loss,) = timed_steps(trainer, batches, generator, 1)
                 per_step, losses = timed_steps(trainer, batches, generator, steps,
@@ -122,8 +121,8 @@ class StageProbe:
                 estep = (time.perf_counter() - t0) * \
                     (1 / stage.clusterer.every if stage.clusterer.every else 0)
             generator = torch.Generator().manual_seed(0)
-            batches = first_batches(composed, trainer, steps + 1)
-            trainer.train_step(*next(batches), 0, generator)
+            batches = first_batches(trainer, steps + 1)
+            trainer.train_batch(next(batches), 0, generator)
             per_step, _ = timed_steps(trainer, batches, generator, steps)
             evaluation, saving = timed_finish(trainer)
         periodic = estep + periodic_seconds(stage.train, evaluation, saving)
@@ -141,13 +140,10 @@ def timed_finish(trainer: StageTrainer) -> tuple[float, float]:
     return t1 - t0, time.perf_counter() - t1
 
 
-def first_batches(composed: Composed, trainer: StageTrainer, count: int) -> Iterator[Batch]:
-    """The first ``count`` batches of the sampler's order from generator seed 0, loaded one
-    at a time."""
-    generator = torch.Generator().manual_seed(0)
-    order = composed.sampler.order(len(composed.train_set), count * trainer.batch_size,
-                                   generator, composed.state)
-    return itertools.islice(composed.train_set.batches(order, trainer.batch_size), count)
+def first_batches(trainer: StageTrainer, count: int) -> Iterator[Batch]:
+    """The first ``count`` batches of the stage's order (every stream's) from generator seed 0,
+    loaded one at a time."""
+    return trainer.epoch_batches(torch.Generator().manual_seed(0), count)
 
 
 def timed_steps(trainer: StageTrainer, batches: Iterator[Batch], generator: torch.Generator,
@@ -157,8 +153,8 @@ def timed_steps(trainer: StageTrainer, batches: Iterator[Batch], generator: torc
     them for the clock to resolve them)."""
     losses: list[float] = []
     t0 = time.perf_counter()
-    for indices, images in batches:
-        losses.append(float(trainer.train_step(indices, images, 0, generator)["loss"]))
+    for batch in batches:
+        losses.append(float(trainer.train_batch(batch, 0, generator)["loss"]))
         if len(losses) >= steps and time.perf_counter() - t0 >= min_seconds:
             break
     return (time.perf_counter() - t0) / max(len(losses), 1), losses
