@@ -139,7 +139,7 @@ def cmd_show(args: argparse.Namespace, plugins: Plugins) -> int:
 
 
 def cmd_check(args: argparse.Namespace, plugins: Plugins) -> int:
-    from corekit.composer import describe_labelers, describe_views
+    from corekit.composer import describe_labelers, describe_streams, describe_views
     from corekit.engine.devices import resolve_device
     from corekit.runner import DataCache, check_recipe
 
@@ -155,6 +155,7 @@ def cmd_check(args: argparse.Namespace, plugins: Plugins) -> int:
         print(f"stage {c.stage.name}: {len(c.train_set)} images of {c.train_set.name}, "
               f"{c.n_clusters} clusters; losses: {losses}; state: {state}; "
               f"views: {describe_views(c.stage.augment)}; "
+              f"streams: {describe_streams(train)}; "
               f"labelers: {describe_labelers(c)}{frozen}")
     print(f"ok: recipe {recipe.name!r} composes ({len(composed)} stage(s))")
     return 0

@@ -374,6 +374,21 @@ def _takes(plugins: Plugins, kind: str, name: str, option: str) -> bool:
     return option in inspect.signature(plugins.registry.get(kind, name).obj).parameters
 
 
+def describe_streams(train: rc.Train) -> str:
+    """The streams of a step for ``deepclust check``: ``labelled: 64 rows of reliable (weak),
+    unlabelled: 448 (weak, strong); concat labelled:weak, ...``; ``main`` for one stream."""
+    streams = train.stream_specs()
+    if not streams:
+        return f"main: {train.batch_size}"
+    parts = []
+    for name, spec in streams.items():
+        what = f"{spec.batch_size} rows of {spec.rows}" if spec.rows else str(spec.batch_size)
+        views = f" ({', '.join(map(str, spec.views))})" if spec.views is not None else ""
+        parts.append(f"{name}: {what}{views}")
+    concat = f"; concat {', '.join(train.concat)}" if train.concat else ""
+    return ", ".join(parts) + concat
+
+
 def describe_labelers(composed: Composed) -> str:
     """One phrase per labeler of ``composed`` for ``deepclust check``: ``graph: cluster ->
     targets (before training)``, ``confident: confidence_threshold (per step)``."""

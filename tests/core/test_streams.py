@@ -181,3 +181,12 @@ def test_a_batch_larger_than_the_set_and_a_loss_reading_no_stream_are_refused(pl
     message = _problems(plugins, raw)
     assert "train.streams.unlabelled.batch_size: 300 images a step from a set of 256" in message
     assert "reads stream 'unlabeled'" in message and "did you mean 'unlabelled'" in message
+
+
+def test_check_describes_the_streams():
+    from corekit.composer import describe_streams
+
+    assert describe_streams(rc.validate(_raw()).stages[0].train) == (
+        "labelled: 8 rows of reliable (weak), unlabelled: 24 (weak, strong); concat "
+        "labelled:weak, unlabelled:weak, unlabelled:strong")
+    assert describe_streams(rc.validate(tiny_recipe()).stages[0].train) == "main: 64"
