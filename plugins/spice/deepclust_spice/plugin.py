@@ -45,6 +45,7 @@ def register_pseudo_labelers(register: RegisterFn) -> None:
 @hookimpl
 def register_state_types(register: RegisterFn) -> None:
     register("spice_selection", "deepclust_spice.selection:spice_selection")
+    register("spice_reliable_guard", "deepclust_spice.guard:ReliableGuard")
 
 
 @hookimpl
