@@ -30,3 +30,12 @@ def _session_cache_dir(tmp_path_factory):
         os.environ.pop("DEEPCLUST_CACHE_DIR", None)
     else:
         os.environ["DEEPCLUST_CACHE_DIR"] = saved
+
+
+@pytest.fixture(scope="session")
+def plugins():
+    """Every installed plugin and the core, loaded once per session (tests that need another
+    set build their own with ``corekit.testing.plugin_set`` or ``load_only``)."""
+    from corekit.plugins import load_plugins
+
+    return load_plugins()

@@ -97,6 +97,38 @@ def run_tiny(raw: dict[str, Any], out: Path, plugins: Plugins, **kwargs: Any) ->
                                                     **kwargs})
 
 
+def tiny_trainer(plugins: Plugins, raw: dict[str, Any], run_dir: Path | None) -> StageTrainer:
+    """The trainer of the first stage of ``raw`` (a recipe table, e.g. a ``tiny_recipe``),
+    composed on CPU on the images it trains on: digits, a seeded subset when ``data.subset``
+    says so (as the runner draws it), writing into ``run_dir``; nothing is trained."""
+    import torch
+
+    from corekit.composer import compose
+    from corekit.data import load_dataset
+    from corekit.engine.trainer import StageTrainer
+
+    stage = rc.validate(raw).stages[0]
+    data = load_dataset("digits")
+    if stage.data.subset:
+        data = data.subset(stage.data.subset, stage.train.seed)
+    cpu = torch.device("cpu")
+    composed = compose(plugins, stage, lambda _name: data, cpu)
+    return StageTrainer(composed, run_dir or Path(), cpu, None, 0, lambda _: None,
+                        progress=False)
+
+
+def composition_problems(plugins: Plugins, raw: dict[str, Any]) -> str:
+    """The message of the error that composing ``raw``'s first stage raises (the test fails
+    when it composes)."""
+    import pytest
+
+    from corekit.errors import RecipeError
+
+    with pytest.raises(RecipeError) as caught:
+        tiny_trainer(plugins, raw, None)
+    return str(caught.value)
+
+
 def compose_trainer(plugins: Plugins, recipe: str, run_dir: Path, *overrides: str,
                     dataset: ImageSet, data: str = "digits") -> StageTrainer:
     """The trainer of the first stage of ``recipe``'s ``data`` preset (with ``overrides``, as

@@ -4,8 +4,6 @@ in memory and from disk; an unreadable entry is a miss."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import attrs
 import pytest
 import torch
@@ -13,12 +11,9 @@ import torch
 from corekit import feature_cache as fc
 from corekit import recipe as rc
 from corekit.components.augment import eval_transform
-from corekit.composer import compose
 from corekit.data import load_dataset
-from corekit.engine.trainer import StageTrainer
-from corekit.plugins import load_plugins
 from corekit.predict import load_trained, predict
-from corekit.testing import run_tiny, tiny_recipe
+from corekit.testing import run_tiny, tiny_recipe, tiny_trainer
 
 FROZEN_HEAD = {
     "model": {"backbone": {"type": "mlp", "hidden": 64, "out_dim": 32},
@@ -29,11 +24,6 @@ FROZEN_HEAD = {
     "train": {"epochs": 2, "freeze": ["backbone"]},
     "eval": {"assign": "head:cluster"},
 }
-
-
-@pytest.fixture(scope="module")
-def plugins():
-    return load_plugins()
 
 
 @pytest.fixture(autouse=True)
@@ -50,14 +40,6 @@ def _recipe(**sections):
     return {k: v for k, v in raw.items() if v is not None}
 
 
-def _trainer(plugins, raw, run_dir: Path) -> StageTrainer:
-    stage = rc.validate(raw).stages[0]
-    composed = compose(plugins, stage, lambda _name: _digits(stage.train.seed),
-                       torch.device("cpu"))
-    return StageTrainer(composed, run_dir, torch.device("cpu"), None, 0, lambda _: None,
-                        progress=False)
-
-
 def _digits(seed: int):
     """The 256 digits the tiny recipe trains on (``data.subset``, as the runner draws them)."""
     return load_dataset("digits").subset(256, seed)
@@ -71,7 +53,7 @@ def _count_calls(module: torch.nn.Module) -> list[int]:
 
 def test_features_of_a_zero_epoch_stage_are_extracted_once_then_read_from_memory_and_disk(
         plugins, tmp_path):
-    trainer = _trainer(plugins, _recipe(train={"epochs": 0}, losses=None), tmp_path)
+    trainer = tiny_trainer(plugins, _recipe(train={"epochs": 0}, losses=None), tmp_path)
     calls = _count_calls(trainer.composed.model.online.part("backbone"))
     data = trainer.composed.train_set
     first = trainer.features("online:backbone", data)
@@ -86,7 +68,7 @@ def test_features_of_a_zero_epoch_stage_are_extracted_once_then_read_from_memory
 
 
 def test_a_trained_part_is_never_cached(plugins, tmp_path):
-    trainer = _trainer(plugins, _recipe(), tmp_path)
+    trainer = tiny_trainer(plugins, _recipe(), tmp_path)
     calls = _count_calls(trainer.composed.model.online.part("backbone"))
     data = trainer.composed.train_set
     trainer.features("online:backbone", data)
@@ -96,7 +78,7 @@ def test_a_trained_part_is_never_cached(plugins, tmp_path):
 
 
 def test_the_key_changes_with_weights_images_transform_and_precision(plugins, tmp_path):
-    trainer = _trainer(plugins, _recipe(train={"epochs": 0}, losses=None), tmp_path)
+    trainer = tiny_trainer(plugins, _recipe(train={"epochs": 0}, losses=None), tmp_path)
     net, data = trainer.composed.model.online, trainer.composed.train_set
     transform = trainer.composed.eval_transform
     key = fc.feature_key(net, "backbone", data, transform, None)
@@ -135,7 +117,7 @@ def test_an_unwritable_cache_folder_is_skipped(tmp_path):
 
 def test_a_frozen_backbone_never_runs_in_training_and_the_step_reads_its_cached_features(
         plugins, tmp_path):
-    trainer = _trainer(plugins, _recipe(**FROZEN_HEAD), tmp_path)
+    trainer = tiny_trainer(plugins, _recipe(**FROZEN_HEAD), tmp_path)
     backbone = trainer.composed.model.online.part("backbone")
     calls = _count_calls(backbone)
     data = trainer.composed.train_set
@@ -153,7 +135,7 @@ def test_a_frozen_backbone_never_runs_in_training_and_the_step_reads_its_cached_
 def test_views_that_are_not_the_eval_transform_get_no_prefill(plugins, tmp_path):
     raw = _recipe(**(FROZEN_HEAD | {"augment": {"type": "simclr", "views": 2,
                                                  "crop_scale": [0.5, 1.0]}}))
-    trainer = _trainer(plugins, raw, tmp_path)
+    trainer = tiny_trainer(plugins, raw, tmp_path)
     calls = _count_calls(trainer.composed.model.online.part("backbone"))
     indices = torch.arange(4)
     step = trainer.make_step(indices, trainer.views(trainer.composed.train_set.batch(indices)), 0)

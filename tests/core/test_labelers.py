@@ -12,14 +12,12 @@ import torch
 from corekit import recipe as rc
 from corekit.components.dataset_labelers import ClusterLabels
 from corekit.components.losses import target_cross_entropy
-from corekit.composer import CompositionError, compose
+from corekit.composer import compose
 from corekit.data import load_dataset
-from corekit.engine.trainer import StageTrainer
 from corekit.handoff import StageOutputs
 from corekit.hookspecs import hookimpl
-from corekit.plugins import load_plugins
 from corekit.state import LabelRows, PseudoLabels, Targets
-from corekit.testing import plugin_set, run_tiny, tiny_recipe
+from corekit.testing import composition_problems, plugin_set, run_tiny, tiny_recipe, tiny_trainer
 
 LABELLED_HEAD = {
     "model": {"backbone": {"type": "mlp", "hidden": 64, "out_dim": 32},
@@ -36,11 +34,6 @@ LABELLED_HEAD = {
 }
 
 
-@pytest.fixture(scope="module")
-def plugins():
-    return load_plugins()
-
-
 def _raw(**sections):
     """The tiny recipe with ``LABELLED_HEAD``'s tables; ``sections`` replace ``pseudo_labeler``
     and ``losses`` whole and are merged into the other tables."""
@@ -50,18 +43,6 @@ def _raw(**sections):
     return {k: v for k, v in raw.items() if v is not None}
 
 
-def _trainer(plugins, raw, run_dir) -> StageTrainer:
-    stage = rc.validate(raw).stages[0]
-    data = load_dataset("digits").subset(256, stage.train.seed)
-    composed = compose(plugins, stage, lambda _name: data, torch.device("cpu"))
-    return StageTrainer(composed, run_dir, torch.device("cpu"), None, 0, lambda _: None,
-                        progress=False)
-
-
-def _problems(plugins, raw) -> str:
-    with pytest.raises(CompositionError) as caught:
-        _trainer(plugins, raw, None)
-    return str(caught.value)
 
 
 # -- the targets state ------------------------------------------------------------------------
@@ -146,8 +127,9 @@ def test_cross_entropy_divides_by_the_batch_or_by_the_labelled_weight():
 # -- wired into a stage -----------------------------------------------------------------------
 def test_a_dataset_labeler_writes_its_targets_before_training_and_the_head_learns_them(
         plugins, tmp_path):
-    trainer = _trainer(plugins, _raw(train={"epochs": 40, "steps_per_epoch": 4, "batch_size": 64,
-                                            "optimizer": {"lr": 1e-2}}), tmp_path)
+    raw = _raw(train={"epochs": 40, "steps_per_epoch": 4, "batch_size": 64,
+                      "optimizer": {"lr": 1e-2}})
+    trainer = tiny_trainer(plugins, raw, tmp_path)
     calls = []
     original = trainer.label
     trainer.label = lambda name, epoch: calls.append(epoch) or original(name, epoch)
@@ -168,7 +150,7 @@ def test_every_and_stage_end_decide_when_a_labeler_runs(plugins, tmp_path):
                    losses={"entropy": {"type": "batch_marginal_entropy", "head": "cluster",
                                        "views": 1}},
                    train={"epochs": 5, "steps_per_epoch": 1})
-        trainer = _trainer(plugins, raw, tmp_path / when)
+        trainer = tiny_trainer(plugins, raw, tmp_path / when)
         epochs = []
         trainer.label = lambda name, epoch, out=epochs: out.append(epoch)
         trainer.run()
@@ -178,7 +160,7 @@ def test_every_and_stage_end_decide_when_a_labeler_runs(plugins, tmp_path):
 
 def test_a_sample_labels_a_random_subset_that_changes_with_the_epoch(plugins, tmp_path):
     labeler = {**LABELLED_HEAD["pseudo_labeler"]["graph"], "sample": 100, "keep": 1.0}
-    trainer = _trainer(plugins, _raw(pseudo_labeler={"graph": labeler}), tmp_path)
+    trainer = tiny_trainer(plugins, _raw(pseudo_labeler={"graph": labeler}), tmp_path)
     first, again = trainer.label("graph", 0), trainer.label("graph", 0)
     other = trainer.label("graph", 1)
     assert len(first.index) == 100 and len(set(first.index.tolist())) == 100
@@ -191,7 +173,7 @@ def test_a_per_step_labeler_is_read_as_step_targets(plugins, tmp_path):
                                              "threshold": 0.0}},
                losses={"ce": {"type": "cross_entropy", "head": "cluster",
                               "targets": "confident"}})
-    trainer = _trainer(plugins, raw, tmp_path)
+    trainer = tiny_trainer(plugins, raw, tmp_path)
     data = trainer.composed.train_set
     indices = torch.arange(8)
     step = trainer.make_step(indices, trainer.views(data.images[indices]), 0)
@@ -205,7 +187,7 @@ def test_a_per_step_labeler_is_read_as_step_targets(plugins, tmp_path):
 def test_labeler_input_naming_no_part_is_refused_with_its_key(plugins):
     labeler = {**LABELLED_HEAD["pseudo_labeler"]["graph"],
                "inputs": {"features": "online:backbon"}}
-    message = _problems(plugins, _raw(pseudo_labeler={"graph": labeler}))
+    message = composition_problems(plugins, _raw(pseudo_labeler={"graph": labeler}))
     assert "pseudo_labeler.graph.inputs.features" in message and "'backbone'" in message
 
 
@@ -227,7 +209,7 @@ class _ProbsLabelerPlugin:
 
 def test_labeler_reading_probs_from_logits_is_refused():
     plugins = plugin_set(_ProbsLabelerPlugin, name="probs")
-    message = _problems(plugins, _raw(pseudo_labeler={"graph": {
+    message = composition_problems(plugins, _raw(pseudo_labeler={"graph": {
         "type": "probs_reader", "inputs": {"probs": "online:backbone"}, "writes": "targets"}}))
     assert "pseudo_labeler.graph.inputs.probs" in message and "as probs" in message
 
@@ -235,7 +217,8 @@ def test_labeler_reading_probs_from_logits_is_refused():
 def test_sample_larger_than_the_set_and_a_missing_writes_are_refused(plugins):
     labeler = {k: v for k, v in LABELLED_HEAD["pseudo_labeler"]["graph"].items()
                if k != "writes"}
-    message = _problems(plugins, _raw(pseudo_labeler={"graph": {**labeler, "sample": 300}}))
+    raw = _raw(pseudo_labeler={"graph": {**labeler, "sample": 300}})
+    message = composition_problems(plugins, raw)
     assert "pseudo_labeler.graph.sample: 300 images of a set of 256" in message
     assert "pseudo_labeler.graph.writes" in message
 
@@ -245,14 +228,14 @@ def test_a_per_step_labeler_with_dataset_keys_and_a_loss_reading_unknown_targets
                                              "writes": "targets"}},
                losses={"ce": {"type": "cross_entropy", "head": "cluster",
                               "targets": "confidnet"}})
-    message = _problems(plugins, raw)
+    message = composition_problems(plugins, raw)
     assert "pseudo_labeler.confident.writes: 'confidence_threshold' labels each step" in message
     assert "reads targets 'confidnet'" in message and "did you mean 'confident'" in message
 
 
 def test_a_loss_reading_a_dataset_labeler_by_its_own_name_is_told_to_read_its_state(plugins):
     raw = _raw(losses={"ce": {"type": "cross_entropy", "head": "cluster", "targets": "graph"}})
-    assert "read targets = 'targets'" in _problems(plugins, raw)
+    assert "read targets = 'targets'" in composition_problems(plugins, raw)
 
 
 def test_the_targets_are_saved_in_the_stage_outputs_and_carried_by_init_from(plugins, tmp_path):
@@ -273,11 +256,11 @@ def test_the_targets_are_saved_in_the_stage_outputs_and_carried_by_init_from(plu
 
 def test_the_labelers_clusterer_is_seeded_by_the_stage_seed_unless_its_table_sets_one(plugins,
                                                                                      tmp_path):
-    seeded = _trainer(plugins, _raw(train={"seed": 3}), tmp_path)
+    seeded = tiny_trainer(plugins, _raw(train={"seed": 3}), tmp_path)
     assert seeded.composed.dataset_labelers["graph"].clusterer.seed == 3
     labeler = LABELLED_HEAD["pseudo_labeler"]["graph"]
     fixed = {**labeler, "clusterer": {**labeler["clusterer"], "seed": 7}}
-    pinned = _trainer(plugins, _raw(train={"seed": 3}, pseudo_labeler={"graph": fixed}),
+    pinned = tiny_trainer(plugins, _raw(train={"seed": 3}, pseudo_labeler={"graph": fixed}),
                       tmp_path)
     assert pinned.composed.dataset_labelers["graph"].clusterer.seed == 7
 
@@ -288,12 +271,12 @@ def test_a_dataset_labeler_reads_its_inputs_through_the_named_view(plugins, tmp_
                augment={"views": {"plain": {"type": "identity"},
                                   "noisy": {"type": "simclr", "crop_scale": [0.2, 0.5]}}})
     raw["augment"] = {k: v for k, v in raw["augment"].items() if k == "views"}
-    trainer = _trainer(plugins, raw, tmp_path)
+    trainer = tiny_trainer(plugins, raw, tmp_path)
     plain = trainer.labeler_input("online:backbone")
     through_view = trainer.labeler_input("online:backbone", "noisy")
     assert plain.shape == through_view.shape and not torch.allclose(plain, through_view)
     raw["pseudo_labeler"]["graph"]["view"] = "nosiy"
-    assert "did you mean 'noisy'" in _problems(plugins, raw)
+    assert "did you mean 'noisy'" in composition_problems(plugins, raw)
 
 
 def test_a_per_step_labeler_takes_its_view_from_the_table(plugins, tmp_path):
@@ -302,7 +285,7 @@ def test_a_per_step_labeler_takes_its_view_from_the_table(plugins, tmp_path):
                losses={"ce": {"type": "cross_entropy", "head": "cluster",
                               "targets": "confident"}},
                augment={"views": 2})
-    trainer = _trainer(plugins, raw, tmp_path)
+    trainer = tiny_trainer(plugins, raw, tmp_path)
     assert trainer.composed.step_labelers["confident"].view == 1
 
 
@@ -311,7 +294,7 @@ def test_check_names_each_labeler_and_when_it_runs(plugins, tmp_path):
 
     raw = _raw(pseudo_labeler={**LABELLED_HEAD["pseudo_labeler"],
                                "confident": {"type": "confidence_threshold", "head": "cluster"}})
-    trainer = _trainer(plugins, raw, tmp_path)
+    trainer = tiny_trainer(plugins, raw, tmp_path)
     assert describe_labelers(trainer.composed) == (
         "graph: cluster -> targets (before training), confident: confidence_threshold "
         "(per step)")

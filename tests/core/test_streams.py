@@ -10,13 +10,10 @@ import pytest
 import torch
 
 from corekit import recipe as rc
-from corekit.composer import CompositionError, compose
-from corekit.data import load_dataset
-from corekit.engine.trainer import StageTrainer, epoch_steps
+from corekit.engine.trainer import epoch_steps
 from corekit.errors import RecipeError
-from corekit.plugins import load_plugins
 from corekit.state import LabelRows
-from corekit.testing import run_tiny, tiny_recipe
+from corekit.testing import composition_problems, run_tiny, tiny_recipe, tiny_trainer
 
 STREAMS = {
     "model": {"backbone": {"type": "mlp", "hidden": 64, "out_dim": 32},
@@ -44,29 +41,12 @@ STREAMS = {
 }
 
 
-@pytest.fixture(scope="module")
-def plugins():
-    return load_plugins()
-
-
 def _raw(**train):
     raw = {**tiny_recipe(), **copy.deepcopy(STREAMS)}
     raw["train"] = rc.merge(raw["train"], train)
     return {k: v for k, v in raw.items() if v is not None}
 
 
-def _trainer(plugins, raw, run_dir) -> StageTrainer:
-    stage = rc.validate(raw).stages[0]
-    data = load_dataset("digits").subset(256, stage.train.seed)
-    composed = compose(plugins, stage, lambda _name: data, torch.device("cpu"))
-    return StageTrainer(composed, run_dir, torch.device("cpu"), None, 0, lambda _: None,
-                        progress=False)
-
-
-def _problems(plugins, raw) -> str:
-    with pytest.raises((CompositionError, RecipeError)) as caught:
-        _trainer(plugins, raw, None)
-    return str(caught.value)
 
 
 def _step(trainer, epoch=0):
@@ -79,7 +59,7 @@ def _step(trainer, epoch=0):
 
 
 def test_each_stream_has_its_own_batch_size_and_views(plugins, tmp_path):
-    trainer = _trainer(plugins, _raw(concat=[]), tmp_path)
+    trainer = tiny_trainer(plugins, _raw(concat=[]), tmp_path)
     batch, step = _step(trainer)
     labelled, unlabelled = step.stream("labelled"), step.stream("unlabelled")
     assert step is labelled and step.name == "labelled"
@@ -91,7 +71,7 @@ def test_each_stream_has_its_own_batch_size_and_views(plugins, tmp_path):
 
 
 def test_a_rows_stream_walks_the_rows_and_reads_their_own_labels(plugins, tmp_path):
-    trainer = _trainer(plugins, _raw(concat=[], steps_per_epoch=5,
+    trainer = tiny_trainer(plugins, _raw(concat=[], steps_per_epoch=5,
                                      streams={"labelled": {"draw": "shuffle",
                                                            "batch_size": 4}}), tmp_path)
     rows = LabelRows.of(torch.tensor([3, 3, 7]), torch.tensor([1, 2, 0]))
@@ -113,7 +93,7 @@ def test_a_rows_stream_walks_the_rows_and_reads_their_own_labels(plugins, tmp_pa
 
 
 def test_concat_runs_one_forward_over_the_streams_views(plugins, tmp_path):
-    trainer = _trainer(plugins, _raw(), tmp_path)
+    trainer = tiny_trainer(plugins, _raw(), tmp_path)
     _, step = _step(trainer)
     calls: list[int] = []
     network = trainer.composed.model.online
@@ -133,7 +113,7 @@ def test_concat_runs_one_forward_over_the_streams_views(plugins, tmp_path):
 def test_concat_batchnorm_statistics_come_from_every_member(plugins, tmp_path):
     raw = _raw()
     raw["model"]["backbone"] = {"type": "small_cnn", "width": 8, "out_dim": 16}
-    trainer = _trainer(plugins, raw, tmp_path)
+    trainer = tiny_trainer(plugins, raw, tmp_path)
     bn = next(m for m in trainer.composed.model.online.modules()
               if isinstance(m, torch.nn.BatchNorm2d))
     seen: list[int] = []
@@ -162,14 +142,14 @@ def test_steps_of_an_epoch_with_streams():
 # -- bad input ---------------------------------------------------------------------------------
 def test_a_stream_view_or_rows_no_table_defines_is_refused(plugins):
     raw = _raw(concat=[], streams={"labelled": {"views": ["waek"], "rows": "relaible"}})
-    message = _problems(plugins, raw)
+    message = composition_problems(plugins, raw)
     assert "train.streams.labelled.views: augment.views: no view 'waek'; did you mean 'weak'" \
         in message
     assert "train.streams.labelled.rows: 'relaible' is not a state of type 'targets'" in message
 
 
 def test_a_concat_entry_naming_no_stream_or_a_view_it_lacks_is_refused(plugins):
-    message = _problems(plugins, _raw(concat=["labeled:weak", "labelled:strong"]))
+    message = composition_problems(plugins, _raw(concat=["labeled:weak", "labelled:strong"]))
     assert "train.concat[0]: 'labeled:weak' names no stream" in message
     assert "did you mean 'labelled'" in message
     assert "train.concat[1]: stream 'labelled' does not get view 'strong'" in message
@@ -178,7 +158,7 @@ def test_a_concat_entry_naming_no_stream_or_a_view_it_lacks_is_refused(plugins):
 def test_a_batch_larger_than_the_set_and_a_loss_reading_no_stream_are_refused(plugins):
     raw = _raw(streams={"unlabelled": {"batch_size": 300}})
     raw["losses"]["unlabelled"]["stream"] = "unlabeled"
-    message = _problems(plugins, raw)
+    message = composition_problems(plugins, raw)
     assert "train.streams.unlabelled.batch_size: 300 images a step from a set of 256" in message
     assert "reads stream 'unlabeled'" in message and "did you mean 'unlabelled'" in message
 
