@@ -74,6 +74,8 @@ def run_stage(plan: StagePlan, context: PlanContext, out: Path, *, resume: bool 
         payload = load_checkpoint(folder / CHECKPOINT_FILE)
         log(f"resumed {plan.name} after epoch {payload['epoch'] + 1}")
         plan = budget_as_recorded(plan, folder, payload["epoch"] + 1)
+        if plan.refits:
+            log(f"  budget: continues as re-fitted before, {plan.refits[-1].describe()}")
     stage = plan.stage
     pacer = budget_pacer(plan, folder, None if payload is None else payload["epoch"] + 1)
     plan.save(folder)

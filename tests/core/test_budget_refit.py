@@ -222,7 +222,7 @@ def test_a_resumed_pacer_takes_the_refits_made_up_to_its_checkpoint():
     assert choice.resumed_pacer(stage, [], 8).refits == []  # nothing taken yet: a new pacer
 
 
-def test_resume_continues_the_refitted_epochs_and_schedule(tmp_path, monkeypatch):
+def test_resume_continues_the_refitted_epochs_and_schedule(tmp_path, monkeypatch, capsys):
     """A budgeted run interrupted after 3 epochs keeps each re-fit in plan.json as it is taken;
     --resume continues with those: the probe's plan, the re-fitted epoch count and the
     compressed schedule, not a new probe's plan of the budget."""
@@ -255,7 +255,10 @@ def test_resume_continues_the_refitted_epochs_and_schedule(tmp_path, monkeypatch
         return real_run(self, resume)
 
     monkeypatch.setattr(StageTrainer, "run", spy)
+    capsys.readouterr()
     assert main([*args, "--resume"]) == 0
+    assert f"budget: continues as re-fitted before, {refits[-1].describe()}" in \
+        capsys.readouterr().out
     warp = Warp()
     for refit in refits:
         warp = warp.compressed(refit.epoch, refit.epochs, recorded["epochs"])
