@@ -1,10 +1,10 @@
-"""View pipelines: batched, on-device kornia augmentations (spec cc §2.2, hadis §2.2, spice §2.2).
+"""View pipelines: batched, on-device kornia augmentations (CC, ProPos/HaDis, SPICE).
 
 Every factory has the form ``factory(size, channels=3, mean=None, std=None, **options)`` and
 returns a module mapping a float batch B×C×H×W in [0, 1] (any device) to one view
 B×C×size×size, normalised with ``mean``/``std`` when given and left in [0, 1] otherwise.
-Random parameters are drawn per sample and every kornia argument is passed explicitly (spec cc
-P10, spice P15: several kornia defaults differ from torchvision). The geometric ops of a view
+Random parameters are drawn per sample and every kornia argument is passed explicitly
+(several kornia defaults differ from torchvision). The geometric ops of a view
 (rotation, shear, crop, flip) are drawn as the kornia ops draw them and applied as one warp
 (:class:`RandomGeometry`, issue #23), and the colour jitter is one batched op
 (:class:`RandomColorJitter`). Colour ops that need RGB (saturation, hue, grayscale) are skipped
@@ -44,7 +44,7 @@ def _resize(x: Tensor, size: int) -> Tensor:
 class ViewPipeline(nn.Module):
     """One stochastic view: optional resize to size×size, the ops in order, then normalisation.
 
-    Shared frame of every pipeline in this module (spec cc §2.2, hadis §2.2, spice §2.2)."""
+    Shared frame of every pipeline in this module."""
 
     def __init__(
         self,
@@ -84,7 +84,7 @@ class ViewPipeline(nn.Module):
 
 @dataclass(frozen=True)
 class ResizedCrop:
-    """``RandomResizedCrop`` draws (spec cc §2.2, kornia 0.9.0 ``ResizedCropGenerator``): ten
+    """``RandomResizedCrop`` draws (kornia 0.9.0 ``ResizedCropGenerator``): ten
     candidates of area ``U(scale)·H·W`` and log-uniform aspect ratio ``r = w/h`` in ``ratio``,
     ``w = round(√(area·r))``, ``h = round(√(area/r))``; the first that fits the image, else
     the whole image (clipped to ``ratio``); top-left corner uniform over integer positions."""
@@ -154,9 +154,9 @@ class Geometry:
 
 class RandomGeometry(nn.Module):
     """Rotation and x-shear about the centre, a crop resized to size×size, a horizontal flip,
-    all drawn per image and applied as ONE warp of each image (spec cc §2.2, hadis §2.2).
+    all drawn per image and applied as ONE warp of each image.
 
-    The draws are those of the kornia ops it replaces (spec cc P10), in this order:
+    The draws are those of the kornia ops it replaces, in this order:
     ``RandomAffine(degrees, shear=shear, padding_mode="zeros")`` (angle ~ U(−degrees, degrees),
     x-shear ~ U(−shear, shear)°, about pixel ((W−1)/2, (H−1)/2)), then ``crop`` (``ResizedCrop``:
     ``RandomResizedCrop(cropping_mode="slice")``, or ``PaddedCrop``: ``RandomCrop`` with zero
@@ -305,8 +305,8 @@ def simclr(
     """SimCLR view: resized crop, flip, jitter (0.8s, 0.8s, 0.8s, 0.2s) p=0.8, grayscale p=0.2,
     optional Gaussian blur p=0.5 (kernel ≈10% of size, σ ∈ (0.1, 2)).
 
-    CC's ``cc_small`` (s=0.5), ``cc_stl`` (s=1) and ``cc_imagenet`` (s=1, blur), spec cc §2.2;
-    ProPos/HaDis ``propos_simclr`` (s=0.5, no blur, with mean/std), spec hadis §2.2. ``rotate`` /
+    CC's ``cc_small`` (s=0.5), ``cc_stl`` (s=1) and ``cc_imagenet`` (s=1, blur);
+    ProPos/HaDis ``propos_simclr`` (s=0.5, no blur, with mean/std). ``rotate`` /
     ``shear`` (degrees, default 0 = off) add a random affine before the crop: a toolkit option
     for digit images, not in any of the papers. Affine, crop and flip are one warp."""
     s = strength
@@ -338,7 +338,7 @@ def byol(
 ) -> nn.Module:
     """BYOL's asymmetric view (Grill et al. 2020, Table 6): crop, flip, jitter (0.4, 0.4, 0.2,
     0.1) p=0.8, grayscale p=0.2, blur (p=1.0 for view 1, 0.1 for view 2), solarize (p=0.0 for
-    view 1, 0.2 for view 2). Not in the CC/HaDis/SPICE specs; offered for BYOL-style recipes."""
+    view 1, 0.2 for view 2). Not used by CC, HaDis or SPICE; offered for BYOL-style recipes."""
     if view not in (1, 2):
         raise ValueError(f"byol view must be 1 or 2, got {view!r}")
     blur_p = (1.0 if view == 1 else 0.1) if blur_p is None else blur_p
@@ -366,7 +366,7 @@ def moco_v2(
     blur_p: float = 0.5,
     flip_p: float = 0.5,
 ) -> nn.Module:
-    """MoCo-v2 view (SPICE stage 1, spec spice §2.2 A): crop scale (0.2, 1), jitter
+    """MoCo-v2 view (SPICE stage 1): crop scale (0.2, 1), jitter
     (0.4, 0.4, 0.4, 0.1) p=0.8, grayscale p=0.2, blur σ ∈ (0.1, 2) with a 13-tap kernel p=0.5,
     flip p=0.5; SPICE normalises with ImageNet mean/std. The flip is warped with the crop: it
     commutes with the jitter (per image) and the blur (symmetric kernel, reflect border), so
@@ -388,7 +388,7 @@ def weak(
 ) -> nn.Module:
     """Weak view: random size×size crop after zero padding by 4, horizontal flip p=0.5.
 
-    SPICE ``spice_weak`` and FixMatch ``fixmatch_weak`` (spec spice §2.2 B, D; the order of the
+    SPICE ``spice_weak`` and FixMatch ``fixmatch_weak`` (the order of the
     two independent ops does not change the distribution). Inputs not at size are resized."""
     ops = [RandomGeometry(size, PaddedCrop(padding), flip_p)]
     return ViewPipeline(size, channels, ops, mean, std, resize=True)
@@ -489,7 +489,7 @@ _Op = Callable[[Tensor, Tensor], Tensor]
 
 
 class RandomOps(nn.Module):
-    """SCAN/FixMatch RandAugment (spec spice §2.2 C.2, E.1): ``n_ops`` slots; in each slot every
+    """SCAN/FixMatch RandAugment: ``n_ops`` slots; in each slot every
     image draws one of 14 PIL-style ops uniformly with replacement and its own magnitude
     ``v ~ U(lo, hi)``. Geometric ops use top-left origin for shear/translate, the centre for
     rotate, nearest sampling and black fill; Posterize/Solarize quantise to 1/255.
@@ -539,7 +539,7 @@ class RandomOps(nn.Module):
 
 
 class Cutout(nn.Module):
-    """One square hole per image, applied with probability ``p`` (spec spice §2.2 C.4, E.2).
+    """One square hole per image, applied with probability ``p``.
 
     ``"scan"``: side ``l ~ randint[1, max_size]`` px, centre uniform over pixels, rows/cols
     ``[c − ⌊l/2⌋, c + ⌊l/2⌋)`` clipped. ``"fixmatch"``: side ``s = U(0, max_size)·W``, centre
@@ -600,7 +600,7 @@ def strong(
     flip_p: float = 0.5,
     padding: int = 4,
 ) -> nn.Module:
-    """Strong RandAugment + Cutout view (spec spice §2.2 C, E; D10).
+    """Strong RandAugment + Cutout view.
 
     ``"scan"`` (SPICE stage 2, ``scan_strong``): flip, 4 random ops (shear/translate ±0.1),
     Cutout with side ≤ ``cutout`` px (16 for size ≤ 32, else 32) filled with the mean colour
@@ -635,7 +635,7 @@ def identity(
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
 ) -> nn.Module:
-    """No augmentation: resize to size×size and normalise (spec spice §2.2 F ``test``); the same
+    """No augmentation: resize to size×size and normalise (SPICE's ``test`` transform); the same
     module as :func:`eval_transform`, registered as a training-view pipeline."""
     return eval_transform(size, channels, mean, std)
 
@@ -647,5 +647,5 @@ def eval_transform(
     std: tuple[float, ...] | None = None,
 ) -> nn.Module:
     """Evaluation / E-step transform: bilinear antialiased resize to size×size (aspect ratio not
-    kept, no centre crop) + normalisation (spec cc §2.2 "Eval transform", hadis §2.2)."""
+    kept, no centre crop) + normalisation (CC's and ProPos's evaluation transform)."""
     return ViewPipeline(size, channels, [], mean, std, resize=True)

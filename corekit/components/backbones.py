@@ -34,7 +34,7 @@ def _headless(model: ResNet, out_dim: int) -> ResNet:
 
 def _imagenet_resnet(build: Callable[[], ResNet], in_channels: int) -> ResNet:
     """ImageNet ResNet (7×7/2 stem + 3×3/2 max-pool) without fc; a non-RGB stem is re-created
-    with torchvision's constructor init (Kaiming-normal, fan_out), spec cc §2.1."""
+    with torchvision's constructor init (Kaiming-normal, fan_out)."""
     model = build()
     if in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
@@ -43,7 +43,7 @@ def _imagenet_resnet(build: Callable[[], ResNet], in_channels: int) -> ResNet:
 
 
 def _cifar_resnet(build: Callable[[], ResNet], in_channels: int) -> ResNet:
-    """ResNet with the CIFAR stem: 3×3 stride-1 conv (no bias) and no max-pool (spec hadis §2.1).
+    """ResNet with the CIFAR stem: 3×3 stride-1 conv (no bias) and no max-pool (ProPos, HaDis).
 
     The replacement stem keeps PyTorch's default conv init because ProPos creates it after the
     torchvision init loop; every other layer keeps torchvision's init."""
@@ -54,24 +54,24 @@ def _cifar_resnet(build: Callable[[], ResNet], in_channels: int) -> ResNet:
 
 
 def resnet18(in_channels: int = 3) -> nn.Module:
-    """ImageNet-style ResNet-18 without fc, 11,176,512 parameters for RGB (spec cc §2.1, §9.15)."""
+    """ImageNet-style ResNet-18 without fc, 11,176,512 parameters for RGB."""
     return _imagenet_resnet(tv_resnet18, in_channels)
 
 
 def resnet34(in_channels: int = 3) -> nn.Module:
     """ImageNet-style ResNet-34 without fc: CC's backbone, 21,284,672 parameters for RGB
-    (spec cc §2.1, §9.14-9.15; SPICE ``resnet34`` for ImageNet-10/-Dog, spec spice §2.1)."""
+    (and SPICE's ``resnet34`` for ImageNet-10/-Dog)."""
     return _imagenet_resnet(tv_resnet34, in_channels)
 
 
 def resnet18_cifar(in_channels: int = 3) -> nn.Module:
     """ProPos "BigResNet-18" (= SPICE ``resnet18_cifar``): torchvision ResNet-18 with the CIFAR
-    stem, no fc; 11,168,832 parameters for RGB, B×512 for any input size (spec hadis §2.1, C12)."""
+    stem, no fc; 11,168,832 parameters for RGB, B×512 for any input size."""
     return _cifar_resnet(tv_resnet18, in_channels)
 
 
 def resnet34_cifar(in_channels: int = 3) -> nn.Module:
-    """torchvision ResNet-34 with the CIFAR stem of spec hadis §2.1, no fc; 21,276,992
+    """torchvision ResNet-34 with the CIFAR stem of ProPos, no fc; 21,276,992
     parameters for RGB."""
     return _cifar_resnet(tv_resnet34, in_channels)
 

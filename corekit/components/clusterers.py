@@ -1,8 +1,8 @@
-"""E-step clusterers: features of the whole set → labels + centroids (DESIGN.md, clusterer row).
+"""E-step clusterers: features of the whole set → labels + centroids.
 
 ``KMeans`` is Euclidean k-means on faiss (CPU or GPU) or in torch; ``SphericalKMeans`` is the
 cosine k-means of ProPos ``torch_clustering.PyTorchKMeans`` that HaDis and DigPro use for their
-per-epoch E-step (specs/hadis.md §2.6, check C8; specs/digpro.md §2.6). Distances are computed
+per-epoch E-step. Distances are computed
 in row chunks so that N = 1M points with K = 1000 centres fit in memory on CPU and GPU; there,
 on one CPU core, ``KMeans`` ran 5.2x faster than scikit-learn's at 20 equal iterations
 (docs/benchmarks.md, "E-step at 1M (issue #23)").
@@ -42,7 +42,7 @@ Distances = Callable[[torch.Tensor], torch.Tensor]
 
 @attrs.frozen
 class ClusterResult:
-    """Output of one E-step (DESIGN.md, clusterer row; specs/hadis.md §2.6 "Output").
+    """Output of one E-step.
 
     ``labels``: int64 (N,); ``centroids``: float32 (K×D); ``inertia``: Σ_i d(x_i, c_{y_i}) in the
     clusterer's own distance (squared Euclidean for ``KMeans``, ``1 − cos`` for
@@ -57,7 +57,7 @@ class ClusterResult:
 
 @runtime_checkable
 class Clusterer(Protocol):
-    """What the engine's E-step calls (DESIGN.md, clusterer row): ``fit`` on N×D features."""
+    """What the engine's E-step calls: ``fit`` on N×D features."""
 
     n_clusters: int
 
@@ -259,7 +259,7 @@ def _faiss_has_gpu(faiss: ModuleType) -> bool:
 
 @attrs.frozen
 class KMeans:
-    """Euclidean k-means (DESIGN.md, clusterer ``kmeans``: faiss when present, GPU when present).
+    """Euclidean k-means (faiss when present, GPU when present).
 
     Every restart (seeds ``seed .. seed + n_init − 1``) starts from greedy k-means++ centres
     (``2 + ⌊ln K⌋`` trials on squared distances, in torch); the lowest final inertia wins.
@@ -295,7 +295,7 @@ class KMeans:
     has GPU support.
     ``backend="auto"``: faiss-GPU for CUDA features when available, else torch on CUDA; for CPU
     features torch from K = 192 clusters on and ``sklearn`` below. That deviates from
-    DESIGN.md's "faiss when present" on purpose: on the 2-core reference CPU, scikit-learn's
+    "faiss when present" on purpose: on the 2-core reference CPU, scikit-learn's
     fused Lloyd loop was 1.5-2x faster than faiss at K = 10 and on par at K = 100, and faster
     than the torch loop up to K = 100 (N = 10k-70k, one thread; a tie at K = 128), where the
     rows-by-K block is too thin for the GEMM to pay for its extra passes; from K = 192 the
@@ -430,7 +430,7 @@ class KMeans:
 
 @attrs.frozen
 class SphericalKMeans:
-    """Cosine k-means of ProPos ``torch_clustering.PyTorchKMeans`` (specs/hadis.md §2.6, C8).
+    """Cosine k-means of ProPos ``torch_clustering.PyTorchKMeans``.
 
     Inputs are L2-normalised; ``d(x, c) = 1 − x·n̂(c)``; centres are plain means of their members
     (an empty cluster gets the zero centre, at distance 1 from every point). k-means++ init with

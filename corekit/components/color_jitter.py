@@ -1,7 +1,7 @@
 """Colour jitter drawn and applied per image with a handful of batched ops (issue #23).
 
 :class:`RandomColorJitter` stands in for kornia's ``ColorJitter(brightness, contrast,
-saturation, hue, p=p, same_on_batch=False, order=None)`` (spec cc §2.2, P10): the same draws and
+saturation, hue, p=p, same_on_batch=False, order=None)``: the same draws and
 kornia's own ``kornia.enhance`` adjustments, without its per-call machinery (distribution
 objects, index selection of the gated images, a per-pixel select for the gate), which costs more
 than the arithmetic on the small batches of the CPU presets (0.17 ms against 0.07 ms for 128
@@ -54,7 +54,7 @@ HUE = 3
 
 class RandomColorJitter(nn.Module):
     """Brightness, contrast, saturation and hue jitter with probability ``p`` per image, in a
-    random order per batch (spec cc §2.2: torchvision's ``ColorJitter`` as kornia ports it).
+    random order per batch (torchvision's ``ColorJitter`` as kornia ports it).
 
     Draws, as kornia 0.9.0's ``ColorJitterGenerator``: brightness, contrast and saturation
     factors ~ U(max(0, 1 − s), 1 + s) for strength s, hue ~ U(−h, h) turns with 0 ≤ h ≤ 0.5,

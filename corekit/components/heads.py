@@ -18,8 +18,8 @@ from torch.nn import functional as F
 
 class MLPProjector(nn.Sequential):
     """Projection MLP ``Linear → [BN] → ReLU → … → Linear`` (SimCLR's g(·), Chen et al. 2020
-    §2.1; BYOL/ProPos projector 512→4096→256 with BN, hadis.md §2.3; CC's heads without BN,
-    cc.md §2.3). ``normalize`` L2-normalises the output rows.
+    §2.1; BYOL/ProPos projector 512→4096→256 with BN; CC's heads without BN,
+    Li et al. 2021 §3.2). ``normalize`` L2-normalises the output rows.
 
     ``produces`` is ``"unit"`` with ``normalize``, else ``"embedding"``.
     """
@@ -50,7 +50,7 @@ class L2Normalize(nn.Module):
 
 class Predictor(MLPProjector):
     """BYOL predictor q(·) ``Linear → BN → ReLU → Linear`` (Grill et al. 2020 §3.1); weights
-    N(0, 0.01²), biases 0 as in ProPos (hadis.md §2.3). ``out_dim`` defaults to ``in_dim``.
+    N(0, 0.01²), biases 0 as in ProPos. ``out_dim`` defaults to ``in_dim``.
 
     ``produces = "embedding"`` (raw, un-normalised predictions; losses normalise them).
     """
@@ -67,7 +67,7 @@ class Predictor(MLPProjector):
 
 class ClusterHead(nn.Module):
     """Cluster head ``Linear → ReLU → Linear → softmax`` over ``n_clusters`` (CC's g_C,
-    Li et al. 2021 §3.3; cc.md §2.4). ``output="logits"`` skips the softmax.
+    Li et al. 2021 §3.3). ``output="logits"`` skips the softmax.
 
     ``produces`` is ``output``: ``"probs"`` (rows on the simplex, what CC's losses read) or
     ``"logits"``.
@@ -103,9 +103,9 @@ class StackedHead(Protocol):
 
 
 class StackedClusterHead(nn.Module):
-    """``stack`` independent ``ClusterHead``s on one input (SPICE's H = 10 heads, spice.md
-    §2.3): ``(B, in_dim) → (B, stack, n_clusters)``. Each head is built, and initialised, as a
-    ``ClusterHead`` is, one after the other.
+    """``stack`` independent ``ClusterHead``s on one input (SPICE's H = 10 heads,
+    arXiv 2103.09382): ``(B, in_dim) → (B, stack, n_clusters)``. Each head is built, and
+    initialised, as a ``ClusterHead`` is, one after the other.
 
     ``produces`` is ``output`` and ``stack`` is H: a reader must accept a stack
     (``Need.output(..., stack=True)``) or read the head a ``selection`` state keeps.
@@ -133,7 +133,7 @@ class StackedClusterHead(nn.Module):
 
 
 class LinearL2(nn.Module):
-    """A linear map followed by L2 normalisation (IDFD's 128-d embedding, cidfd.md §2).
+    """A linear map followed by L2 normalisation (IDFD's 128-d embedding, arXiv 2106.00131).
 
     ``produces = "unit"``.
     """

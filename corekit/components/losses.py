@@ -23,10 +23,11 @@ if TYPE_CHECKING:
 
 
 def nt_xent(za: torch.Tensor, zb: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
-    """NT-Xent (SimCLR, Chen et al. 2020, Eq. 1; CC's instance loss, cc.md §2.5).
+    """NT-Xent (SimCLR, Chen et al. 2020, Eq. 1; CC's instance loss, Li et al. 2021 Eqs. 2-3).
 
     ``u = [n̂(za); n̂(zb)]``, ``S = u uᵀ/τ``; ``ℓ_r = −S[r, pos(r)] + log Σ_{k≠r} exp S[r, k]``;
-    mean over the 2N rows. The self-similarity is excluded (cc.md D1).
+    mean over the 2N rows. The self-similarity is excluded (as CC's text and code do;
+    Eq. 2 as printed keeps it).
     """
     n = za.shape[0]
     u = F.normalize(torch.cat([za, zb]), dim=1)
@@ -38,9 +39,9 @@ def nt_xent(za: torch.Tensor, zb: torch.Tensor, temperature: float = 0.5) -> tor
 
 def marginal_entropy_gap(probs: torch.Tensor) -> torch.Tensor:
     """``log M − H(p)`` with ``p`` the batch marginal of the soft assignments ``probs`` (N×M)
-    (CC, cc.md §2.6 "code" form; 0 at the uniform marginal). Clamping inside the log keeps
-    an empty cluster's value 0 and its gradient finite, where ``xlogy`` gives a NaN gradient
-    (cc.md P3)."""
+    (CC's entropy term, Li et al. 2021 Eq. 6, in its official code's form; 0 at the uniform
+    marginal). Clamping inside the log keeps an empty cluster's value 0 and its gradient finite,
+    where ``xlogy`` gives a NaN gradient."""
     probs = probs.float()
     p = probs.sum(0) / probs.sum()
     entropy = -(p * p.clamp_min(1e-12).log()).sum()
@@ -49,11 +50,11 @@ def marginal_entropy_gap(probs: torch.Tensor) -> torch.Tensor:
 
 @attrs.define
 class NTXent:
-    """NT-Xent between views 0 and 1 of head ``head`` (SimCLR Eq. 1; cc.md §2.5).
+    """NT-Xent between views 0 and 1 of head ``head`` (SimCLR Eq. 1; Li et al. 2021 Eqs. 2-3).
 
     Reads an embedding (``unit`` rows too; normalised inside). Both views are gathered over
     ranks (with gradient) before the loss, so every other view of the global batch is a
-    negative, as on one device (cc.md P6).
+    negative, as on one device.
     """
 
     head: str = "proj"
@@ -70,10 +71,11 @@ class NTXent:
 @attrs.define
 class BatchMarginalEntropy:
     """Σ over views of ``log M − H(p^v)``: pushes each view's batch cluster marginal towards
-    uniform (CC Eq. 6, code form, cc.md §2.6 and P4). Reads probabilities, not logits.
+    uniform (CC, Li et al. 2021 Eq. 6, in its official code's form). Reads probabilities, not
+    logits.
 
     The marginal is a batch estimate, so each view's probabilities are gathered over ranks
-    (with gradient) first: the marginal of the global batch, as on one device (cc.md P6).
+    (with gradient) first: the marginal of the global batch, as on one device.
     """
 
     head: str = "cluster"

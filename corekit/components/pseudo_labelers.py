@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 @attrs.define
 class ConfidenceThreshold:
-    """FixMatch-style confident labels (Sohn et al. 2020, Eq. 4; SPICE stage 3, spice.md):
+    """FixMatch-style confident labels (Sohn et al. 2020, Eq. 4, arXiv 2001.07685; SPICE stage 3):
     ``labels = argmax p``, ``mask = max p ≥ threshold`` over head ``head`` on view ``view``
     (a name, ``"weak"``, or a position).
 

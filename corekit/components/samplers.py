@@ -45,8 +45,8 @@ class Shuffle:
 
 @attrs.frozen
 class ClusterBalanced:
-    """Draws with replacement, each cluster equally likely (ProPos's CIFAR-20 resampling,
-    hadis.md §2.5): with ``y`` the E-step's labels ``(n,)`` over ``K`` clusters,
+    """Draws with replacement, each cluster equally likely (ProPos's CIFAR-20 resampling):
+    with ``y`` the E-step's labels ``(n,)`` over ``K`` clusters,
 
         w_i = n / |{j : y_j = y_i}|,    order = multinomial(w, count, replacement=True)
 

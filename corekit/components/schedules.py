@@ -71,7 +71,7 @@ class Cosine(_WarmedUp):
 
     with ``C = cosine_epochs`` (default ``epochs − W``), in epochs; the factor stays at its
     value for ``e − W = C`` afterwards. ProPos/HaDis divide by ``C = 1000`` though warm-up
-    takes 50 of the 1000 epochs, so the lr ends above 0 (hadis.md §3 and C10).
+    takes 50 of the 1000 epochs, so the lr ends above 0.
     """
 
     cosine_epochs: float | None = attrs.field(default=None, validator=v.optional(v.gt(0)))
@@ -105,7 +105,7 @@ class MultiStep(_WarmedUp):
 class FixMatchCosine(_Horizon):
     """FixMatch's cosine decay (Sohn et al. 2020): ``factor = cos(7πk / (16K))`` at 0-based
     step ``k = step − 1`` of ``K = steps_per_epoch · epochs`` steps, so the lr ends at
-    ``cos(7π/16) ≈ 0.195`` of its base, not 0 (SPICE stage 3, spice.md "cosine 7/16").
+    ``cos(7π/16) ≈ 0.195`` of its base, not 0 (SPICE stage 3).
     """
 
     def factor(self, step: int) -> float:
