@@ -20,9 +20,10 @@ is taken, and in its ``final.json``; ``--resume`` takes again those taken up to 
 checkpoint. Only when an epoch at the measured pace would end past ``LIMIT`` of the budget
 does the stage stop early.
 
-The time kept after training for what ends the run (the last evaluation and checkpoint, the
-outputs and the report) is measured, not a share of the budget: the probe times an evaluation
-and a checkpoint, and a slower measured pace than the probe's slows that tail as much.
+The time kept after training for what ends the run is not a share of the budget: the last
+evaluation and checkpoint take what the probe timed them at, the outputs and the report a few
+seconds (``corekit.runner.plan.AFTER_TRAINING_SECONDS``), and a slower measured pace than the
+probe's slows that tail as much.
 
 ``--budget`` with ``--seeds N`` is per seed: each seed is a run of its own with the whole
 budget, so N seeds take up to N times it.
@@ -110,8 +111,9 @@ def pace_window(stage: rc.Stage) -> int:
 
 def periodic_seconds(train: rc.Train, seconds_per_eval: float,
                      seconds_per_checkpoint: float) -> float:
-    """Seconds per epoch of the evaluations and checkpoints a stage trained as ``train``
-    says makes while it trains, each taking the seconds given."""
+    """Seconds per epoch of the evaluations and checkpoints a stage makes while it trains
+    (every ``train.eval_every`` and ``train.checkpoint_every`` epochs), each taking the
+    seconds given."""
     evals = seconds_per_eval / train.eval_every if train.eval_every else 0.0
     saves = seconds_per_checkpoint / train.checkpoint_every if train.checkpoint_every else 0.0
     return evals + saves
