@@ -188,7 +188,7 @@ class DecodedFiles(Dataset):
 
 @attrs.define
 class StreamingImageSet:
-    """The ``ImageSet`` interface over image files decoded on demand (DESIGN.md, Data)."""
+    """The ``ImageSet`` interface over image files decoded on demand."""
 
     name: str
     files: list[Path]

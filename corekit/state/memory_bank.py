@@ -22,10 +22,10 @@ Update = Literal["momentum", "fixed"]
 
 
 class MemoryBank(nn.Module):
-    """``(N, d)`` rows keyed by dataset index (Wu et al. 2018, Eq. 8; cidfd.md §2.5).
+    """``(N, d)`` rows keyed by dataset index (Wu et al. 2018, Eq. 8; IDFD, arXiv 2106.00131).
 
     ``init``: ``normal`` (unit rows of a Gaussian draw), ``uniform`` (i.i.d. U(−a, a) with
-    a = 1/√(d/3), so E‖row‖² = 1, rows *not* renormalised: IDFD's code, cidfd.md §2.5), or
+    a = 1/√(d/3), so E‖row‖² = 1, rows *not* renormalised: IDFD's code), or
     ``encode`` (one features pass of ``source`` over the whole set at stage start, normalised).
     ``update = "momentum"`` sets ``v_i ← n̂(m·v_i + (1 − m)·n̂(f_i))`` after each optimizer step
     from the step's ``source`` output on ``view`` (the logits of the step used the pre-update

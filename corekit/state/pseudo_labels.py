@@ -12,9 +12,9 @@ UNLABELLED = -1
 
 class PseudoLabels(nn.Module):
     """One cluster id per dataset index (``-1`` = none, e.g. not yet clustered or not reliable),
-    written by the E-step (or a pseudo-labeler) and read by losses through ``step.labels()``
-    (hadis.md §2.5); ``mask`` marks the labelled images (SPICE's reliable labels, spice.md §2.5)
-    and ``centroids`` are the E-step's (K, D) centres."""
+    written by the E-step (or a pseudo-labeler) and read by losses through ``step.labels()``;
+    ``mask`` marks the labelled images (SPICE's reliable labels, arXiv 2103.09382) and
+    ``centroids`` are the E-step's (K, D) centres."""
 
     def __init__(self, n_images: int, n_clusters: int) -> None:
         super().__init__()

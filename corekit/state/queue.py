@@ -24,8 +24,8 @@ class Queue(nn.Module):
 
     After each optimizer step it pushes the step's ``source`` outputs of ``views`` (rows
     concatenated in view order, L2-normalised with ``normalize``, gathered over ranks).
-    ``rule = "wrap"`` writes circularly (MoCo, spice.md §2.6). ``rule = "truncate"`` is
-    lightly ≤ 1.4.24's ring that DigPro uses (digpro.md §2.7, C7): when ``ptr + r ≥ size``
+    ``rule = "wrap"`` writes circularly (MoCo). ``rule = "truncate"`` is
+    lightly ≤ 1.4.24's ring that DigPro's code uses: when ``ptr + r ≥ size``
     only the first ``size − ptr`` rows are written, the rest dropped, and ``ptr`` returns to 0.
     """
 

@@ -42,7 +42,7 @@ class Selection(nn.Module):
     stage's ``outputs.pt`` holds it.
 
     The score here is −I(x; k) (``information``): confident, balanced heads win. A plugin
-    selects by its own label-free score (SPICE's lowest loss, spice.md §3.3) by subclassing and
+    selects by its own label-free score (SPICE's lowest loss, arXiv 2103.09382) by subclassing and
     overriding ``scores``.
     """
 
