@@ -1,6 +1,6 @@
 """Contrastive Clustering (Li, Hu, Liu, Peng, Zhou, Peng, AAAI 2021) as a deepclust plugin.
 
-Spec: ``shared/specs/cc.md``. The plugin adds CC's two heads, its cluster-level losses and the
+The plugin adds CC's two heads, its cluster-level losses and the
 ``cc`` recipe; the instance loss is the core's NT-Xent.
 """
 

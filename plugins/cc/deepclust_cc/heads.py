@@ -1,6 +1,6 @@
-"""CC's instance head g_I, built from the core projector (cc.md §2.3).
+"""CC's instance head g_I, built from the core projector (Li et al. 2021 §3.2).
 
-The cluster head g_C is the core ``ClusterHead`` unchanged (cc.md §2.4); ``plugin.py``
+The cluster head g_C is the core ``ClusterHead`` unchanged (Li et al. 2021 §3.3); ``plugin.py``
 registers it under its CC name.
 """
 
@@ -11,10 +11,10 @@ from corekit import MLPProjector
 
 def cc_instance_head(in_dim: int, out_dim: int = 128, hidden: int | None = None) -> MLPProjector:
     """Instance head g_I: ``Linear(D_h, D_h) → ReLU → Linear(D_h, out_dim)`` then row-wise L2
-    normalisation, no BatchNorm, no dropout (Li et al. 2021 §3.2; cc.md §2.3 and D8).
+    normalisation, no BatchNorm, no dropout (Li et al. 2021 §3.2).
 
     ``hidden`` defaults to ``in_dim`` (the official code's width); 328,320 parameters for
-    D_h = 512 and ``out_dim = 128`` (cc.md §9.15).
+    D_h = 512 and ``out_dim = 128``.
 
     ``produces = "unit"`` (an ``MLPProjector`` with ``normalize=True``): rows of unit norm,
     what NT-Xent reads as an embedding.
