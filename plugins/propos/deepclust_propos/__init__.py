@@ -1,4 +1,4 @@
-"""deepclust plugin ``propos``: ProPos's latent noise, PSA and PSL (specs/hadis.md §2.3-2.4).
+"""deepclust plugin ``propos``: ProPos's latent noise, PSA and PSL (Huang et al., TPAMI 2022).
 
 HaDis (``deepclust_hadis``) and DigPro reuse these components under their own paper names.
 """

@@ -1,4 +1,4 @@
-"""The two directions of a two-view student/teacher step (specs/hadis.md §2.4, preamble).
+"""The two directions of a two-view student/teacher step.
 
 Direction (a→b) pairs the student (online branch) on view a with the teacher (EMA target
 branch) on view b; (b→a) swaps the views. Every ProPos/HaDis loss is computed per direction
@@ -19,7 +19,7 @@ DIRECTIONS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0))
 
 def teacher_embedding(step: Step, head: str, view: int) -> torch.Tensor:
     """``k = n̂(teacher head output)`` on ``view``, normalised right after the teacher
-    projector (specs/hadis.md §2.3, P6); no gradient (the target branch runs under no_grad)."""
+    projector; no gradient (the target branch runs under no_grad)."""
     return F.normalize(step.output(head, view, branch="target"), dim=1)
 
 

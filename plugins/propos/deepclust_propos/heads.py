@@ -1,5 +1,5 @@
 """The latent noise stage in front of the predictor: ProPos's positive sampling, HaDis's
-"diffused sampling" (specs/hadis.md §2.3)."""
+"diffused sampling" (HaDis Eq. 2, arXiv 2401.14038)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,18 @@ from corekit import StageContext
 
 class LatentGaussianNoise(nn.Module):
     """``z = q + σ·δ``, ``δ ~ N(0, I)`` drawn fresh per call (ProPos PSA; HaDis Eq. 2 with
-    ε = σ; specs/hadis.md §2.3).
+    ε = σ, arXiv 2401.14038).
 
-    The noise goes on the raw, un-normalised projector output ``q`` (spec D7), so ``σ`` is
-    relative to the projector's output scale. ``σ = 0`` for 0-based epochs before
+    The noise goes on the raw, un-normalised projector output ``q`` (as in the official code),
+    so ``σ`` is relative to the projector's output scale. ``σ = 0`` for 0-based epochs before
     ``start_epoch``: the official code switches the noise off during the LR warm-up, which the
-    paper never mentions (spec D6; follow the code). The noise is a training-time operation:
+    paper never mentions (this follows the code). The noise is a training-time operation:
     in eval mode the head is the identity. ``out_dim = in_dim``; ``produces = "embedding"``
     (the raw projection plus noise; not unit norm).
 
     The predictor reads this head, so one draw per view and step feeds every loss that reads
-    the prediction (DSA and HSD share it, spec P1): the step caches head outputs per view.
+    the prediction (DSA and HSD share it, as in the official step): the step caches head
+    outputs per view.
     """
 
     def __init__(self, in_dim: int, std: float = 0.001, start_epoch: int = 0) -> None:

@@ -1,7 +1,7 @@
 """ProPos's two losses: positive sampling alignment (PSA) and prototype scattering (PSL).
 
 Each is a plain function of tensors, written next to its equation, plus a small loss class
-that reads the step's outputs for both directions and averages them (specs/hadis.md §2.4).
+that reads the step's outputs for both directions and averages them.
 Across ranks: PSA is a per-sample mean and stays local; PSL builds prototypes from the batch, so
 its class gathers ``q``, ``k`` and the labels first (as the official code does), and the plain
 functions stay single-batch.
@@ -22,10 +22,10 @@ NEGATIVES = ("student", "teacher")
 
 
 def psa(p: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """One direction of PSA / HaDis DSA: ``(1/B) Σ_i −2·cos(p_i, k_i)`` (specs/hadis.md §2.4.1).
+    """One direction of PSA / HaDis DSA: ``(1/B) Σ_i −2·cos(p_i, k_i)``.
 
     ``p`` (B×D) are raw student predictions of the noisy projection, ``k`` (B×D) the teacher
-    embeddings of the other view. This is the code form; the paper's Eq. 3
+    embeddings of the other view. This is the code form; HaDis's Eq. 3 (arXiv 2401.14038)
     ``‖n̂(p) − k‖²`` is the same up to the constant 2. Range [−2, 2]; invariant to positive
     row scales of ``p`` and ``k``.
     """
@@ -34,7 +34,8 @@ def psa(p: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 def prototypes(x: torch.Tensor, labels: torch.Tensor, n_clusters: int) -> torch.Tensor:
     """``u_c = n̂(mean_{i: y_i = c} x_i)``; the zero vector for a cluster absent from ``labels``
-    (specs/hadis.md §2.4.3 step 1: L1-normalised one-hot weights, product, then L2 norm, P6)."""
+    (HaDis Eqs. 10-11 with hard labels, arXiv 2401.14038: L1-normalised one-hot weights, product,
+    then L2 norm)."""
     onehot = F.one_hot(labels, n_clusters).T.to(x.dtype)
     weights = onehot / onehot.sum(dim=1, keepdim=True).clamp_min(1.0)
     return F.normalize(weights @ x, dim=1)
@@ -49,15 +50,15 @@ def psl(
     negatives: str = "student",
     absent_logit: float = -10.0,
 ) -> torch.Tensor:
-    """One direction of PSL / HaDis PCL / DigPro prototype aggregation (specs/hadis.md §2.4.3).
+    """One direction of PSL / HaDis PCL (Eq. 9) / DigPro prototype aggregation (Eq. 7).
 
-    Student prototypes ``u^s`` from ``n̂(q)`` (with gradient, P12), teacher prototypes ``u^t``
+    Student prototypes ``u^s`` from ``n̂(q)`` (with gradient), teacher prototypes ``u^t``
     from ``k`` (no gradient), by the hard labels ``labels`` of the last E-step. Logits
     ``A_cc = u^s_c·u^t_c/τ`` and, for ``j ≠ c``, ``A_cj = u^s_c·u^s_j/τ`` with
     ``negatives="student"`` (the code of ProPos, HaDis and DigPro) or ``u^s_c·u^t_j/τ`` with
-    ``negatives="teacher"`` (HaDis Eq. 9 as printed; spec D1 — the default follows the code).
+    ``negatives="teacher"`` (HaDis Eq. 9 as printed; the default follows the code).
     Every column of a cluster absent from the batch is set to ``absent_logit`` (−10 in the
-    code; ``-inf`` nulls it exactly, spec D2), absent rows are dropped, and the loss is the
+    code; ``-inf`` nulls it exactly), absent rows are dropped, and the loss is the
     mean over present clusters of ``−A_cc + log Σ_j exp A_cj``.
     """
     if negatives not in NEGATIVES:
@@ -77,8 +78,8 @@ def psl(
 
 @attrs.define
 class PSA:
-    """ProPos positive sampling alignment = HaDis DSA = DigPro L_base (specs/hadis.md §2.4.1;
-    HaDis Eq. 3, code form ``−2·cos``), averaged over both directions.
+    """ProPos positive sampling alignment = HaDis DSA = DigPro L_base (HaDis Eq. 3,
+    arXiv 2401.14038, code form ``−2·cos``), averaged over both directions.
 
     Reads the student prediction ``pred`` (the predictor on the latent-noise head, so the
     recipe's noise head supplies σ) and the teacher head ``target``, normalised; both read as
@@ -103,13 +104,13 @@ class PSA:
 
 @attrs.define
 class PSL:
-    """ProPos prototype scattering loss = HaDis PCL (Eqs. 9-11) = DigPro prototype aggregation
-    (Eq. 7), code semantics (specs/hadis.md §2.4.3, D1, D2, D10), averaged over both directions.
+    """ProPos prototype scattering loss = HaDis PCL (Eqs. 9-11, arXiv 2401.14038) = DigPro
+    prototype aggregation (Eq. 7, arXiv 2401.13581), code semantics, averaged over both directions.
 
     Reads the clean student projection ``proj`` (no noise, no predictor), the teacher head
     ``target`` (normalised) and the batch's pseudo-labels. ``n_clusters`` is supplied by the
     composer. HaDis Eqs. 10-11 weight prototypes by a posterior; the code (followed here) uses
-    the hard labels of the last E-step (spec D10).
+    the hard labels of the last E-step.
 
     Across ranks the prototypes are those of the global batch: ``q`` (with gradient), ``k`` and
     the labels are gathered before :func:`psl`, as in the official code (ProPos/HaDis
