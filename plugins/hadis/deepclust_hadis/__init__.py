@@ -1,5 +1,6 @@
 """deepclust plugin ``hadis``: hardness-aware self-distillation on top of ProPos
-(specs/hadis.md). DSA and PCL are ProPos's PSA and PSL, imported from ``deepclust_propos``."""
+(Zhang & Huang, arXiv 2401.14038). DSA and PCL are ProPos's PSA and PSL, imported from
+``deepclust_propos``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""HaDis's one new loss: hardness-aware self-distillation (HSD), specs/hadis.md §2.4.2.
+"""HaDis's one new loss: hardness-aware self-distillation (HSD), Eqs. 4-8 of arXiv 2401.14038.
 
-DSA and PCL are ProPos's PSA and PSL (spec §2.0, D9); this plugin registers them under the
+DSA and PCL are ProPos's PSA and PSL (identical code); this plugin registers them under the
 HaDis names from ``deepclust_propos`` rather than re-implementing them.
 """
 
@@ -17,7 +17,7 @@ from deepclust_hadis.mining import HardPairs, mine_hard_pairs
 
 def hsd_anchor_losses(pairs: HardPairs, temperature: float = 0.5) -> torch.Tensor:
     """``ℓ_i = −log(e^{w⁻ν⁻/τ} / (e^{w⁻ν⁻/τ} + e^{w⁺ν⁺/τ})) = softplus((w⁺ν⁺ − w⁻ν⁻)/τ)``
-    per anchor (HaDis Eqs. 7-8 in the code's two-logit form, specs/hadis.md §2.4.2 step 5).
+    per anchor (HaDis Eqs. 7-8 in the code's two-logit form).
     ``∂ℓ/∂ν⁺ ≥ 0`` and ``∂ℓ/∂ν⁻ ≤ 0``: the hard positive is pulled in, the hard negative out."""
     margin = pairs.w_pos * pairs.nu_pos - pairs.w_neg * pairs.nu_neg
     return F.softplus(margin / temperature)
@@ -25,27 +25,26 @@ def hsd_anchor_losses(pairs: HardPairs, temperature: float = 0.5) -> torch.Tenso
 
 def hsd(k: torch.Tensor, p: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     """One direction of HSD: mean over anchors of :func:`hsd_anchor_losses` on the pairs mined
-    from teacher ``k`` and student predictions ``p`` (specs/hadis.md §2.4.2, C1, C2).
+    from teacher ``k`` and student predictions ``p``.
 
-    ``τ_h = 0.5`` is hard-coded in the official code, independent of the config temperature
-    (SMD's public loss defaults to 0.04; spec §2.4.2 says not to copy that).
+    ``τ_h = 0.5`` (HaDis §IV-A) is hard-coded in the official code, independent of the config
+    temperature (SMD's public loss defaults to 0.04; HaDis does not use that value).
     """
     return hsd_anchor_losses(mine_hard_pairs(k, p), temperature).mean()
 
 
 @attrs.define
 class HSD:
-    """Hardness-aware self-distillation (HaDis Eqs. 4-8, code semantics, specs/hadis.md
-    §2.4.2), averaged over both directions: teacher ``target`` on one view, student ``pred``
-    on the other. Weight 1, active from the first step (spec D8).
+    """Hardness-aware self-distillation (HaDis Eqs. 4-8, arXiv 2401.14038, code
+    semantics), averaged over both directions: teacher ``target`` on one view, student ``pred``
+    on the other. Weight 1, active from the first step (Eq. 13 and the code).
 
-    Reads the same ``pred`` as DSA, so both see one noise draw per view and step (spec P1);
+    Reads the same ``pred`` as DSA, so both see one noise draw per view and step;
     ``pred`` and ``target`` are read as embeddings (both normalised inside).
 
     No gather, deliberately: the hard pairs are mined within the local batch of each rank, as
-    in the official code (specs/hadis.md §2.4.2, "uses the local batch only (no cross-GPU
-    gather in the official code)"; its ``forward_loss`` calls ``hsd(k, predictor(noise_q))`` on
-    the local ``k``, not ``all_k``). Under DDP the trained objective is therefore the mean over
+    in the official code (its ``forward_loss`` calls ``hsd(k, predictor(noise_q))`` on the
+    local ``k``, not ``all_k``). Under DDP the trained objective is therefore the mean over
     ranks of each rank's local HSD, which equals the single-device loss only on one process.
     """
 

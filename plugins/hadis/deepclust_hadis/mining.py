@@ -1,5 +1,5 @@
 """Hard-pair mining of HSD: split the batch per anchor, keep the hardest positive and negative,
-weight each by its gap to the teacher's own distance (specs/hadis.md §2.4.2 steps 1-4)."""
+weight each by its gap to the teacher's own distance (HaDis Eqs. 4-6, arXiv 2401.14038)."""
 
 from __future__ import annotations
 
@@ -12,20 +12,20 @@ DISTANCE_FLOOR = 1e-12
 
 def distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``D_ij = ‖x_i − y_j‖`` via ``‖x‖² + ‖y‖² − 2xᵀy``, clamped at 1e-12 before the square
-    root (specs/hadis.md §2.4.2 step 1; the clamp keeps the sqrt gradient finite, P3)."""
+    root (the clamp keeps the sqrt gradient finite)."""
     squared = x.pow(2).sum(dim=1, keepdim=True) + y.pow(2).sum(dim=1) - 2.0 * x @ y.T
     return squared.clamp_min(DISTANCE_FLOOR).sqrt()
 
 
 @attrs.frozen
 class HardPairs:
-    """The mined pair of every anchor row ``i`` (specs/hadis.md §2.4.2 steps 2-4).
+    """The mined pair of every anchor row ``i`` (HaDis Eqs. 4-6).
 
     ``threshold`` = ``S_ii`` (B); ``positive`` = the B×B mask of the sets ``P_i`` (row i);
     ``pos_index``/``neg_index`` = ``j⁺``/``j⁻``; ``nu_pos``/``nu_neg`` = ``ν⁺``/``ν⁻``, the
     only tensors with gradient (into the candidates' predictions); ``w_pos``/``w_neg`` =
-    ``w⁺``/``w⁻`` (detached, spec D5); ``has_negative`` is False for an anchor whose every
-    candidate is positive; its ``ν⁻`` and ``w⁻`` are then 0 (spec P5).
+    ``w⁺``/``w⁻`` (detached, as in the official code); ``has_negative`` is False for an anchor
+    whose every candidate is positive; its ``ν⁻`` and ``w⁻`` are then 0.
     """
 
     threshold: torch.Tensor
@@ -41,15 +41,15 @@ class HardPairs:
 
 def mine_hard_pairs(k: torch.Tensor, p: torch.Tensor) -> HardPairs:
     """Mine HSD's hard pairs from teacher embeddings ``k`` (B×D, unit) and raw student
-    predictions ``p`` (B×D, normalised here), specs/hadis.md §2.4.2 steps 1-4.
+    predictions ``p`` (B×D, normalised here), HaDis Eqs. 4-6 (arXiv 2401.14038).
 
-    ``T_ij = ‖k_i − k_j‖`` with an exactly zero diagonal (P3), ``S_ij = ‖k_i − p̂_j‖``.
+    ``T_ij = ‖k_i − k_j‖`` with an exactly zero diagonal, ``S_ij = ‖k_i − p̂_j‖``.
     Per-anchor split with threshold ``r_i = S_ii``: ``P_i = {j : T_ij ≤ r_i}`` (ties go to the
     positives; the anchor itself is always positive), ``N_i`` the rest. This is the code's
-    rule; HaDis Eq. 4 as printed uses a per-candidate threshold (spec D3, follow the code).
+    rule; HaDis Eq. 4 as printed uses a per-candidate threshold (this follows the code).
     ``ν⁺_i = max_{P_i} S_ij``, ``ν⁻_i = min_{N_i} S_ij`` by masked max/min with ∓inf;
-    ``w⁺ = max(ν⁺ − T_{ij⁺}, 0)``, ``w⁻ = max(T_{ij⁻} − ν⁻, 0)``, both detached (D5). The
-    teacher ``k`` carries no gradient (the anchor is a teacher vector, P2).
+    ``w⁺ = max(ν⁺ − T_{ij⁺}, 0)``, ``w⁻ = max(T_{ij⁻} − ν⁻, 0)``, both detached. The
+    teacher ``k`` carries no gradient (the anchor is a teacher vector).
     """
     k = k.detach()
     predictions = F.normalize(p, dim=1)

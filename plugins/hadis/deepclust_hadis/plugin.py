@@ -1,7 +1,7 @@
 """Registrations of the ``hadis`` plugin (hooks in corekit/hookspecs.py).
 
-``dsa`` and ``pcl`` are the very classes ``propos_psa`` and ``propos_psl`` (specs/hadis.md
-§2.0: HaDis's DSA and PCL are ProPos's PSA and PSL, identical code), registered here under
+``dsa`` and ``pcl`` are the very classes ``propos_psa`` and ``propos_psl`` (HaDis's DSA and
+PCL are ProPos's PSA and PSL, identical code), registered here under
 the HaDis paper's names. Factories are ``"module:attr"`` targets, imported when first built:
 loading the plugin imports no torch.
 """
