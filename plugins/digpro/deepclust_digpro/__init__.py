@@ -1,5 +1,6 @@
-"""deepclust plugin ``digpro``: dynamic grouping on top of ProPos (specs/digpro.md). L_base and
-prototype aggregation are ProPos's PSA and PSL, imported from ``deepclust_propos``."""
+"""deepclust plugin ``digpro``: dynamic grouping on top of ProPos (Zhang & Huang,
+arXiv 2401.13581). L_base and prototype aggregation are ProPos's PSA and PSL, imported from
+``deepclust_propos``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DigPro's dynamic grouping as plain tensor functions (specs/digpro.md §2.4.2, §2.6).
+"""DigPro's dynamic grouping as plain tensor functions (Eqs. 3-6 of arXiv 2401.13581).
 
 SMoG's synchronous momentum grouping (Pang et al., ECCV 2022) as DigPro calls it through
 lightly's ``SMoGPrototypes``: ``K`` group vectors ``G`` (K×D) are assigned by cosine, moved
@@ -33,14 +33,14 @@ def assign_groups(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
 
 def update_groups(q: torch.Tensor, groups: torch.Tensor, beta: float = 0.99,
                   assignments: torch.Tensor | None = None) -> torch.Tensor:
-    """The synchronous group update (DigPro Eq. 6, code semantics; spec §2.4.2 step 2, C1).
+    """The synchronous group update (DigPro Eq. 6, code semantics).
 
     ``q`` (B×D): the *raw* (unnormalised) online projections, with gradient; ``groups`` (K×D)
     the old groups ``G``. Each ``q_i`` joins its nearest old group ``a_i`` (cosine,
     :func:`assign_groups` unless ``assignments`` (B,) are given), then for every group ``c``
     with at least one member ``G'_c = β·G_c + (1 − β)·mean_{i: a_i = c} q_i`` and for an empty
-    group ``G'_c = G_c`` exactly. No renormalisation of ``G'`` (spec D6). The mean keeps the
-    graph, so every member of group ``c`` receives ``(1 − β)/n_c`` of ``∂L/∂G'_c`` (spec C2).
+    group ``G'_c = G_c`` exactly. No renormalisation of ``G'`` (the code's). The mean keeps the
+    graph, so every member of group ``c`` receives ``(1 − β)/n_c`` of ``∂L/∂G'_c``.
     Vectorised with ``index_add`` / ``bincount`` instead of lightly's loop over the groups.
     Returns ``G'`` (K×D), differentiable with respect to ``q``.
     """
@@ -56,8 +56,7 @@ def update_groups(q: torch.Tensor, groups: torch.Tensor, beta: float = 0.99,
 
 
 def group_logits(p: torch.Tensor, groups: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
-    """``ℓ_ij = cos(p_i, G_j)/τ_g`` (B×K), both sides normalised inside (DigPro Eq. 4;
-    spec §2.4.2 step 3)."""
+    """``ℓ_ij = cos(p_i, G_j)/τ_g`` (B×K), both sides normalised inside (DigPro Eq. 4)."""
     return F.normalize(p, dim=1) @ F.normalize(groups, dim=1).T / temperature
 
 
@@ -72,23 +71,23 @@ def dynamic_grouping(
     update_before_logits: bool = True,
     label_branch: LabelBranch = "target",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One direction of L_group (DigPro Eqs. 3-6, code semantics; spec §2.4.2, C2).
+    """One direction of L_group (DigPro Eqs. 3-6, code semantics).
 
     Shapes: ``q`` (B×D) raw online projections of this view (grad), ``k`` (B×D) target
     embeddings of the *other* view (no grad), ``p`` (B×D) the query (the clean prediction
-    ``g(q)`` in the code; the caller passes ``q`` itself for Eq. 3's literal query, spec D3),
+    ``g(q)`` in the code; the caller passes ``q`` itself for Eq. 3's literal query),
     ``groups`` (K×D) the groups before this direction. Returns ``(loss, new_groups)``: the
     scalar ``(1/B) Σ_i CE(ℓ_i, t_i)`` and ``G'`` (K×D) *with* its graph; the caller commits
-    ``G ← stopgrad(G')`` before the next direction (spec step 5, P1).
+    ``G ← stopgrad(G')`` before the next direction.
 
-    In the code's order (lightly ``SMoGPrototypes``, spec C3), not Algorithm 1's:
+    In the code's order (lightly ``SMoGPrototypes``), not Algorithm 1's:
 
     1. labels ``t_i = argmax_j cos(k_i, G_j)`` from the target branch and the *old* groups
        (Eq. 3's ``μ_i^b``; ``label_branch="online"`` takes ``argmax_j cos(q_i, G_j)``, Eq. 6
-       literally, spec D4);
-    2. ``G'`` = :func:`update_groups` of the raw ``q`` on the *old* groups (P2);
+       literally);
+    2. ``G'`` = :func:`update_groups` of the raw ``q`` on the *old* groups;
     3. logits ``cos(p, G')/τ_g`` with the *updated* groups (``update_before_logits=False``:
-       with the old groups, Algorithm 1's order, spec D5 / C3);
+       with the old groups, Algorithm 1's order);
     4. cross-entropy against ``t``.
     """
     if label_branch not in ("target", "online"):
@@ -103,17 +102,17 @@ def dynamic_grouping(
 
 def is_reset_step(step: int, period: int) -> bool:
     """Whether global step ``step`` (1-based) starts with a group reset: ``n > 1`` and
-    ``n mod R = 0`` (the code's ``n % K == 0``; spec C8). ``period`` 0 never resets."""
+    ``n mod R = 0`` (the code's ``n % K == 0``). ``period`` 0 never resets."""
     return period > 0 and step > 1 and step % period == 0
 
 
 def kmeans_groups(rows: torch.Tensor, n_groups: int, seed: int, n_init: int = 1) -> torch.Tensor:
     """``n̂(KMeans_K(rows))`` (K×D): scikit-learn's Euclidean k-means (k-means++ init, Lloyd)
-    on the bank rows (M×D; unit rows), centres L2-normalised afterwards (spec §2.6, C4).
+    on the bank rows (M×D; unit rows), centres L2-normalised afterwards.
 
-    The rows are the stored feature vectors (spec P4: lightly ≥ 1.4.25 stores the bank M×D,
+    The rows are the stored feature vectors (lightly ≥ 1.4.25 stores the bank M×D,
     the official code's transpose is only right before that). Seeded with ``seed``
-    (``random_state``; the official reset is unseeded, P8). ``n_init = 1`` is what
+    (``random_state``; the official reset is unseeded). ``n_init = 1`` is what
     scikit-learn ≥ 1.4 runs for ``KMeans(K)`` with k-means++ (``n_init="auto"``); older
     versions ran 10.
     """

@@ -1,8 +1,8 @@
-"""DigPro's one new loss: dynamic grouping (L_group, specs/digpro.md §2.4.2), with its
+"""DigPro's one new loss: dynamic grouping (L_group, Eqs. 3-6 of arXiv 2401.13581), with its
 momentum groups as the loss's own state, the periodic group reset and the code's extra EMA
-update (spec §2.6, §2.7) as its ``on_step_start`` lifecycle hook.
+update as its ``on_step_start`` lifecycle hook.
 
-L_base and L_proto are ProPos's PSA and PSL (spec §2.0, D9); ``deepclust_digpro.plugin``
+L_base and L_proto are ProPos's PSA and PSL (identical code); ``deepclust_digpro.plugin``
 registers the ``deepclust_propos`` classes under DigPro's names.
 """
 
@@ -28,49 +28,49 @@ WIDTH_NEED = "digpro_group_width"
 
 class DynamicGrouping(nn.Module):
     """L_group = ½[L_group(a→b) + L_group(b→a)] (DigPro Eqs. 3-6 in the official code's
-    semantics; spec §2.4.2), with the K momentum groups ``G`` (buffer ``groups``, K×D) as
+    semantics), with the K momentum groups ``G`` (buffer ``groups``, K×D) as
     this loss's own state: checkpointed with the loss, never stepped by the optimizer.
 
     Per direction (student view s, teacher view t) it reads the raw online projection
     ``proj`` of view s (q, B×D, grad), the clean prediction ``pred`` of view s (p = g(q),
-    B×D, grad; the recipe's ``pred_clean`` head shares the predictor's module, spec P6) and the
+    B×D, grad; the recipe's ``pred_clean`` head shares the predictor's module) and the
     unit target embedding ``target`` of view t (k, no grad), and calls
     :func:`~deepclust_digpro.grouping.dynamic_grouping`; then ``G ← stopgrad(G')`` *before*
-    the second direction, so the groups move twice per step (spec step 5, C3, P1).
+    the second direction, so the groups move twice per step.
 
-    Where the paper and specs/digpro.md disagree, this follows the spec, which follows the
-    official code (§8): the query is the clean prediction, not Eq. 3's projection (D3); the
-    labels come from the target branch, not Eq. 6's online feature (D4); the groups move
-    inside each direction before the logits, with gradient, not once after the losses as in
-    Algorithm 1 (D5); the update averages the raw projections and never renormalises (D6).
+    Where the paper and the official code disagree, this follows the code: the query is the
+    clean prediction, not Eq. 3's projection; the labels come from the target branch, not
+    Eq. 6's online feature; the groups move inside each direction before the logits, with
+    gradient, not once after the losses as in Algorithm 1; the update averages the raw
+    projections and never renormalises.
 
-    Options (defaults = the code, spec §2.4.2):
+    Options (defaults = the code):
 
     - ``beta`` = β (0.99), ``temperature`` = τ_g (0.1);
     - ``pred``: the query head. ``"pred_clean"`` is the clean ``g(q)`` of the code; pointing it
-      at the noisy ``"pred"`` is the spec's ``pred_input="noisy"`` (an O(σ) deviation, P6);
-    - ``query = "projector"`` uses q itself as the query (Eq. 3 literal, spec D3);
-    - ``update_before_logits = False``: logits with the old groups, Algorithm 1's order (D5);
-    - ``label_branch = "online"``: labels from the online projection, Eq. 6 literal (D4);
+      at the noisy ``"pred"`` feeds L_group the noisy prediction (an O(σ) deviation);
+    - ``query = "projector"`` uses q itself as the query (Eq. 3 literal);
+    - ``update_before_logits = False``: logits with the old groups, Algorithm 1's order;
+    - ``label_branch = "online"``: labels from the online projection, Eq. 6 literal;
     - ``dim``: the width D of the groups, which must equal the widths of ``proj``, ``pred`` and
-      the target's ``target`` (checked when the recipe is composed; 256 in the paper, P10).
+      the target's ``target`` (checked when the recipe is composed; 256 in the paper).
 
-    Group state (spec §2.6): init ``U[0, 1)^{K×D}``, not normalised (the code; P7), drawn from
+    Group state: init ``U[0, 1)^{K×D}``, not normalised (the code's), drawn from
     a generator seeded with ``seed`` or, with ``seed`` unset, from the run's torch RNG (which
     the engine seeds with ``train.seed`` before composing, so ``--seeds`` varies it).
     At the start of step ``n`` (``on_step_start``), if ``n > 1`` and ``n mod R = 0``
     (``reset_every`` = R, default K; 0 never resets) the groups are reset to the L2-normalised
-    scikit-learn k-means centres of the rows of the queue state ``bank`` (spec C4, C8; seeded
-    with a per-run seed plus ``n``, the code's is unseeded, P8). On every other step the
+    scikit-learn k-means centres of the rows of the queue state ``bank`` (seeded with a
+    per-run seed plus ``n``, the code's is unseeded). On every other step the
     ``ema`` state (the target) takes the code's extra update
     ``φ ← m'·φ + (1 − m')·θ`` with ``m' = extra_momentum`` (0.99) before any loss runs; the
     target's own 0.996 update follows before backward (``update_at = "before_backward"`` in
     the recipe), so the effective momentum is 0.99 × 0.996 = 0.98604 per normal step and 0.996
-    on reset steps (spec §2.7, D2, P3, C9). ``extra_momentum = 1.0`` (or ``None`` from
+    on reset steps (the code's). ``extra_momentum = 1.0`` (or ``None`` from
     Python) disables it (the paper's α = 0.996 alone); ``skip_extra_on_reset = false`` applies
     it on reset steps too.
 
-    Local batch only, as the official code (spec §2.4.2, P9): under DDP each rank moves its
+    Local batch only, as the official code: under DDP each rank moves its
     own copy of ``G`` between resets; the bank is gathered over ranks by the core queue and
     the reset k-means is seeded alike on every rank, so the ranks agree again after each reset.
     """
@@ -151,7 +151,7 @@ class DynamicGrouping(nn.Module):
 
     # -- the loss ---------------------------------------------------------------------------
     def commit(self, new_groups: torch.Tensor) -> None:
-        """``G ← stopgrad(G')`` (spec §2.4.2 step 5)."""
+        """``G ← stopgrad(G')`` (before the next direction)."""
         self.groups = new_groups.detach().to(self.groups.dtype)
         self.commits += 1
 
@@ -181,8 +181,8 @@ class DynamicGrouping(nn.Module):
         self.resets += 1
 
     def on_step_start(self, step: Step) -> None:
-        """Spec §3 step 4: at a reset step the groups are re-seated on the bank (and, by
-        default, the extra EMA is skipped; the target is not re-copied, D7); otherwise the
+        """At a reset step the groups are re-seated on the bank (and, by default, the extra
+        EMA is skipped; the target is not re-copied, as in the code); otherwise the
         target takes the extra ``extra_momentum`` update."""
         resetting = is_reset_step(step.global_step, self.reset_every)
         if resetting:

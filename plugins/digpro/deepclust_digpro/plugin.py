@@ -1,8 +1,8 @@
 """Registrations of the ``digpro`` plugin (hooks in corekit/hookspecs.py).
 
 ``digpro_base`` and ``digpro_prototype_aggregation`` are the very classes ``propos_psa`` and
-``propos_psl`` (specs/digpro.md §2.0, D9: DigPro's L_base is ProPos's PSA and its "prototype
-aggregation" is ProPos's PSL, identical formula and code), registered under the DigPro names.
+``propos_psl`` (DigPro's L_base is ProPos's PSA and its "prototype aggregation" is ProPos's
+PSL, identical formula and code), registered under the DigPro names.
 Factories are ``"module:attr"`` targets, imported when first built: loading the plugin imports
 no torch.
 """
