@@ -19,3 +19,22 @@ def check_queue_batch(need: Need, ctx: NeedContext) -> str | None:
         return (f"state.{need.name}.size: {size} is not a multiple of the global batch "
                 f"train.batch_size = {batch}; use {lower or upper} or {upper}")
     return None
+
+
+PROTOTYPE_LABELERS = ("spice_prototype_labeler", "spice_prototype_estep",
+                      "spice.spice_prototype_labeler", "spice.spice_prototype_estep")
+
+
+def check_estep_sizes(need: Need, ctx: NeedContext) -> str | None:
+    """Every prototype labeler writing targets ``need.name`` labels at least ``N_s`` and ``M``
+    images (``sample``): the E-step cannot pick more images than it sees."""
+    for name, spec in ctx.stage.pseudo_labeler.items():
+        if spec.writes != need.name or spec.type not in PROTOTYPE_LABELERS or not spec.sample:
+            continue
+        for key in ("n_s", "m"):
+            value = spec.options.get(key)
+            if value is not None and value > spec.sample:
+                return (f"pseudo_labeler.{name}.{key}: {value} exceeds the {spec.sample} images "
+                        f"the E-step labels (pseudo_labeler.{name}.sample); use at most "
+                        f"{spec.sample}, or leave it out for ⌊N/K⌋")
+    return None

@@ -80,7 +80,7 @@ class DoubleSoftmaxCE:
 
     def needs(self) -> list[Need]:
         return [Need.output(self.head, reads="probs", stack=True), Need.views([self.view]),
-                Need.targets(self.targets)]
+                Need.targets(self.targets), Need("spice_estep_sizes", self.targets)]
 
     def __call__(self, step: Step) -> torch.Tensor:
         probs = step.output(self.head, self.view)

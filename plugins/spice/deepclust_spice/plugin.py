@@ -56,6 +56,7 @@ def register_samplers(register: RegisterFn) -> None:
 @hookimpl
 def register_need_kinds(register: RegisterFn) -> None:
     register("spice_queue_batch", "deepclust_spice.checks:check_queue_batch")
+    register("spice_estep_sizes", "deepclust_spice.checks:check_estep_sizes")
 
 
 @hookimpl
