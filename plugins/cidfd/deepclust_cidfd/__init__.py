@@ -1,8 +1,8 @@
 """IDFD (Tao, Takagi, Nakata, ICLR 2021) and cIDFD (Oshima, Takagi, Nakata, 2024) as a
 deepclust plugin.
 
-Spec: ``shared/specs/cidfd.md``; written from its equations, not from the IDFD code (whose
-licence forbids reuse). The plugin adds IDFD's instance discrimination and feature
+Written from the papers' equations (arXiv 2106.00131, arXiv 2408.04891), not from the IDFD
+code (whose licence forbids reuse). The plugin adds IDFD's instance discrimination and feature
 decorrelation, cIDFD's contrastive instance discrimination, IDFD's augmentation and lr steps,
 the Stripe-MNIST / Stripes datasets and the ``idfd`` / ``cidfd`` recipes; memory banks, heads,
 backbones, k-means and the two-stage hand-off are the core's.

@@ -1,5 +1,5 @@
-"""IDFD's single-view augmentation, ``idfd_aug`` (cidfd.md §2.3), batched on the device with the
-core's view ops."""
+"""IDFD's single-view augmentation, ``idfd_aug``, batched on the device with the core's view
+ops."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def idfd_ops(size: int, channels: int, crop_scale: tuple[float, float],
     draws of kornia's torchvision-compatible ``ColorJitter``, not the legacy ``ColorJiggle``).
 
     Saturation, hue and grayscale need RGB; for other channel counts they are skipped (for
-    1-channel Stripe-MNIST the view is crop + brightness/contrast, cidfd.md §2.3). Random
+    1-channel Stripe-MNIST the view is crop + brightness/contrast). Random
     parameters are drawn per sample.
     """
     crop = ResizedCrop(tuple(crop_scale), tuple(crop_ratio))
@@ -32,11 +32,11 @@ def idfd_aug(size: int, channels: int = 3, mean: tuple[float, ...] | None = None
              crop_ratio: tuple[float, float] = _RATIO, brightness: float = 0.4,
              contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.0,
              gray_p: float = 0.2, hflip_p: float = 0.0) -> nn.Module:
-    """IDFD's view (cidfd.md §2.3, from the IDFD code for 32 px CIFAR): RandomResizedCrop
+    """IDFD's view (from the IDFD code for 32 px CIFAR): RandomResizedCrop
     scale (0.2, 1), ratio (3/4, 4/3); ColorJitter(0.4, 0.4, 0.4, 0) with p = 1;
     RandomGrayscale(0.2); normalise. No flip by default (``hflip_p`` adds one: the IDFD paper's
-    list may include a flip, recalled and unverified, §2.3 item 5). cIDFD gives no
-    augmentations; the spec uses this one for both stages [T]."""
+    list may include a flip, unverified). cIDFD gives no augmentations; this toolkit uses this
+    one for both stages."""
     ops = idfd_ops(size, channels, crop_scale, crop_ratio,
                    (brightness, contrast, saturation, hue), gray_p, hflip_p)
     return ViewPipeline(size, channels, ops, mean, std, resize=False)

@@ -1,8 +1,8 @@
-"""Stripe-MNIST (target) and Stripes (background), cIDFD's synthetic pair (cidfd.md §6).
+"""Stripe-MNIST (target) and Stripes (background), cIDFD's synthetic pair (§4.1, arXiv 2408.04891).
 
 The paper says only "MNIST digits plus randomly generated stripe patterns" and that the
 background set holds stripe-only images from the same generator family. The generator below is
-the spec's [T] choice:
+this toolkit's choice:
 
 - 4 stripe families: horizontal, vertical, 45° ("/", lines ``r + c = const``) and 135° ("\\",
   lines ``r − c = const``), with ``r`` the row (downwards) and ``c`` the column;
@@ -13,8 +13,8 @@ the spec's [T] choice:
 
 Both sets are deterministic: the target's stripes come from stream 0 and the background's from
 stream 1 of ``numpy.random.SeedSequence(SEED)`` (independent streams, so the background is not
-a copy of the target's stripe draws, §6 "disjoint seed"). Stripe-MNIST uses the 60,000 MNIST
-*train* digits (the paper's count; §6), read through the core's ``mnist-train`` loader.
+a copy of the target's stripe draws). Stripe-MNIST uses the 60,000 MNIST
+*train* digits (the paper's count, §4.1), read through the core's ``mnist-train`` loader.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ STATS_MEAN = (0.3614,)
 STATS_STD = (0.4659,)
 """Normalisation statistics of Stripe-MNIST (60,000 images, ``SEED``), given to **both** sets:
 the frozen background encoder must see target images scaled as its stage-1 inputs were
-(cidfd.md §2.3 "B and X must use the same output size and normalisation")."""
+(the background and target sets share output size and normalisation)."""
 
 
 @attrs.frozen
@@ -165,8 +165,8 @@ def _stripes() -> StripeSet:
 
 def load_stripes(folder: Path | None = None) -> StripeSet:
     """Dataset ``stripes``: 10,000 stripe-only 28×28 images from the background stream. The
-    labels are the stripe families (4 classes), a nuisance label for diagnostics (cidfd.md
-    §2.8); no training code reads them. It takes no folder."""
+    labels are the stripe families (4 classes), a nuisance label for diagnostics; no
+    training code reads them. It takes no folder."""
     if folder is not None:
         raise DataError("dataset 'stripes' is generated and takes no path; use 'stripes'")
     return _stripes()

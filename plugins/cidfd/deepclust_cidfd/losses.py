@@ -1,18 +1,17 @@
-"""IDFD's two losses and cIDFD's contrastive instance discrimination (specs/cidfd.md §2.4).
+"""IDFD's two losses and cIDFD's contrastive instance discrimination (Eqs. 1-5, arXiv 2408.04891).
 
 Each loss is a plain tensor function plus a small adapter that reads its inputs from a
-``corekit.Step`` and declares them in ``needs()``. Written from the equations of the spec (the
+``corekit.Step`` and declares them in ``needs()``. Written from the papers' equations (the
 IDFD reference code is under an evaluation-only licence and was not used).
 
-Conventions shared by all three (cidfd.md §2.4, §8.5, §8.9):
+Conventions shared by all three:
 
 - embeddings are L2-normalised rows (the ``linear_l2`` head, ``produces = "unit"``);
 - memory banks are read without gradient, and the logits use the bank *before* this step's
   momentum update (the core's ``memory_bank`` updates after the optimizer step);
 - the reduction is the mean over the batch (the papers write sums: a constant factor on the
-  effective learning rate, §8.9);
-- logits are formed in float32 with autocast off, so a small ``τ_xb`` cannot overflow in fp16
-  (§8.5).
+  effective learning rate);
+- logits are formed in float32 with autocast off, so a small ``τ_xb`` cannot overflow in fp16.
 """
 
 from __future__ import annotations
@@ -35,16 +34,16 @@ def _no_autocast(device: torch.device) -> torch.autocast:
 
 def instance_discrimination(q: torch.Tensor, indices: torch.Tensor, bank: torch.Tensor,
                             temperature: float = 1.0) -> torch.Tensor:
-    """``L_ID`` (cIDFD Eq. 1-2 with τ_b; IDFD's L_I; cidfd.md §2.4(a)).
+    """``L_ID`` (cIDFD Eq. 1-2 with τ_b, arXiv 2408.04891; IDFD's L_I).
 
     ``q`` (B, d): unit rows with gradient; ``indices`` (B,) int64 dataset indices; ``bank``
     (S, d): one row per dataset image (S = dataset size), read without gradient.
 
     ``ℓ = q K̄ᵀ / τ`` (B, S) is a softmax over **all** S bank rows (no NCE sampling) and
-    ``L_ID = mean_i [logsumexp_j ℓ_ij − ℓ_{i, idx_i}]``. Paper and spec differ here and this
-    follows the spec: the positive is the bank copy of the same image (the EMA of its earlier
-    views), not the literal Eq. 2's ``q_i·q_i = 1`` (cidfd.md §8.1); Eq. 2's denominator
-    runs over the whole bank, not a minibatch (§8.2); the batch sum is a mean (§8.9).
+    ``L_ID = mean_i [logsumexp_j ℓ_ij − ℓ_{i, idx_i}]``. This is the bank form, not the
+    literal text: the positive is the bank copy of the same image (the EMA of its earlier
+    views), not the literal Eq. 2's ``q_i·q_i = 1``; Eq. 2's denominator runs over the whole
+    bank, not a minibatch; the batch sum is a mean.
     """
     with _no_autocast(q.device):
         logits = q.float() @ bank.detach().float().t() / temperature
@@ -52,10 +51,10 @@ def instance_discrimination(q: torch.Tensor, indices: torch.Tensor, bank: torch.
 
 
 def feature_decorrelation(q: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
-    """``L_FD`` (cIDFD Eq. 3; IDFD's L_F; cidfd.md §2.4(b)).
+    """``L_FD`` (cIDFD Eq. 3, arXiv 2408.04891; IDFD's L_F).
 
     ``q`` (B, d): the batch embeddings (not the bank). Each feature column is normalised over
-    the batch, ``f̂_l = q[:, l] / ‖q[:, l]‖₂`` (cidfd.md §8.10: absent from the formulas, kept
+    the batch, ``f̂_l = q[:, l] / ‖q[:, l]‖₂`` (as in IDFD's code; absent from the formulas, kept
     so that ``G_ll`` does not scale with B); ``G = F̂ᵀF̂ / τ₂`` (d, d) and
     ``L_FD = mean_l [logsumexp_j G_lj − G_ll]``: a d-way softmax in which every feature
     dimension must recognise itself (cross-entropy of G's rows against the identity).
@@ -70,17 +69,17 @@ def contrastive_instance_discrimination(v: torch.Tensor, w: torch.Tensor,
                                         indices: torch.Tensor, bank_v: torch.Tensor,
                                         bank_w: torch.Tensor, tau_x: float = 1.0,
                                         tau_xb: float | None = 1.0) -> torch.Tensor:
-    """``L_CI`` (cIDFD Eq. 4-5, bank form; cidfd.md §2.4(c)).
+    """``L_CI`` (cIDFD Eq. 4-5, arXiv 2408.04891, bank form).
 
     ``v`` (B, d_v): target-encoder unit rows with gradient; ``w`` (B, d_w): the frozen
     background encoder's unit rows on the same view, detached here; ``indices`` (B,) target
     indices; ``bank_v`` (N, d_v) and ``bank_w`` (N, d_w) the two target-set banks. d_v and
-    d_w may differ: only the dot products ``v·V̄`` and ``w·W̄`` are used (cidfd.md §8.17).
+    d_w may differ: only the dot products ``v·V̄`` and ``w·W̄`` are used.
 
     The paper's ``−log[α_ii e^{s_ii/τ_x} / Σ_j α_ij e^{s_ij/τ_x}]`` with
     ``α_ij = exp(a_ij/τ_xb)`` is evaluated as one cross-entropy on the summed logits
     ``ℓ_ij = (v_i·V̄_j)/τ_x + (w_i·W̄_j)/τ_xb`` (B, N), i.e. ``log α`` is added to the logit and
-    ``α`` itself is never formed (it overflows for small τ_xb, §8.5). Mean over the batch.
+    ``α`` itself is never formed (it overflows for small τ_xb). Mean over the batch.
 
     ``tau_xb = None`` or ``inf`` drops the background term: the result is exactly
     :func:`instance_discrimination` with ``τ = τ_x`` (IDFD). Gradient reaches only ``v``.
@@ -116,7 +115,7 @@ def check_bank_source(need: Need, ctx: NeedContext) -> str | None:
 @attrs.define
 class InstanceDiscrimination:
     """``L_ID`` on head ``head`` (unit rows, view ``view``) against the memory bank state
-    ``bank`` (cidfd.md §2.4(a)); τ = 1 (IDFD code and paper, §5). Registered as
+    ``bank`` (cIDFD Eqs. 1-2); τ = 1 (IDFD code and paper). Registered as
     ``instance_discrimination`` (aliases ``idfd_instance_discrimination``, ``idfd_id``)."""
 
     head: str = "emb"
@@ -135,7 +134,7 @@ class InstanceDiscrimination:
 
 @attrs.define
 class FeatureDecorrelation:
-    """``L_FD`` on the batch of head ``head`` (view ``view``), τ₂ = 2 (cidfd.md §2.4(b), §5).
+    """``L_FD`` on the batch of head ``head`` (view ``view``), τ₂ = 2 (cIDFD Eq. 3).
     Registered as ``feature_decorrelation`` (aliases ``idfd_feature_decorrelation``,
     ``idfd_fd``).
 
@@ -156,23 +155,22 @@ class FeatureDecorrelation:
 
 @attrs.define
 class ContrastiveInstanceDiscrimination:
-    """``L_CI`` (cidfd.md §2.4(c)): target head ``head`` against bank ``bank_v``, reweighted
+    """``L_CI`` (cIDFD Eqs. 4-5): target head ``head`` against bank ``bank_v``, reweighted
     by the frozen background head ``background`` against bank ``bank_w``, both on view
     ``view`` (the same augmented tensor, cIDFD Alg. 1 line 13). Registered as
     ``contrastive_instance_discrimination`` (alias ``cidfd_ci``).
 
-    τ_x = τ_xb = 1 are the spec's toolkit defaults [T] (the paper publishes no temperature,
-    §8.4); ``tau_xb = inf`` in a recipe (TOML ``inf``) gives IDFD's ``L_ID``. The background
-    output is detached; list its parts in ``train.freeze`` so that the core runs them in eval
-    mode without gradient (§8.6).
+    τ_x = τ_xb = 1 are this toolkit's defaults (the paper publishes no temperature);
+    ``tau_xb = inf`` in a recipe (TOML ``inf``) gives IDFD's ``L_ID``. The background output
+    is detached; list its parts in ``train.freeze`` so that the core runs them in eval mode
+    without gradient.
 
-    Where the paper and the spec differ, this follows the spec: the paper's Eq. 4 read
-    literally has the constant positive ``s_ii = v_i·v_i = 1`` and ``α_ii = exp(1/τ_xb)``;
-    here both come from the banks (``v_i·V̄_i``, ``w_i·W̄_i``, §8.1), and the batch sum is a
-    mean (§8.9). ``background_view`` (default: ``view``) is the spec's ``bg_view`` option
-    [T]: the default is ``shared`` (Alg. 1 line 13, the same augmented tensor for both
-    encoders); ``separate`` is ``augment.views = 2``, ``background_view = 1`` and the
-    ``bank_w`` state's ``view = 1``.
+    Where this departs from the paper's text: its Eq. 4 read literally has the constant
+    positive ``s_ii = v_i·v_i = 1`` and ``α_ii = exp(1/τ_xb)``; here both come from the banks
+    (``v_i·V̄_i``, ``w_i·W̄_i``), and the batch sum is a mean. ``background_view`` (default:
+    ``view``) is a toolkit option: by default both encoders read the same view (Alg. 1
+    line 13, the same augmented tensor); separate views are ``augment.views = 2``,
+    ``background_view = 1`` and the ``bank_w`` state's ``view = 1``.
     """
 
     head: str = "emb"

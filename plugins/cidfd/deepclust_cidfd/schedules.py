@@ -1,11 +1,11 @@
-"""IDFD's learning-rate steps as fractions of the stage length (cidfd.md §3, §5)."""
+"""IDFD's learning-rate steps as fractions of the stage length."""
 
 from __future__ import annotations
 
 import attrs
 
 IDFD_FRACTIONS = (0.3, 0.475, 0.65, 0.825)
-"""The IDFD code's milestones 600/950/1300/1650 of 2000 epochs as fractions (cidfd.md §3)."""
+"""The IDFD code's milestones 600/950/1300/1650 of 2000 epochs as fractions."""
 
 
 def _increasing_fractions(instance: object, attribute: attrs.Attribute,
