@@ -59,3 +59,12 @@ def test_a_bad_clusterer_option_names_its_table(capsys):
                  "clusterer.n_init=0"]) == 2
     assert "clusterer: cannot build clusterer 'kmeans': n_init must be >= 1, got 0" in \
         capsys.readouterr().err
+
+
+def test_auto_neighbours_are_one_percent_of_the_images_and_at_least_ten():
+    from corekit.components.spectral import SpectralClustering, neighbours_for
+
+    assert [neighbours_for("auto", n) for n in (450, 1797, 70000)] == [10, 18, 700]
+    assert neighbours_for(7, 1797) == 7
+    with pytest.raises(ComponentError, match="an integer >= 1 or 'auto'"):
+        SpectralClustering(3, n_neighbors="many")
