@@ -95,8 +95,8 @@ def decide_k(stage: rc.Stage, cache: DataCache) -> KChoice:
 AFTER_TRAINING_SECONDS = 2.0
 """Seconds kept after a budgeted stage's last evaluation and checkpoint, at the probe's pace:
 its outputs, ``assignments.csv``, the pixel baseline and the report, most of it the report's
-plots and embedding, whose work does not grow with the data set (``bench/budget_accuracy.py``
-measured 1.0-1.3 s on digits on a quiet core, 1.1-2.6 s on a core shared at a load of 3-5)."""
+plots and embedding, whose work does not grow with the data set (on digits: about 1.1 s on a
+nearly quiet core, 1.0-2.6 s on a core shared at a load of 3-5, ``bench/budget_accuracy.py``)."""
 
 
 @attrs.frozen
