@@ -73,15 +73,31 @@ def switch_type(raw: Raw, keys: list[str], value: Any) -> Raw:
 
 def apply_overrides(raw: Raw, texts: list[str]) -> Raw:
     """Every ``--set`` of ``texts`` applied to ``raw``: type switches first (so options set in
-    the same command stay, whatever their order), then the rest in order."""
+    the same command stay, whatever their order), then the rest in order. ``stage.N.KEY`` is
+    set as ``stages.NAME.KEY`` (``by_stage_name``), so it wins over a preset's change of that
+    stage as any ``--set`` wins over the preset."""
     parsed = [parse_override(text) for text in texts]
     switches = [p for p in parsed if is_type_switch(p[0])]
     for keys, value in switches:
         raw = switch_type(raw, keys, value)
     for keys, value in parsed:
         if not is_type_switch(keys):
-            raw = apply_override(raw, keys, value)
+            raw = apply_override(raw, by_stage_name(raw, keys), value)
     return raw
+
+
+def by_stage_name(raw: Raw, keys: list[str]) -> list[str]:
+    """``stage.N.REST`` as ``stages.NAME.REST``, NAME being stage N's name (``main`` for a
+    single unnamed stage, else ``stageN+1``, as ``validate`` names them); other keys, and a
+    stage number the recipe does not have, unchanged."""
+    stages = raw.get("stage")
+    if keys[:1] != ["stage"] or len(keys) < 3 or not isinstance(stages, list) \
+            or not keys[1].isdigit() or int(keys[1]) >= len(stages):
+        return keys
+    index = int(keys[1])
+    table = stages[index] if isinstance(stages[index], dict) else {}
+    default = "main" if len(stages) == 1 else f"stage{index + 1}"
+    return ["stages", str(table.get("name", default)), *keys[2:]]
 
 
 def overrides_table(texts: list[str]) -> Raw:

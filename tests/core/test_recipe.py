@@ -67,6 +67,18 @@ def test_overrides_are_typed_and_reach_stages(tmp_path):
         rc.parse_override("train.epochs")
 
 
+def test_a_stage_override_wins_over_the_presets_change_of_that_stage(tmp_path):
+    write(tmp_path, "two", '[losses.a]\ntype = "nt_xent"\n'
+          '[[stage]]\nname = "pre"\n[[stage]]\ntrain = { epochs = 1 }\n'
+          '[presets.digits.stages.pre.train]\nepochs = 2\n'
+          '[presets.digits.stages.stage2.train]\nepochs = 3\n')
+    recipe = rc.resolve("two", finder(tmp_path), data="digits",
+                        overrides=["stage.0.train.epochs=7", "stage.1.train.epochs=8"])
+    assert [s.train.epochs for s in recipe.stages] == [7, 8]
+    preset_only = rc.resolve("two", finder(tmp_path), data="digits")
+    assert [s.train.epochs for s in preset_only.stages] == [2, 3]
+
+
 def test_bad_toml_and_missing_file(tmp_path):
     write(tmp_path, "bad", "[train\n")
     with pytest.raises(RecipeError, match="not valid TOML"):
