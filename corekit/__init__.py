@@ -44,8 +44,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "corekit.parts": ("parse_feature",),
     "corekit.registry": ("RegisterFn", "register_recipe_dir"),
     "corekit.state": (
-        "EMA", "BatchTargets", "LabelRows", "MemoryBank", "PseudoLabels", "Queue", "State",
-        "Targets"
+        "EMA", "BatchTargets", "LabelRows", "MemoryBank", "PseudoLabels", "Queue", "Selection",
+        "State", "Targets", "information", "snapshot_network"
     ),
     "corekit.step": ("Step",),
 }

@@ -494,7 +494,8 @@ def stream_problems(stage: rc.Stage, state_types: Mapping[str, str], n_images: i
 
 def labeler_input_needs(stage: rc.Stage, labelers: Mapping[str, Any]) -> list[tuple[str, Need]]:
     """(who, need) for each input of each dataset-level labeler: the part it names, read as
-    the labeler reads it, or the state (one with ``read()``)."""
+    the labeler reads it (a stack of heads too, for an input in its ``stacked_inputs``), or the
+    state (one with ``read()``)."""
     found: list[tuple[str, Need]] = []
     for name, labeler in labelers.items():
         if not isinstance(labeler, DatasetLabeler):
@@ -508,7 +509,9 @@ def labeler_input_needs(stage: rc.Stage, labelers: Mapping[str, Any]) -> list[tu
                 found.append((who, Need.state(source.removeprefix(STATE_INPUT))))
                 continue
             branch, part = parse_feature(source, who)
-            found.append((who, Need.output(part, branch, reads=labeler.reads[key])))
+            stacked = key in getattr(labeler, "stacked_inputs", ())
+            found.append((who, Need.output(part, branch, reads=labeler.reads[key],
+                                           stack=stacked)))
         if spec.writes is not None:
             found.append((f"pseudo_labeler.{name}.writes", Need.state(spec.writes, "targets")))
         if spec.view is not None:

@@ -80,7 +80,8 @@ class PseudoLabeler(Protocol):
 class DatasetLabeler(Protocol):
     """``labeler.label(inputs) -> LabelRows`` on whole-set inputs, each (M, ...) over the same M
     images; ``reads`` maps each input name the labeler takes to the kind of output it reads
-    (``"probs"``, ``"embedding"``, ``"any"``: ``corekit.needs.ACCEPTS``)."""
+    (``"probs"``, ``"embedding"``, ``"any"``: ``corekit.needs.ACCEPTS``). An optional
+    ``stacked_inputs`` names the inputs that may be a part of stacked heads, (M, H, K)."""
 
     reads: Mapping[str, str]
 

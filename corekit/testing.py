@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from corekit.data import ImageSet
     from corekit.engine.trainer import StageTrainer
+    from corekit.metrics import NmiAverage
 
 
 @contextmanager
@@ -208,16 +209,18 @@ SCORES = ("nmi", "acc", "ari")
 
 
 def chance_level(labels: torch.Tensor, pred: torch.Tensor, k: int, shuffles: int = 20,
-                 seed: int = 0) -> dict[str, float]:
+                 seed: int = 0, nmi_average: NmiAverage = "arithmetic"
+                 ) -> dict[str, float]:
     """The best NMI/ACC/ARI of ``shuffles`` random permutations of ``pred`` (generator seeded
     with ``seed``): the run's cluster sizes, but no relation to the images (about 0.01 NMI and
-    0.14 ACC on digits)."""
+    0.14 ACC on digits); NMI normalised as ``nmi_average`` says (``eval.nmi_average``)."""
     import torch
 
     from corekit import metrics
 
     gen = torch.Generator().manual_seed(seed)
-    runs = [metrics.evaluate(labels, pred[torch.randperm(len(pred), generator=gen)], k)
+    runs = [metrics.evaluate(labels, pred[torch.randperm(len(pred), generator=gen)], k,
+                             nmi_average)
             for _ in range(shuffles)]
     return {key: max(run[key] for run in runs) for key in SCORES}
 
@@ -228,11 +231,13 @@ tiny digits runs of cc, propos and hadis: NMI 0.22-0.46 against a chance level u
 
 
 def assert_above_chance(final: Mapping[str, Any], evaluations: Sequence[EvaluationRecord],
-                        margins: Mapping[str, float] | None = None) -> None:
+                        margins: Mapping[str, float] | None = None,
+                        nmi_average: NmiAverage = "arithmetic") -> None:
     """``final``'s (e.g. ``final.json``'s) NMI/ACC/ARI are exactly those of the assignments of
     the last of ``evaluations`` (from :func:`record_evaluations`), and each exceeds its
     :func:`chance_level` for those assignments by its margin (``margins`` defaults to
-    :data:`DEFAULT_MARGINS`; give a subset of the scores to check fewer)."""
+    :data:`DEFAULT_MARGINS`; give a subset of the scores to check fewer). ``nmi_average`` is
+    the run's ``eval.nmi_average``."""
     from corekit import metrics
 
     assert evaluations, "no evaluation was recorded: is the fixture (record_evaluations) used?"
@@ -241,12 +246,12 @@ def assert_above_chance(final: Mapping[str, Any], evaluations: Sequence[Evaluati
     if unknown:
         raise ValueError(f"margins for unknown scores {sorted(unknown)}; known: {SCORES}")
     labels, pred, k = evaluations[-1]
-    recomputed = metrics.evaluate(labels, pred, k)
+    recomputed = metrics.evaluate(labels, pred, k, nmi_average)
     written = {key: final[key] for key in SCORES}
     again = {key: recomputed[key] for key in SCORES}
     assert written == again, (
         f"final metrics {written} are not those of the last evaluation's assignments {again}")
-    chance = chance_level(labels, pred, k)
+    chance = chance_level(labels, pred, k, nmi_average=nmi_average)
     for key, margin in margins.items():
         assert final[key] > chance[key] + margin, (
             f"{key} {final[key]:.4f} is not above chance {chance[key]:.4f} + {margin}: "

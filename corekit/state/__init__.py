@@ -14,8 +14,8 @@ from corekit.state.ema import EMA
 from corekit.state.memory_bank import MemoryBank
 from corekit.state.pseudo_labels import PseudoLabels
 from corekit.state.queue import Queue
-from corekit.state.selection import Selection
+from corekit.state.selection import Selection, information, snapshot_network
 from corekit.state.targets import BatchTargets, LabelRows, Targets
 
-__all__ = ["EMA", "BatchTargets", "LabelRows", "MemoryBank", "PseudoLabels", "Queue", "Selection",
-           "State", "Targets", "check_state"]
+__all__ = ["BatchTargets", "EMA", "LabelRows", "MemoryBank", "PseudoLabels", "Queue", "Selection",
+           "State", "Targets", "check_state", "information", "snapshot_network"]

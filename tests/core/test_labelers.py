@@ -298,3 +298,36 @@ def test_check_names_each_labeler_and_when_it_runs(plugins, tmp_path):
     assert describe_labelers(trainer.composed) == (
         "graph: cluster -> targets (before training), confident: confidence_threshold "
         "(per step)")
+
+
+class _StackReader:
+    reads = {"probs": "probs"}
+
+    def __init__(self, stacked: bool) -> None:
+        self.stacked_inputs = ("probs",) if stacked else ()
+
+    def label(self, inputs):
+        raise AssertionError("never run")
+
+
+class _StackReaderPlugin:
+    @staticmethod
+    @hookimpl
+    def register_pseudo_labelers(register):
+        register("stack_reader", _StackReader)
+
+
+@pytest.mark.parametrize("stacked", [True, False])
+def test_a_labeler_reads_a_stack_of_heads_only_where_it_says_so(tmp_path, stacked):
+    plugins = plugin_set(_StackReaderPlugin, name="stack")
+    raw = _raw(pseudo_labeler={"graph": {"type": "stack_reader", "stacked": stacked,
+                                         "inputs": {"probs": "online:heads"},
+                                         "writes": "targets"}},
+               losses={"entropy": {"type": "batch_marginal_entropy", "head": "cluster",
+                                   "views": 1}})
+    raw["model"]["heads"]["heads"] = {"type": "stacked_cluster_head", "input": "backbone",
+                                      "stack": 3}
+    if stacked:
+        assert tiny_trainer(plugins, raw, tmp_path).composed.dataset_labelers["graph"]
+    else:
+        assert "pseudo_labeler.graph.inputs.probs" in composition_problems(plugins, raw)

@@ -143,3 +143,15 @@ def test_bad_inputs_raise():
         nmi([0.5, 1.0], [0, 1])
     with pytest.raises(ValueError, match="n_clusters"):
         cluster_stats([0, 1, 2], n_clusters=2)
+
+
+def test_assert_above_chance_checks_the_runs_own_nmi_normalisation():
+    from corekit.testing import assert_above_chance
+
+    labels = torch.arange(60) % 3
+    pred = torch.where(torch.arange(60) < 50, labels, torch.zeros(60, dtype=torch.long))
+    geometric = evaluate(labels, pred, 3, "geometric")
+    assert geometric["nmi"] != evaluate(labels, pred, 3)["nmi"]
+    assert_above_chance(geometric, [(labels, pred, 3)], nmi_average="geometric")
+    with pytest.raises(AssertionError, match="not those of the last evaluation"):
+        assert_above_chance(geometric, [(labels, pred, 3)])
