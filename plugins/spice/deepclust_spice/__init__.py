@@ -1,6 +1,7 @@
-"""deepclust plugin ``spice``: SPICE (Niu, Shan, Wang, arXiv 2103.09382; specs/spice.md) in
-three stages, label-free from end to end: MoCo features, ten heads trained on prototype
-pseudo-labels with the lowest-loss head selected, then FixMatch on the reliable labels."""
+"""deepclust plugin ``spice``: SPICE (Niu, Shan, Wang, arXiv 2103.09382; where the paper and the
+authors' code differ, the code's settings) in three stages, label-free from end to end: MoCo
+features, ten heads trained on prototype pseudo-labels with the lowest-loss head selected, then
+FixMatch on the reliable labels."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPICE's backbones (arXiv 2103.09382, §IV-A; spec spice.md §2.1), each returning pooled
+"""SPICE's backbones (arXiv 2103.09382, §IV-B, and the authors' code), each returning pooled
 features ``(B, C, H, W) -> (B, D)``.
 
 ``clusterresnet34`` is the IIC-style ResNet-34 of stages 1-2 (3×3 stem + 2×2 max-pool, no fc).
@@ -35,7 +35,7 @@ class BasicBlock(nn.Module):
 
 
 class ClusterResNet(nn.Module):
-    """IIC's ResNet (spec §2.1 ``clusterresnet34``): conv3×3 s1 (no bias) + BN + ReLU +
+    """IIC's ResNet (``clusterresnet34``, SPICE's "ResNet34"): conv3×3 s1 (no bias) + BN + ReLU +
     MaxPool(2, 2, pad 1), BasicBlock stages ``blocks`` of widths 64/128/256/512 with strides
     1, 2, 2, 2, global average pool. ``(B, C, 96, 96)`` maps to a 7×7 map, then ``(B, 512)``.
     PyTorch default initialisation (the code never calls its Kaiming helper)."""
@@ -63,7 +63,7 @@ class ClusterResNet(nn.Module):
 
 
 def clusterresnet34(in_channels: int = 3) -> ClusterResNet:
-    """``clusterresnet34``: 21,276,992 parameters (spec 9.11)."""
+    """``clusterresnet34``: 21,276,992 parameters."""
     return ClusterResNet(in_channels, (3, 4, 6, 3))
 
 
@@ -97,8 +97,8 @@ class WideBlock(nn.Module):
 
 
 class WideResNet(nn.Module):
-    """Wide ResNet (FixMatch's convention, spec §2.1): conv3×3 3→16, then one group per entry of
-    ``strides`` of ``n`` wide blocks (widths ``16·widen·2^g``), BN + LeakyReLU(0.1), global
+    """Wide ResNet (FixMatch's convention, arXiv 2001.07685): conv3×3 3→16, then one group per
+    entry of ``strides`` of ``n`` wide blocks (widths ``16·widen·2^g``), BN + LeakyReLU(0.1), global
     average pool to ``(B, D)``. Conv weights N(0, 2/(k²·C_out)), BN γ = 1, β = 0."""
 
     def __init__(self, in_channels: int = 3, n: int = 4, widen: int = 2,

@@ -1,5 +1,5 @@
 """The plugin's need kind: ``spice_queue_batch``, MoCo's queue length a multiple of the global
-batch (spec spice.md P10), checked when the recipe is composed."""
+batch (MoCo enqueues whole batches), checked when the recipe is composed."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """SPICE's stage-2 loss: cross-entropy applied to a head's probabilities as if they were logits,
-the "double softmax" (Eq. 5, arXiv 2103.09382; spec spice.md §2.4, P1).
+the "double softmax" (Eq. 5, arXiv 2103.09382, and its Appendix A; applied to
+logits instead it is the plain-CE ablation, Table VII).
 
 ``double_softmax_ce`` and ``stacked_double_softmax_ce`` are pure tensor functions;
 ``DoubleSoftmaxCE`` reads a step (``[losses.NAME] type = "double_softmax_ce"``).
@@ -69,10 +70,10 @@ class DoubleSoftmaxCE:
 
     On a stack (``spice_multi_head``, (B, H, K)) the targets are the rows of a ``targets``
     state written by ``spice_prototype_labeler`` (label ``h·K + k``: head h, cluster k). Every
-    row of a batch image counts, so an image labelled for two clusters gives two terms (spec
-    P2); the loss is the mean over heads. On one head (B, K) it reads ``step.targets(targets)``
-    (a targets state or a per-step labeler). Reads probabilities: a head of logits is refused
-    when the recipe is composed (spec P1)."""
+    row of a batch image counts, so an image labelled for two clusters gives two terms (no
+    de-duplication); the loss is the mean over heads. On one head (B, K) it reads
+    ``step.targets(targets)`` (a targets state or a per-step labeler). Reads probabilities: a
+    head of logits is refused when the recipe is composed."""
 
     head: str = "heads"
     targets: str = "targets"

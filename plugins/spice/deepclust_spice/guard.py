@@ -1,4 +1,4 @@
-"""Stage 3's refusal of an empty reliable cluster (spec spice.md P8): with ``n_min = 0`` the
+"""Stage 3's refusal of an empty reliable cluster: with ``n_min = 0`` the
 balanced labelled set would be empty, so the stage stops before it trains and says how many
 reliable images each cluster kept."""
 
@@ -39,5 +39,5 @@ class ReliableGuard(nn.Module):
             raise TrainingError(
                 f"state.{self.targets}: the reliable labels leave cluster(s) {empty} empty "
                 f"(reliable images per cluster: {counts}), so the balanced labelled set is "
-                f"empty (spec P8) and stage {ctx.stage!r} does not train. Lower "
+                f"empty and stage {ctx.stage!r} does not train. Lower "
                 "pseudo_labeler.reliable.ratio or .confidence, or train SPICE-Self longer")

@@ -1,4 +1,4 @@
-"""SPICE's heads (arXiv 2103.09382, §III; spec spice.md §2.3).
+"""SPICE's heads (arXiv 2103.09382, §III and §IV-B).
 
 ``moco_projection`` is stage 1's 512 → 512 → 128 MLP with L2-normalised output.
 ``spice_multi_head`` holds H independent clustering heads 512 → 512 → K + softmax on one input,
@@ -19,17 +19,18 @@ from corekit import ClusterHead, MLPProjector
 
 
 def moco_projection(in_dim: int, hidden: int = 512, out_dim: int = 128) -> MLPProjector:
-    """MoCo-v2's projection g (spec §2.3): Linear(in, 512) → ReLU → Linear(512, 128), rows
-    L2-normalised (``produces = "unit"``); ``(B, in_dim) -> (B, 128)``."""
+    """MoCo-v2's projection g (§III-A, arXiv 2103.09382): Linear(in, 512) → ReLU →
+    Linear(512, 128), rows L2-normalised (``produces = "unit"``); ``(B, in_dim) -> (B, 128)``."""
     return MLPProjector(in_dim, hidden=hidden, out_dim=out_dim, layers=2, batch_norm=False,
                         normalize=True)
 
 
 class SpiceMultiHead(nn.Module):
-    """H clustering heads of Eq. 1's form, arXiv 2103.09382: each ``Linear(D, hidden) → ReLU →
-    Linear(hidden, K) → softmax`` (a core ``ClusterHead``; 267,786 parameters for D = 512,
-    K = 10), different random initialisations, one input. ``(B, D) -> (B, H, K)``, rows on the
-    simplex (``produces = "probs"``); ``stack = H``; ``select(h)`` is a copy of head ``h``."""
+    """H clustering heads (§III-B and §IV-B, arXiv 2103.09382: D-D-K): each
+    ``Linear(D, hidden) → ReLU → Linear(hidden, K) → softmax`` (a core ``ClusterHead``;
+    267,786 parameters for D = 512, K = 10), different random initialisations, one input.
+    ``(B, D) -> (B, H, K)``, rows on the simplex (``produces = "probs"``); ``stack = H``;
+    ``select(h)`` is a copy of head ``h``."""
 
     def __init__(self, in_dim: int, n_clusters: int, heads: int = 10,
                  hidden: int = 512) -> None:
@@ -74,7 +75,8 @@ class LinearClassifier(nn.Module):
     """Stage 3's classifier: ``Linear(D, K)`` ``(B, D) -> (B, K)``, bias 0 (FixMatch's
     initialisation). ``output = "probs"`` (default) ends in a softmax, so the core's
     ``confidence_threshold`` reads it and ``cross_entropy`` takes the log of its
-    probabilities (the same values as CE on the logits, spec D8); ``"logits"`` skips it."""
+    probabilities (the same values as CE on the logits: stage 3's loss is the
+    ordinary single-softmax CE, Eq. 9, arXiv 2103.09382); ``"logits"`` skips it."""
 
     def __init__(self, in_dim: int, n_clusters: int,
                  output: Literal["probs", "logits"] = "probs") -> None:

@@ -1,5 +1,5 @@
-"""SPICE's stage 1: MoCo-v2 instance contrast (arXiv 2103.09382 §III-A, the code's settings;
-spec spice.md §2.4, §3.1, P10).
+"""SPICE's stage 1: MoCo-v2 instance contrast (arXiv 2103.09382 §III-A, with the settings of the
+authors' code: T = 0.2, queue, shuffle-BN).
 
 ``moco_infonce`` is the pure loss; ``shuffled_keys`` emulates shuffle-BN on one process;
 ``MocoInfoNCE`` reads a step (``[losses.NAME] type = "moco_infonce"``).
@@ -33,10 +33,10 @@ def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor,
 @torch.no_grad()
 def shuffled_keys(encode, images: torch.Tensor, chunks: int,
                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """Shuffle-BN on one process (spec P10): ``images`` (B, C, H, W) are shuffled, cut into
-    ``chunks`` sub-batches that ``encode`` sees one at a time (so each has its own BatchNorm
-    batch statistics, as on ``chunks`` devices), and the keys (B, d) are put back in the
-    batch's order."""
+    """Shuffle-BN (MoCo's, done there across devices) on one process: ``images`` (B, C, H, W)
+    are shuffled, cut into ``chunks`` sub-batches that ``encode`` sees one at a time (so each
+    has its own BatchNorm batch statistics, as on ``chunks`` devices), and the keys (B, d) are
+    put back in the batch's order."""
     n = images.shape[0]
     order = torch.randperm(n, generator=generator).to(images.device)
     parts = [encode(chunk) for chunk in images[order].chunk(max(1, min(chunks, n)))]

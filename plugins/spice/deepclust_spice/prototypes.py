@@ -1,5 +1,5 @@
-"""SPICE's prototype pseudo-labelling, the E-step of stage 2 (Eq. 2-4, arXiv 2103.09382;
-spec spice.md §2.5): prototypes from each cluster's most confident images, then the images most
+"""SPICE's prototype pseudo-labelling, the E-step of stage 2 (Eq. 2-4, arXiv 2103.09382):
+prototypes from each cluster's most confident images, then the images most
 similar to each prototype get its label.
 
 ``prototype_pairs`` is the pure function; ``SpicePrototypeLabeler`` is the dataset-level
@@ -74,8 +74,9 @@ class SpicePrototypeLabeler:
     """SPICE's E-step as a dataset-level labeler (Eq. 2-4, arXiv 2103.09382).
 
     ``label({"features": (N, D), "probs": (N, H·K)})``: ``features`` the embedding bank rows
-    (``"state:bank"``), ``probs`` the heads' probabilities on the images (the weak view, spec
-    P3): one head ``(N, K)``, or H heads side by side ``(N, H·K)`` (``spice_stack_flat``).
+    (``"state:bank"``), ``probs`` the heads' probabilities on the images (the weak view, §III-B
+    and Table VIII, arXiv 2103.09382): one head ``(N, K)``, or H heads side by side
+    ``(N, H·K)`` (``spice_stack_flat``).
     ``m`` and ``n_s`` default to ``⌊0.5⌊N/K⌋⌋`` and ``⌊N/K⌋`` of the N images labelled.
 
     Rows: image ``index`` gets label ``h·K + k`` for head ``h``'s cluster ``k`` (weight 1), so

@@ -1,5 +1,5 @@
-"""SPICE's reliable pseudo-labels, between stages 2 and 3 (Eq. 6, arXiv 2103.09382; the code's
-confidence filter and class balance, spec spice.md §2.5, D2, P8, P9).
+"""SPICE's reliable pseudo-labels, between stages 2 and 3 (Eq. 6-7, arXiv 2103.09382, with the two
+rules the authors' code adds: a confidence filter and class balance).
 
 ``nearest_neighbours`` and ``reliable_labels`` are pure functions; ``SpiceReliableLabeler`` is
 the dataset-level labeler (``[pseudo_labeler.NAME] type = "spice_reliable_labeler"``).
@@ -45,7 +45,7 @@ class Reliable:
 def reliable_labels(features: torch.Tensor, probs: torch.Tensor, n_neighbours: int = 100,
                     ratio: float = 0.9, confidence: float | None = 0.99, balance: bool = True,
                     generator: torch.Generator | None = None, chunk: int = 4096) -> Reliable:
-    """Reliable labels (Eq. 6, arXiv 2103.09382, and the code's two extra rules).
+    """Reliable labels (Eq. 6-7, arXiv 2103.09382, and the authors' code's two extra rules).
 
     ``features`` (N, D) L2-normalised embeddings, ``probs`` (N, K) the selected head's
     probabilities. ``ŷ_i = argmax_k probs[i]``; ``c_i`` = how many of the ``n_neighbours``

@@ -1,5 +1,5 @@
-"""The order of a stage-2 epoch: the images the last E-step labelled, pass after pass (spec
-spice.md §3.2 step 3: 8 passes over the E-step's selection between E-steps)."""
+"""The order of a stage-2 epoch: the images the last E-step labelled, pass after pass (the
+authors' code makes 8 passes over an E-step's selection before the next E-step)."""
 
 from __future__ import annotations
 

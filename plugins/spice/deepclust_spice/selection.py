@@ -1,6 +1,7 @@
 """SPICE's label-free head selection (arXiv 2103.09382 §III-B, "the head with the lowest loss";
-the code's per-epoch form, spec spice.md §3.3, D5, P6): after every epoch each head is scored by
-its own double-softmax loss on the whole set, and the lowest (epoch, head) seen is kept.
+per epoch, as the authors' code does): after every epoch each head is scored by its own
+double-softmax loss on the whole set, and the lowest (epoch, head) seen is kept. Unlike that
+code, no checkpoint is ever chosen by ground-truth accuracy.
 
 ``selection_scores`` is the pure function; ``SpiceSelection`` the state
 (``[state.NAME] type = "spice_selection"``), read by ``eval.assign = "head:heads@NAME"``.
@@ -25,12 +26,12 @@ if TYPE_CHECKING:
 
 
 def selection_scores(features: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    """Each head's score, lower is better (spec §3.3): ``features`` (N, D) L2-normalised
-    embeddings, ``probs`` (N, H, K) the heads' probabilities on un-augmented images. Head h
-    labels the set with the prototype pairs of Eq. 2-4 (arXiv 2103.09382) at the set's own
-    ``M = ⌊0.5⌊N/K⌋⌋``, ``N_s = ⌊N/K⌋`` (spec P6), and scores the double-softmax CE (Eq. 5)
-    of its own probabilities on those pairs. Permuting a head's clusters leaves its score as it
-    is. Returns (H,)."""
+    """Each head's score, lower is better (§III-B, arXiv 2103.09382): ``features`` (N, D)
+    L2-normalised embeddings, ``probs`` (N, H, K) the heads' probabilities on un-augmented
+    images. Head h labels the set with the prototype pairs of Eq. 2-4 at the set's own
+    ``M = ⌊0.5⌊N/K⌋⌋``, ``N_s = ⌊N/K⌋`` (not a batch's: scores at other sizes do not compare),
+    and scores the double-softmax CE (Eq. 5) of its own probabilities on those pairs. Permuting
+    a head's clusters leaves its score as it is. Returns (H,)."""
     n, _, k = probs.shape
     m, n_s = default_sizes(n, k)
     scores = []
@@ -44,7 +45,8 @@ class SpiceSelection(nn.Module):
     """The head of the stacked part ``part`` with the lowest ``selection_scores`` over the
     stage, with the 0-based ``epoch`` it was selected after, its ``score``, and a frozen copy
     of the network as it was then with that one head in place of the stack (``network``, the
-    branch named after the state; the backbone's BatchNorm statistics as they were, spec D7).
+    branch named after the state; the backbone's BatchNorm statistics as they were then, which
+    ``freeze_bn = "train"`` lets drift, as in the authors' code).
     ``bank`` names the ``memory_bank`` state of embeddings. No label is read.
 
     (It keeps the core ``selection`` state's interface, ``part``, ``network``, ``index``,
