@@ -61,13 +61,15 @@ def _save(folder: Path, label: str, index: int, patch: np.ndarray, gray: bool) -
     (image.convert("L") if gray else image).save(folder / label / f"{index:04d}.png")
 
 
-def build_folders(root: Path, seed: int = 0) -> dict[str, Path]:
-    """The two folders (one subfolder per class), deterministic for ``seed``."""
+def build_folders(root: Path, seed: int = 0, gray_per_class: int = 150,
+                  rgb_per_class: int = 120) -> dict[str, Path]:
+    """The two folders (one subfolder per class), deterministic for ``seed``; the class sizes
+    are the benchmark's unless given."""
     rng = np.random.default_rng(seed)
     photos = _photos()
     gray = root / "photos3-gray"
     for label, photo in photos.items():
-        for i in range(150):
+        for i in range(gray_per_class):
             y = rng.integers(0, photo.shape[0] - SIDE)
             x = rng.integers(0, photo.shape[1] - SIDE)
             _save(gray, label, i, photo[y:y + SIDE, x:x + SIDE], gray=True)
@@ -75,7 +77,7 @@ def build_folders(root: Path, seed: int = 0) -> dict[str, Path]:
     china = photos["china"]
     h, w = china.shape[0] // 2, china.shape[1] // 2
     for q, (y0, x0) in enumerate(((0, 0), (0, w), (h, 0), (h, w))):
-        for i in range(120):
+        for i in range(rgb_per_class):
             y = y0 + rng.integers(0, h - SIDE)
             x = x0 + rng.integers(0, w - SIDE)
             _save(regions, f"quadrant{q}", i, china[y:y + SIDE, x:x + SIDE], gray=False)
