@@ -359,7 +359,7 @@ def test_weights_on_the_machine_are_named_where_they_would_help(grey, fake_mobil
     line, _ = show(grey, "simclr-kmeans", capsys=capsys)
     assert ("torchvision:mobilenet_v2 weights are on this machine: --set "
             "'model.backbone.type=\"torchvision:mobilenet_v2\"' --set "
-            "model.backbone.pretrained=true, with deepclust train features-spectral") in line
+            "model.backbone.pretrained=true, with deepclust train features-selflabel") in line
     assert main(["check", "features-kmeans", "--data", f"imagefolder:{grey}", "--set",
                  'model.backbone.type="torchvision:resnet18"', "--set",
                  "model.backbone.pretrained=true"]) == 2
