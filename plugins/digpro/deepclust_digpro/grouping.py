@@ -100,10 +100,13 @@ def dynamic_grouping(
     return F.cross_entropy(logits, labels), new_groups
 
 
-def is_reset_step(step: int, period: int) -> bool:
-    """Whether global step ``step`` (1-based) starts with a group reset: ``n > 1`` and
-    ``n mod R = 0`` (the code's ``n % K == 0``). ``period`` 0 never resets."""
-    return period > 0 and step > 1 and step % period == 0
+def is_reset_step(step: int, period: int, previous: int | None = None) -> bool:
+    """Whether global step ``step`` (1-based) starts with a group reset: ``n > 1`` and a
+    multiple of R reached since the ``previous`` step (default ``step − 1``: then ``n mod R =
+    0``, the code's ``n % K == 0``). A budget that compresses the schedule advances the step
+    by more than one, and a multiple it passes over still resets. ``period`` 0 never resets."""
+    before = step - 1 if previous is None else previous
+    return period > 0 and step > 1 and step // period > before // period
 
 
 def kmeans_groups(rows: torch.Tensor, n_groups: int, seed: int, n_init: int = 1) -> torch.Tensor:

@@ -130,6 +130,7 @@ class DynamicGrouping(nn.Module):
         self.register_buffer("reset_seed", reset_seed)
         self.commits = 0
         self.resets = 0
+        self.last_step: int | None = None  # the schedule step of the last on_step_start
 
     @property
     def extra_ema(self) -> bool:
@@ -184,7 +185,8 @@ class DynamicGrouping(nn.Module):
         """At a reset step the groups are re-seated on the bank (and, by default, the extra
         EMA is skipped; the target is not re-copied, as in the code); otherwise the
         target takes the extra ``extra_momentum`` update."""
-        resetting = is_reset_step(step.global_step, self.reset_every)
+        resetting = is_reset_step(step.global_step, self.reset_every, self.last_step)
+        self.last_step = step.global_step
         if resetting:
             self.reset(step.state(self.bank).read(), step.global_step)
         if self.extra_ema and not (resetting and self.skip_extra_on_reset):

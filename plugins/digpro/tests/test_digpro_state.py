@@ -112,6 +112,10 @@ def test_c8_reset_schedule() -> None:
     assert [n for n in range(1, 41) if is_reset_step(n, 10)] == [10, 20, 30, 40]
     assert not is_reset_step(1, 1) and is_reset_step(2, 1)  # n > 1
     assert not any(is_reset_step(n, 0) for n in range(1, 100))  # 0: never
+    # a compressed schedule (a budget re-fit) steps 8, 11, 14, ...: 10 and 20 are passed over
+    compressed = list(range(2, 30, 3))
+    assert [n for prev, n in zip(compressed, compressed[1:], strict=False)
+            if is_reset_step(n, 10, prev)] == [11, 20]
     # resets in 1000 epochs with R = K (spec §5): ImageNet-10, Tiny-ImageNet, RSOD
     for ipe, k, resets in ((101, 10, 10_100), (97, 200, 485), (3, 4, 750)):
         assert sum(is_reset_step(n, k) for n in range(1, 1000 * ipe + 1)) == resets
