@@ -10,7 +10,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -161,7 +162,55 @@ def cmd_check(args: argparse.Namespace, plugins: Plugins) -> int:
     return 0
 
 
+def under_torchrun() -> bool:
+    """Whether torchrun started this process as one of several (``WORLD_SIZE`` > 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
 def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
+    """``train``; under torchrun (``WORLD_SIZE`` > 1) inside the process group, which it
+    joins from torchrun's environment and leaves on exit, errors included."""
+    if not under_torchrun():
+        return _train(args, plugins)
+    from corekit import distributed
+    from corekit.recipe.durations import parse_budget
+
+    if args.device:
+        raise UserError(f"--device {args.device}: under torchrun each process trains on the "
+                        "device of its LOCAL_RANK (cuda:LOCAL_RANK, else cpu); drop --device")
+    if args.seeds > 1:
+        raise UserError(f"--seeds {args.seeds} is not supported under torchrun yet; run one "
+                        "seed per torchrun (--set train.seed=S)")
+    if args.budget:
+        raise UserError(f"--budget {args.budget} is not supported under torchrun yet: each "
+                        "process would re-fit the epochs on its own clock; set train.epochs")
+    timeout = timedelta(seconds=parse_budget(args.dist_timeout, "--dist-timeout"))
+    with distributed.process_group(timeout):
+        args.set = [*(args.set or []), f'train.device="{distributed.local_device()}"']
+        return _train(args, plugins)
+
+
+def _on_main(check: Callable[[], None]) -> None:
+    """Run ``check`` (which raises ``UserError``); under torchrun on rank 0 alone, its error
+    raised on every rank."""
+    from corekit import distributed
+
+    if not distributed.is_distributed():
+        check()
+        return
+    problem = None
+    if distributed.is_main():
+        try:
+            check()
+        except UserError as exc:
+            problem = str(exc)
+    problem = distributed.broadcast(problem)
+    if problem is not None:
+        raise UserError(problem)
+
+
+def _train(args: argparse.Namespace, plugins: Plugins) -> int:
+    from corekit import distributed
     from corekit.baseline import baseline_line
     from corekit.runner import train, train_seeds
 
@@ -176,11 +225,14 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
         overrides.append(f"data.n_clusters={args.k}")
     args.set = overrides
     if args.out:
-        check_output_dir(Path(args.out), args.resume, args.overwrite, args.stage)
+        _on_main(lambda: check_output_dir(Path(args.out), args.resume, args.overwrite,
+                                          args.stage))
     recipe = _resolve(args, plugins)
     data = public_data_name(recipe.stages[-1].data.name).replace(":", "-")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out) if args.out else Path("runs") / f"{recipe.name}-{data}-{stamp}"
+    out = distributed.broadcast(
+        Path(args.out) if args.out else Path("runs") / f"{recipe.name}-{data}-{stamp}")
+    main = distributed.is_main()
     progress = not args.no_progress and sys.stderr.isatty()
     if args.seeds < 1:
         raise UserError(f"--seeds {args.seeds}: train at least one seed")
@@ -190,13 +242,14 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
         raise UserError("--stage reruns a stage of an existing run: give its --out DIR")
     command = public_command(["train", *args.argv])
     if not args.out:
-        check_output_dir(out, args.resume, args.overwrite, args.stage)
+        _on_main(lambda: check_output_dir(out, args.resume, args.overwrite, args.stage))
     try:
-        with RunFolder.open(out, command) as folder:
-            for note in folder.notes:
+        with RunFolder.open(out, command) if main else contextlib.nullcontext() as folder:
+            for note in folder.notes if main else []:
                 print(f"deepclust: {note}", file=sys.stderr)
-            if args.overwrite:
+            if args.overwrite and main:
                 folder.remove_run_files()
+            distributed.barrier()  # the others read the folder once rank 0 holds it
             if args.seeds > 1:
                 final = train_seeds(recipe, out, plugins, args.seeds, progress=progress,
                                     command=command, resume=args.resume)
@@ -207,6 +260,8 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         print(f"deepclust: {what}; {interrupted_note(out)}", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
+    if not main:
+        return 0
     print(_metrics_line(final))
     baseline = baseline_line(final)
     if baseline:
@@ -336,6 +391,9 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--k", type=int, help="number of clusters (default: the data set's "
                                                   "class count, else estimated)")
             sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+            sp.add_argument("--dist-timeout", default="10m", metavar="DURATION",
+                            help="under torchrun: how long a collective waits for the other "
+                                 "processes before the run fails, e.g. 10m (default), 90s")
             sp.add_argument("--stage", metavar="NAME",
                             help="rerun stage NAME of --out's run from the saved outputs of "
                                  "the stages before it")

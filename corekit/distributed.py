@@ -8,15 +8,36 @@ dim 0 with gradient flowing back to each rank's own slice (``torch.distributed.n
 
 from __future__ import annotations
 
-from typing import Literal
+import contextlib
+import gc
+import os
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+from typing import Literal, TypeVar
 
 import torch
 import torch.distributed as dist
 
+_alone = 0  # > 0 inside ``alone()``: this rank acts as one process
+
 
 def is_distributed() -> bool:
-    """True inside an initialised process group of more than one rank."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    """True inside an initialised process group of more than one rank (not within
+    ``alone()``)."""
+    return (not _alone and dist.is_available() and dist.is_initialized()
+            and dist.get_world_size() > 1)
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Within the block this rank acts as one process (world size 1, no collective): for
+    work rank 0 does by itself while the others wait in ``broadcast`` (numerics trials)."""
+    global _alone
+    _alone += 1
+    try:
+        yield
+    finally:
+        _alone -= 1
 
 
 def world_size() -> int:
@@ -54,3 +75,165 @@ def all_reduce(tensor: torch.Tensor, op: Literal["sum", "mean"] = "sum") -> torc
     out = tensor.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out / world_size() if op == "mean" else out
+
+
+def is_main() -> bool:
+    """True on rank 0, and on one process: the rank that writes files, logs and decides."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every rank; nothing on one process."""
+    if is_distributed():
+        dist.barrier()
+
+
+T = TypeVar("T")
+
+
+def broadcast(obj: T) -> T:
+    """Rank 0's ``obj`` (any picklable object) on every rank; ``obj`` itself on one process."""
+    if not is_distributed():
+        return obj
+    box = [obj if is_main() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+BUCKET_BYTES = 25 * 1024 * 1024
+"""The size of one gradient all-reduce (DDP's default bucket)."""
+
+
+def average_gradients(parameters: Iterable[torch.nn.Parameter],
+                      bucket_bytes: int = BUCKET_BYTES) -> None:
+    """Replace each trainable parameter's gradient by its mean over the ranks, as DDP does,
+    in buckets of about ``bucket_bytes`` (one all-reduce per bucket and dtype). A parameter
+    without a gradient on this rank counts as zeros, so every rank joins every all-reduce
+    (and a rank that has none receives the others' mean). Nothing on one process."""
+    if not is_distributed():
+        return
+    params = [p for p in parameters if p.requires_grad]
+    world = world_size()
+    buckets: dict[tuple[torch.dtype, torch.device], list[list[torch.nn.Parameter]]] = {}
+    for p in params:
+        key = (p.dtype, p.device)
+        chain = buckets.setdefault(key, [[]])
+        if chain[-1] and sum(q.numel() for q in chain[-1]) * p.element_size() + \
+                p.numel() * p.element_size() > bucket_bytes:
+            chain.append([])
+        chain[-1].append(p)
+    for chain in buckets.values():
+        for bucket in chain:
+            flat = torch.cat([(p.grad if p.grad is not None
+                               else torch.zeros_like(p)).detach().reshape(-1)
+                              for p in bucket])
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            flat /= world
+            offset = 0
+            for p in bucket:
+                n = p.numel()
+                mean = flat[offset:offset + n].view_as(p)
+                if p.grad is None:
+                    p.grad = mean.clone()
+                else:
+                    p.grad.copy_(mean)
+                offset += n
+
+
+def broadcast_buffers(modules: Iterable[torch.nn.Module]) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) in every rank's ``modules``, one
+    broadcast per dtype and device, as DDP's ``broadcast_buffers`` keeps them in step: each
+    rank's BatchNorm sees only its share of the batch. Nothing on one process."""
+    if not is_distributed():
+        return
+    groups: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
+    seen: set[int] = set()
+    for module in modules:
+        for buffer in module.buffers():
+            if id(buffer) not in seen:
+                seen.add(id(buffer))
+                groups.setdefault((buffer.dtype, buffer.device), []).append(buffer)
+    for buffers in groups.values():
+        flat = torch.cat([b.detach().reshape(-1) for b in buffers])
+        dist.broadcast(flat, src=0)
+        offset = 0
+        for b in buffers:
+            b.detach().copy_(flat[offset:offset + b.numel()].view_as(b))
+            offset += b.numel()
+
+
+def shard(order: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, int]:
+    """This rank's part of ``order`` walked in global batches of ``batch_size``: of every
+    batch the rank's contiguous share (rank order, so the ranks' batches together are the
+    global batch), and the share's size. A last, short batch keeps the rows that split evenly
+    (none may be left). ``order`` and ``batch_size`` unchanged on one process."""
+    world = world_size()
+    if world == 1:
+        return order, batch_size
+    share, me = batch_size // world, rank()
+    parts = []
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        size = len(chunk) // world
+        parts.append(chunk[me * size:(me + 1) * size])
+    return (torch.cat(parts) if parts else order[:0]), share
+
+
+def check_batch(batch_size: int, what: str = "train.batch_size") -> None:
+    """Refuse (exit 2) a global batch that does not split evenly over the ranks."""
+    world = world_size()
+    if batch_size % world:
+        from corekit.errors import UserError
+
+        raise UserError(f"{what} = {batch_size} does not divide by the world size {world} "
+                        f"(torchrun processes); use a multiple of {world}")
+
+
+def seed_rank(seed: int) -> None:
+    """Under torchrun, re-seed the global generators (Python, NumPy, torch) of this rank from
+    (``seed``, rank), so the ranks draw different augmentations and a rerun draws the same
+    ones. Nothing on one process (the stage's ``seed_everything`` stands)."""
+    if not is_distributed():
+        return
+    from corekit.engine.seed import seed_everything
+
+    seed_everything(seed * 1_000_003 + 7_919 * (rank() + 1))
+
+
+DEFAULT_TIMEOUT = timedelta(minutes=10)
+
+
+def launched() -> bool:
+    """Whether torchrun started this process as one of several (``WORLD_SIZE`` > 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+@contextlib.contextmanager
+def process_group(timeout: timedelta = DEFAULT_TIMEOUT) -> Iterator[bool]:
+    """Join torch.distributed's process group described by torchrun's environment
+    (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) when
+    ``WORLD_SIZE`` > 1: nccl on CUDA (device ``cuda:LOCAL_RANK``), else gloo; leave it on
+    exit, errors included. Yields whether a group was joined; on one process it does
+    nothing."""
+    if not launched() or dist.is_initialized():
+        yield False
+        return
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
+    try:
+        yield True
+    finally:
+        gc.collect()  # gather's autograd nodes hold the group (see corekit.testing)
+        dist.destroy_process_group()
+
+
+def local_device() -> str | None:
+    """The device of this rank under torchrun (``cuda:LOCAL_RANK``, or ``cpu`` without CUDA);
+    None on one process."""
+    if not is_distributed():
+        return None
+    if torch.cuda.is_available():
+        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return "cpu"

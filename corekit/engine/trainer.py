@@ -16,7 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from corekit import checkpoint_io as checkpoint
-from corekit import metrics
+from corekit import distributed, metrics
 from corekit import recipe as rc
 from corekit.assign import centroid_confidence, head_assignment
 from corekit.budget import Pacer, format_seconds
@@ -84,6 +84,10 @@ class StageTrainer:
         self.steps = epoch_steps(self.train_cfg, len(composed.train_set))
         self.batch_size = min(self.train_cfg.batch_size, len(composed.train_set))
         self.streams = self.train_cfg.stream_specs()
+        if distributed.is_distributed():
+            distributed.check_batch(self.batch_size)
+            for name, spec in self.streams.items():
+                distributed.check_batch(spec.batch_size, f"train.streams.{name}.batch_size")
         scaler_on = dtype == torch.float16 and device.type == "cuda"
         self.scaler = torch.amp.GradScaler(device.type, enabled=scaler_on)
         self.global_step = 0
@@ -286,7 +290,8 @@ class StageTrainer:
         ref = self.composed.reference
         if ref is None:
             return None
-        return ref.batch(torch.randint(len(ref), (self.batch_size,), generator=generator))
+        drawn = torch.randint(len(ref), (self.batch_size,), generator=generator)
+        return ref.batch(distributed.shard(drawn, self.batch_size)[0])
 
     def schedule_epoch(self, epoch: int) -> int:
         """Where real epoch ``epoch`` stands on the planned schedule: itself, unless a budget
@@ -379,6 +384,9 @@ class StageTrainer:
             self.hooks.fire("before_backward", step)
             self.composed.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(total).backward()
+            if distributed.is_distributed():
+                distributed.average_gradients(
+                    p for group in self.composed.optimizer.param_groups for p in group["params"])
         with phase("optimizer"):
             if self.train_cfg.grad_clip:
                 self.scaler.unscale_(self.composed.optimizer)
@@ -388,6 +396,10 @@ class StageTrainer:
             self.scaler.update()
         with phase("after_step"):
             self.hooks.fire("after_optimizer_step", step)
+            if distributed.is_distributed():
+                model = self.composed.model
+                distributed.broadcast_buffers(
+                    [model.online, *(b.network for b in model.branches.values())])
         spec = self.composed.stage.clusterer
         if spec is not None and spec.per_batch:
             with phase("estep"):
@@ -514,9 +526,11 @@ class StageTrainer:
             if last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
                 result = self.evaluate()
                 record.update(result)
-            self.metrics.write(record, self.global_step)
+            if distributed.is_main():
+                self.metrics.write(record, self.global_step)
             self.log(_summary(record, self.epochs))
-            if last or (cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0):
+            if distributed.is_main() and (
+                    last or (cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0)):
                 checkpoint.save_atomic(self.state_dict(epoch), self.checkpoint_path)
             if last:
                 break
@@ -561,13 +575,14 @@ class StageTrainer:
     def epoch_batches(self, generator: torch.Generator, steps: int | None = None
                       ) -> Iterator[dict[str, StreamBatch]]:
         """The batches of an epoch of ``steps`` steps (default the stage's), each stream's order
-        drawn from ``generator`` in stream order, loaded one step at a time."""
+        drawn from ``generator`` in stream order, loaded one step at a time. Under torchrun
+        each batch is this rank's share of the global one (``corekit.distributed.shard``)."""
         steps = steps or self.steps
         data = self.composed.train_set
         if not self.streams:
             order = self.composed.sampler.order(len(data), steps * self.batch_size, generator,
                                                 self.composed.state)
-            for indices, images in data.batches(order, self.batch_size):
+            for indices, images in data.batches(*distributed.shard(order, self.batch_size)):
                 yield {MAIN: StreamBatch(indices, images)}
             return
         walks = {name: self._stream_walk(name, spec, steps, generator)
@@ -584,7 +599,7 @@ class StageTrainer:
             n = len(self.composed.train_set)
             order = (torch.randint(n, (count,), generator=generator) if spec.draw == "replacement"
                      else self.composed.sampler.order(n, count, generator, self.composed.state))
-            return StreamWalk(order, spec.batch_size)
+            return StreamWalk(order, spec.batch_size).sharded()
         rows = self.composed.state[spec.rows].rows()
         if len(rows.index) == 0:
             raise TrainingError(f"train.streams.{name}.rows: state {spec.rows!r} holds no row "
@@ -595,7 +610,7 @@ class StageTrainer:
                  else torch.cat([torch.randperm(size, generator=generator)
                                  for _ in range(math.ceil(count / size))])[:count])
         return StreamWalk(rows.index.cpu()[picks], spec.batch_size, spec.rows,
-                          rows.label.cpu()[picks], rows.weight.cpu()[picks])
+                          rows.label.cpu()[picks], rows.weight.cpu()[picks]).sharded()
 
 
 @attrs.frozen
@@ -619,6 +634,15 @@ class StreamWalk:
     state: str | None = None
     label: torch.Tensor | None = None
     weight: torch.Tensor | None = None
+
+    def sharded(self) -> StreamWalk:
+        """This rank's share of every batch of the walk (itself on one process)."""
+        if not distributed.is_distributed():
+            return self
+        at, share = distributed.shard(torch.arange(len(self.order)), self.batch_size)
+        return StreamWalk(self.order[at], share, self.state,
+                          None if self.label is None else self.label[at],
+                          None if self.weight is None else self.weight[at])
 
     def batch(self, data: ImageSet, i: int) -> StreamBatch:
         """Step ``i``'s batch, loaded from ``data``."""

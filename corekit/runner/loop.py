@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from corekit import metrics
+from corekit import distributed, metrics
 from corekit import recipe as rc
 from corekit.baseline import pixel_baseline
 from corekit.budget import format_seconds, parse_budget
@@ -154,7 +154,13 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
     With ``resume`` finished stages are skipped and the interrupted one continues from its
     checkpoint. ``only = NAME`` reruns stage NAME alone from the saved outputs of the stages
     before it; the stages after it are marked stale (``--resume`` retrains them).
+
+    Under torchrun (``corekit.distributed``) every rank trains; rank 0 alone logs, makes the
+    numerics decision (and sends it to the others) and writes the run folder.
     """
+    main = distributed.is_main()
+    if not main:
+        log, progress = _quiet, False
     started = time.perf_counter()
     if "auto" in recipe.raw:
         log(recipe.raw["auto"]["line"])
@@ -165,7 +171,9 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
     target = recipe.stages.index(recipe.stage(only)) if only else None
     if resume:
         _check_resumable(recipe, out, only)
-    _write_run_files(out, recipe, plugins, ks, not (resume or only), command)
+    distributed.barrier()
+    if main:
+        _write_run_files(out, recipe, plugins, ks, not (resume or only), command)
     earlier: dict[str, StageOutputs] = {}
     previous: StageOutputs | None = None
     result: dict[str, Any] = {}
@@ -179,26 +187,27 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
             previous = earlier[stage.name] = StageOutputs.load(folder)
             continue
         if target is not None and index > target:
-            if _saved(out, stage):
+            if _saved(out, stage) and main:
                 mark_stale(folder, recipe.stages[target].name)
                 log(f"stage {stage.name}: stale (trained on the earlier outputs of "
                     f"{recipe.stages[target].name}); retrain it with --resume")
             continue
         context = PlanContext(plugins, cache, device, ks[stage.name], previous, earlier,
                               started, len(recipe.stages) - index if target is None else 1)
-        plan = plan_stage(stage, index, context)
+        plan = _plan_on_main(stage, index, context)
         if plan.numerics.trials:
             log(f"stage {stage.name}: {plan.numerics.describe()}")
         if plan.budget is not None:
             log(f"stage {stage.name}: {plan.budget.probe.describe()}")
-        clear_stale(folder)
+        if main:
+            clear_stale(folder)
         outcome = run_stage(plan, context, out, resume=resume, log=log, progress=progress)
         previous = earlier[stage.name] = outcome.outputs
         result = outcome.metrics
     final = {**result, "recipe": recipe.name,
              "data": public_data_name(recipe.stages[-1].data.name),
              "seconds": time.perf_counter() - started, "device": str(device)}
-    if target in (None, len(recipe.stages) - 1):
+    if target in (None, len(recipe.stages) - 1) and main:
         last = recipe.stages[-1]
         baseline = pixel_baseline(stage_datasets(cache, last)(last.data.trained_on()),
                                   ks[last.name].k)
@@ -209,6 +218,32 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
                         out / "assignments.csv")
         write_report(out, plugins)
     return final
+
+
+def _quiet(_: str) -> None:
+    """The log of a rank other than 0 under torchrun."""
+
+
+def _plan_on_main(stage: rc.Stage, index: int, context: PlanContext) -> StagePlan:
+    """``plan_stage``; under torchrun rank 0 plans alone (its numerics trials train as one
+    process on the global batch) and every rank takes its plan, so all train alike."""
+    if not distributed.is_distributed():
+        return plan_stage(stage, index, context)
+    if stage.train.budget is not None:
+        raise UserError("train.budget (--budget) is not supported under torchrun yet: each "
+                        "rank would re-fit the epochs on its own clock; drop it, or set "
+                        "train.epochs")
+    plan: StagePlan | Exception | None = None
+    if distributed.is_main():
+        try:
+            with distributed.alone():
+                plan = plan_stage(stage, index, context)
+        except Exception as exc:  # every rank raises it, rather than wait for a plan
+            plan = exc
+    plan = distributed.broadcast(plan)
+    if isinstance(plan, Exception):
+        raise plan
+    return plan
 
 
 def seeded(recipe: rc.Recipe, seed: int) -> rc.Recipe:

@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from corekit import distributed
 from corekit.assign import write_assignments
 from corekit.budget import Pacer
 from corekit.checkpoint_io import load as load_checkpoint
@@ -67,9 +68,13 @@ def run_stage(plan: StagePlan, context: PlanContext, out: Path, *, resume: bool 
               log: Callable[[str], None] = print, progress: bool = True) -> StageResult:
     """Train ``plan``'s stage into ``out``: its plan, checkpoint, outputs, ``final.json`` and
     ``assignments.csv`` go to ``out/stages/NAME``; its metrics to ``out/metrics.jsonl``.
-    With ``resume`` it continues from the stage's checkpoint where there is one."""
+    With ``resume`` it continues from the stage's checkpoint where there is one.
+
+    Under torchrun every rank trains; only rank 0 writes (the others read rank 0's checkpoint
+    after a barrier), and each rank re-seeds its augmentations from (seed, rank)."""
     folder = stage_dir(out, plan.name)
     payload = None
+    distributed.barrier()
     if resume and (folder / CHECKPOINT_FILE).exists():
         payload = load_checkpoint(folder / CHECKPOINT_FILE)
         log(f"resumed {plan.name} after epoch {payload['epoch'] + 1}")
@@ -78,11 +83,15 @@ def run_stage(plan: StagePlan, context: PlanContext, out: Path, *, resume: bool 
             log(f"  budget: continues as re-fitted before, {plan.refits[-1].describe()}")
     stage = plan.stage
     pacer = budget_pacer(plan, folder, None if payload is None else payload["epoch"] + 1)
-    plan.save(folder)
+    distributed.barrier()
+    main = distributed.is_main()
+    if main:
+        plan.save(folder)
     datasets = stage_datasets(context.cache, stage)
     seed_everything(stage.train.seed)
     composed = compose(context.plugins, stage, datasets, plan.device, context.previous,
                        stage_steps(stage, datasets), dict(context.earlier))
+    distributed.seed_rank(stage.train.seed)
     trainer = StageTrainer(composed, out, plan.device,
                            resolve_precision(stage.train.precision, plan.device), plan.index,
                            log, progress, folder, pacer)
@@ -93,12 +102,14 @@ def run_stage(plan: StagePlan, context: PlanContext, out: Path, *, resume: bool 
         f"epochs x {trainer.steps} steps on {plan.device}")
     metrics = trainer.run(payload)
     refits = pacer.refits if pacer is not None else []
-    plan.ran(trainer.epochs, refits).save(folder)
     outputs = composed.outputs(trainer.epochs)
-    outputs.save(folder)
     if pacer is not None:
         metrics = {**metrics, "epochs": trainer.epochs,
                    "budget_refits": [attrs.asdict(r) for r in refits]}
+    if not main:
+        return StageResult(outputs, metrics)
+    plan.ran(trainer.epochs, refits).save(folder)
+    outputs.save(folder)
     (folder / "final.json").write_text(json.dumps(metrics, indent=2))
     cluster, confidence = trainer.assigned()
     data = composed.train_set

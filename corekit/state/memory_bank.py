@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from corekit.distributed import gather
 from corekit.network import Network
 from corekit.parts import source_parts
 
@@ -76,5 +77,6 @@ class MemoryBank(nn.Module):
             self.features.copy_(rows.to(self.features.device))
 
     def after_optimizer_step(self, step: Step) -> None:
-        if self.update_rule == "momentum":
-            self.update(step.indices, step.output(self.part, self.view, self.branch))
+        if self.update_rule == "momentum":  # every rank's rows, so the banks stay equal
+            self.update(gather(step.indices),
+                        gather(step.output(self.part, self.view, self.branch).detach()))

@@ -1,0 +1,200 @@
+"""Issue #32 under torch.distributed: 2 gloo processes on CPU train as one process on the
+global batch (the gradient all-reduce, the epoch shard, the memory bank's gather, the EMA in
+step), only rank 0 writes the run folder, and ``torchrun -m corekit.cli train`` runs end to end.
+
+The 1-process references run in the test's own process; the ranks through
+``corekit.testing.run_on_ranks``. BatchNorm layers are put in eval mode on both sides: in
+training mode each rank normalises by its own half batch (no SyncBatchNorm on CPU), which is
+not the global batch's statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from corekit import distributed
+from corekit.data import load_dataset
+from corekit.engine.seed import seed_everything
+from corekit.engine.trainer import StageTrainer
+from corekit.state.memory_bank import MemoryBank
+from corekit.testing import compose_trainer, load_only, rank_slice, run_on_ranks
+
+WORLD = 2
+B = 16  # the global batch
+OVERRIDES = (f"train.batch_size={B}", 'train.device="cpu"')
+
+
+def _cc_trainer(run_dir: Path, *extra: str) -> StageTrainer:
+    """The cc digits preset's trainer, composed from its seed, BatchNorm in eval mode."""
+    seed_everything(42)
+    trainer = compose_trainer(load_only("cc"), "cc", run_dir, *OVERRIDES, *extra,
+                              dataset=load_dataset("digits"))
+    online = trainer.composed.model.online
+    online.train()
+    for module in online.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    return trainer
+
+
+def _fixed_views(trainer: StageTrainer, rows: slice) -> None:
+    """Make ``trainer`` see the same views of the global batch in every process (its rows
+    ``rows``): random tensors from generator seed 7, as ``corekit.testing.loss_probe`` fixes
+    them, instead of drawn augmentations."""
+    c = trainer.composed
+    g = torch.Generator().manual_seed(7)
+    size = c.stage.augment.size
+    full = {name: torch.rand(B, c.train_set.channels, size, size, generator=g)
+            for name in c.views}
+    trainer.views = lambda images, names=None: {k: v[rows] for k, v in full.items()}
+
+
+def _cc_step(trainer: StageTrainer, rows: slice) -> dict[str, torch.Tensor]:
+    """One full ``train_step`` of the global batch's rows ``rows``; the parameters after it."""
+    _fixed_views(trainer, rows)
+    indices = torch.arange(B)[rows]
+    trainer.train_step(indices, trainer.composed.train_set.batch(indices), 0,
+                       torch.Generator().manual_seed(0))
+    return {k: v.detach().clone() for k, v in trainer.composed.model.online.state_dict().items()}
+
+
+def _bank_update(indices: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """A memory bank of 32 rows after one momentum update from a step on ``indices``."""
+    bank = MemoryBank(None, 32, dim=4, generator=torch.Generator().manual_seed(3))
+    step = SimpleNamespace(indices=indices, output=lambda *_: features)
+    bank.after_optimizer_step(step)
+    return bank.features.clone()
+
+
+def _bank_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(5)
+    return torch.randperm(32, generator=g)[:8], torch.randn(8, 4, generator=g)
+
+
+def _on_rank(r: int, world: int, tmp: str) -> dict:
+    """Everything the 2-rank tests check, in one spawn."""
+    rows = rank_slice(B, r, world)
+    out: dict = {"main": distributed.is_main()}
+
+    trainer = _cc_trainer(Path(tmp) / f"cc-{r}")
+    out["cc_step"] = _cc_step(trainer, rows)
+
+    distributed.seed_rank(42)  # as run_stage does after composing
+    batches = list(trainer.epoch_batches(torch.Generator().manual_seed(1), 2))
+    out["epoch_indices"] = [b["main"].indices for b in batches]
+    out["views"] = trainer.__class__.views(trainer, batches[0]["main"].images)
+
+    indices, features = _bank_inputs()
+    share = rank_slice(len(indices), r, world)
+    out["bank"] = _bank_update(indices[share], features[share])
+
+    seed_everything(42)
+    propos = compose_trainer(load_only("propos"), "propos", Path(tmp) / f"propos-{r}",
+                             *OVERRIDES, dataset=load_dataset("digits"))
+    c = propos.composed
+    if c.pseudo is not None:
+        c.pseudo.write(torch.arange(len(c.train_set)) % c.n_clusters,
+                       torch.zeros(c.n_clusters, 1))
+    distributed.seed_rank(42)
+    generator = torch.Generator().manual_seed(2)
+    for batch in propos.epoch_batches(generator, 3):
+        propos.train_batch(batch, 0, generator)
+    out["ema"] = {name: {k: v.clone() for k, v in branch.network.state_dict().items()}
+                  for name, branch in c.model.branches.items()}
+    return out
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    torch.set_num_threads(1)
+    return run_on_ranks(_on_rank, WORLD, str(tmp_path_factory.mktemp("ranks")))
+
+
+def test_cc_train_step_on_two_ranks_equals_one_process_on_the_global_batch(
+        ranks: list[dict], tmp_path: Path) -> None:
+    """2 ranks × B/2 against 1 × B: one full ``StageTrainer.train_step`` of the cc digits
+    preset (its losses gather; the gradients are averaged before Adam's step) leaves the same
+    parameters, and the same on both ranks."""
+    one = _cc_step(_cc_trainer(tmp_path), slice(None))
+    before = _cc_trainer(tmp_path).composed.model.online.state_dict()
+    moved = [k for k in one if not torch.equal(one[k], before[k])]
+    assert moved, "the step changed no parameter"
+    for r in ranks:
+        for key, value in one.items():
+            torch.testing.assert_close(r["cc_step"][key], value, rtol=1e-5, atol=1e-6,
+                                       msg=lambda m, key=key: f"{key}: {m}")
+
+
+def test_the_epoch_is_sharded_so_the_ranks_batches_are_the_one_process_batch(
+        ranks: list[dict], tmp_path: Path) -> None:
+    trainer = _cc_trainer(tmp_path)
+    one = [b["main"].indices for b in trainer.epoch_batches(torch.Generator().manual_seed(1), 2)]
+    for step, indices in enumerate(one):
+        assert len(ranks[0]["epoch_indices"][step]) == B // WORLD
+        together = torch.cat([r["epoch_indices"][step] for r in ranks])
+        assert torch.equal(together, indices)
+
+
+def test_each_rank_draws_its_own_augmentations(ranks: list[dict]) -> None:
+    a, b = ranks[0]["views"], ranks[1]["views"]
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_memory_bank_updates_gather_every_ranks_rows(ranks: list[dict]) -> None:
+    one = _bank_update(*_bank_inputs())
+    for r in ranks:
+        torch.testing.assert_close(r["bank"], one, rtol=0, atol=1e-7)
+
+
+def test_ema_and_weights_stay_identical_on_both_ranks(ranks: list[dict]) -> None:
+    """propos (a momentum target) after 3 steps on different augmentations per rank."""
+    assert "target" in ranks[0]["ema"]
+    for name, state in ranks[0]["ema"].items():
+        for key, value in state.items():
+            assert torch.equal(value, ranks[1]["ema"][name][key]), f"{name}.{key}"
+
+
+def test_only_rank_0_is_main(ranks: list[dict]) -> None:
+    assert [r["main"] for r in ranks] == [True, False]
+
+
+def test_one_process_is_not_distributed() -> None:
+    assert not distributed.is_distributed() and distributed.is_main()
+    order = torch.arange(10)
+    assert distributed.shard(order, 4) == (order, 4)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name(
+    "torchrun").exists(), reason="no torchrun")
+def test_torchrun_trains_cc_on_two_processes_and_rank_0_writes_once(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    cmd = [str(torchrun), "--nproc_per_node=2", "--master-port=0", "-m", "corekit.cli",
+           "train", "cc", "--data", "digits", "--set", "train.epochs=1", "--set",
+           "data.subset=256", "--set", "train.batch_size=64", "--no-progress",
+           "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    records = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(records) == 1, records
+    assert json.loads(records[0])["epoch"] == 1
+    assert "nmi" in json.loads((out / "final.json").read_text())
+    assert done.stdout.count("run directory:") == 1
+
+    bad = subprocess.run([*cmd[:-2], "--set", "train.batch_size=63", "--out",
+                          str(tmp_path / "bad")], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert bad.returncode != 0
+    assert "train.batch_size = 63 does not divide by the world size 2" in bad.stderr
