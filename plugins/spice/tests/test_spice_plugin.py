@@ -56,7 +56,7 @@ def test_check_composes_on_mnist() -> None:
 
 
 @pytest.mark.parametrize(("override", "says"), [
-    ("stages.self.pseudo_labeler.proto.n_s=500", "pseudo_labeler.proto.n_s: 500 exceeds"),
+    ("stages.self.pseudo_labeler.proto.n_s=1000", "pseudo_labeler.proto.n_s: 1000 exceeds"),
     ("stages.moco.state.queue.size=1000", "state.queue.size: 1000 is not a multiple"),
     ("stages.self.pseudo_labeler.proto.sample=5000", "pseudo_labeler.proto.sample: 5000"),
 ])
@@ -114,11 +114,20 @@ def test_empty_reliable_cluster_stops_stage_3_with_counts() -> None:
 # -- the digits run: every stage trains ------------------------------------------------------
 @pytest.fixture(scope="module")
 def digits_run(plugins: Plugins, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits preset, trained once for the module on one intra-op thread. A module fixture
+    runs before the function-scoped one-thread fixture of conftest.py, so without the explicit
+    thread count the run took torch's default (2 on the 2-core CI machine, 1 under taskset)
+    and its floating-point sums, and so its numbers, changed with the machine."""
     out = tmp_path_factory.mktemp("spice_digits")
     recipe = rc.resolve("spice", plugins.find_recipe, "digits")
-    with pytest.MonkeyPatch.context() as patch:
-        evaluations = record_evaluations(patch)
-        train(recipe, out, plugins, log=lambda _: None, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            evaluations = record_evaluations(patch)
+            train(recipe, out, plugins, log=lambda _: None, progress=False)
+    finally:
+        torch.set_num_threads(threads)
     torch.save(evaluations, out / "evaluations.pt")
     return out
 
