@@ -7,6 +7,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# one thread for the whole session, so that module- and session-scoped fixtures that train
+# (they run before the per-test fixture below) give the same numbers on every machine
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed_and_one_thread():
