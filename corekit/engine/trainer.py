@@ -478,6 +478,8 @@ class StageTrainer:
         torch.set_rng_state(payload["rng"])
         if "cuda_rng" in payload and self.device.type == "cuda":
             torch.cuda.set_rng_state(payload["cuda_rng"], self.device)
+        # rank 0 saved its own generator: each rank draws its own views again
+        distributed.seed_rank(self.train_cfg.seed + payload["epoch"] + 1)
         self.global_step = payload["global_step"]
         self.start_epoch = payload["epoch"] + 1
 

@@ -174,18 +174,18 @@ def test_one_process_is_not_distributed() -> None:
     assert distributed.shard(order, 4) == (order, 4)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name(
     "torchrun").exists(), reason="no torchrun")
 def test_torchrun_trains_cc_on_two_processes_and_rank_0_writes_once(tmp_path: Path) -> None:
     out = tmp_path / "run"
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    cmd = [str(torchrun), "--nproc_per_node=2", "--master-port=0", "-m", "corekit.cli",
-           "train", "cc", "--data", "digits", "--set", "train.epochs=1", "--set",
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "corekit.cli",
+           "train", "cc", "--data", "digits", "--dist-timeout", "120s", "--set", "train.epochs=1",
+           "--set",
            "data.subset=256", "--set", "train.batch_size=64", "--no-progress",
            "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     records = (out / "metrics.jsonl").read_text().splitlines()
     assert len(records) == 1, records
