@@ -89,10 +89,14 @@ def _on_rank(r: int, world: int, tmp: str) -> dict:
     trainer = _cc_trainer(Path(tmp) / f"cc-{r}")
     out["cc_step"] = _cc_step(trainer, rows)
 
-    distributed.seed_rank(42)  # as run_stage does after composing
+    images = trainer.composed.train_set.batch(torch.arange(8))
+    draws = []
+    for _ in range(2):  # the same images, seeded as run_stage seeds after composing
+        distributed.seed_rank(42)
+        draws.append(StageTrainer.views(trainer, images))
+    out["views"] = draws
     batches = list(trainer.epoch_batches(torch.Generator().manual_seed(1), 2))
     out["epoch_indices"] = [b["main"].indices for b in batches]
-    out["views"] = trainer.__class__.views(trainer, batches[0]["main"].images)
 
     indices, features = _bank_inputs()
     share = rank_slice(len(indices), r, world)
@@ -145,9 +149,13 @@ def test_the_epoch_is_sharded_so_the_ranks_batches_are_the_one_process_batch(
         assert torch.equal(together, indices)
 
 
-def test_each_rank_draws_its_own_augmentations(ranks: list[dict]) -> None:
-    a, b = ranks[0]["views"], ranks[1]["views"]
-    assert not all(torch.equal(a[k], b[k]) for k in a)
+def test_each_rank_draws_its_own_augmentations_reproducibly(ranks: list[dict]) -> None:
+    """The same images: other views on the other rank, the same views when seeded again."""
+    a, b = ranks[0]["views"][0], ranks[1]["views"][0]
+    assert not any(torch.equal(a[k], b[k]) for k in a)
+    for r in ranks:
+        first, again = r["views"]
+        assert all(torch.equal(first[k], again[k]) for k in first)
 
 
 def test_memory_bank_updates_gather_every_ranks_rows(ranks: list[dict]) -> None:
