@@ -185,23 +185,42 @@ def test_one_process_is_not_distributed() -> None:
 @pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name(
     "torchrun").exists(), reason="no torchrun")
 def test_torchrun_trains_cc_on_two_processes_and_rank_0_writes_once(tmp_path: Path) -> None:
+    """``torchrun -m corekit.cli train``: one metrics record per epoch, one final line; then,
+    the run made to look interrupted after epoch 1, ``--resume`` on both ranks trains epoch 2
+    from rank 0's checkpoint; a batch that does not split over the ranks exits with its
+    message."""
     out = tmp_path / "run"
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "corekit.cli",
-           "train", "cc", "--data", "digits", "--dist-timeout", "120s", "--set", "train.epochs=1",
-           "--set",
-           "data.subset=256", "--set", "train.batch_size=64", "--no-progress",
-           "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    records = (out / "metrics.jsonl").read_text().splitlines()
-    assert len(records) == 1, records
-    assert json.loads(records[0])["epoch"] == 1
+           "train", "cc", "--data", "digits", "--dist-timeout", "60s", "--no-progress",
+           "--set", "train.epochs=2", "--set", "train.checkpoint_every=1",
+           "--set", "data.subset=256", "--set", "train.batch_size=64"]
+
+    def train(*extra: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([*cmd, *extra], capture_output=True, text=True, env=env,
+                              timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done
+
+    done = train("--out", str(out))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
     assert "nmi" in json.loads((out / "final.json").read_text())
     assert done.stdout.count("run directory:") == 1
 
-    bad = subprocess.run([*cmd[:-2], "--set", "train.batch_size=63", "--out",
+    checkpoint = out / "stages" / "main" / "checkpoint.pt"
+    payload = torch.load(checkpoint, weights_only=False)
+    payload["epoch"] = 0  # as if stopped after epoch 1
+    torch.save(payload, checkpoint)
+    (out / "stages" / "main" / "outputs.pt").unlink()
+    resumed = train("--out", str(out), "--resume")
+    assert resumed.stdout.count("resumed main after epoch 1") == 1
+    assert resumed.stdout.count("epoch 2/2") == 1
+    assert [json.loads(line)["epoch"] for line in
+            (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+    bad = subprocess.run([*cmd, "--set", "train.batch_size=63", "--out",
                           str(tmp_path / "bad")], capture_output=True, text=True, env=env,
                          timeout=300)
     assert bad.returncode != 0
