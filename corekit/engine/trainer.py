@@ -409,14 +409,15 @@ class StageTrainer:
 
     @torch.no_grad()
     def _update_assignments(self, step: Step) -> None:
-        """Per-batch E-step: the clusterer's ``update`` re-assigns this batch's images."""
+        """Per-batch E-step: the clusterer's ``update`` re-assigns this batch's images (under
+        torchrun the global batch, gathered, so every rank updates alike)."""
         spec = self.composed.stage.clusterer
         branch, name = parse_feature(spec.features, "clusterer.features")
-        feats = step.output(name, 0, branch).detach()
+        feats = distributed.gather(step.output(name, 0, branch).detach())
         if spec.normalize:
             feats = nn.functional.normalize(feats, dim=1)
         labels = self.composed.clusterer.update(feats)
-        self.composed.pseudo.labels[step.indices] = labels.to(torch.long)
+        self.composed.pseudo.labels[distributed.gather(step.indices)] = labels.to(torch.long)
 
     def _weight(self, name: str) -> float:
         return next(loss.weight for loss in self.composed.losses if loss.name == name)

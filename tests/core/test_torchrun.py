@@ -81,6 +81,25 @@ def _bank_inputs() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randperm(32, generator=g)[:8], torch.randn(8, 4, generator=g)
 
 
+class _BatchCentred:
+    """A stand-in online clusterer whose labels depend on the whole batch it is given."""
+
+    def update(self, feats: torch.Tensor) -> torch.Tensor:
+        return (feats - feats.mean(0)).argmax(1)
+
+
+def _per_batch_estep(indices: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """The pseudo-labels of 32 images after ``StageTrainer``'s per-batch E-step on a step of
+    ``indices`` with ``features``."""
+    spec = SimpleNamespace(features="online:proj", normalize=False)
+    composed = SimpleNamespace(stage=SimpleNamespace(clusterer=spec),
+                               clusterer=_BatchCentred(),
+                               pseudo=SimpleNamespace(labels=torch.full((32,), -1)))
+    step = SimpleNamespace(indices=indices, output=lambda *_: features)
+    StageTrainer._update_assignments(SimpleNamespace(composed=composed), step)
+    return composed.pseudo.labels
+
+
 def _on_rank(r: int, world: int, tmp: str) -> dict:
     """Everything the 2-rank tests check, in one spawn."""
     rows = rank_slice(B, r, world)
@@ -101,6 +120,7 @@ def _on_rank(r: int, world: int, tmp: str) -> dict:
     indices, features = _bank_inputs()
     share = rank_slice(len(indices), r, world)
     out["bank"] = _bank_update(indices[share], features[share])
+    out["pseudo"] = _per_batch_estep(indices[share], features[share])
 
     seed_everything(42)
     propos = compose_trainer(load_only("propos"), "propos", Path(tmp) / f"propos-{r}",
@@ -162,6 +182,13 @@ def test_memory_bank_updates_gather_every_ranks_rows(ranks: list[dict]) -> None:
     one = _bank_update(*_bank_inputs())
     for r in ranks:
         torch.testing.assert_close(r["bank"], one, rtol=0, atol=1e-7)
+
+
+def test_per_batch_estep_gathers_the_global_batch(ranks: list[dict]) -> None:
+    one = _per_batch_estep(*_bank_inputs())
+    assert (one >= 0).sum() == 8
+    for r in ranks:
+        assert torch.equal(r["pseudo"], one)
 
 
 def test_ema_and_weights_stay_identical_on_both_ranks(ranks: list[dict]) -> None:
