@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import tomllib
 import types
-import urllib.error
 from pathlib import Path
 
 import pytest
-import torch
 
 from corekit import auto, cli, hookimpl
 from corekit import recipe as rc
@@ -32,29 +30,11 @@ def folder(tmp_path_factory) -> Path:
     return write_digits_folder(tmp_path_factory.mktemp("imgs"), range(40), rgb=True)
 
 
-@pytest.fixture(scope="module")
-def fake_mobilenet(tmp_path_factory) -> Path:
-    """torchvision's MobileNetV2 state dict (random weights) under the real file's name."""
-    from torchvision.models import mobilenet_v2
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / MOBILENET
-    torch.save(mobilenet_v2().state_dict(), path)
-    return path
-
-
 @pytest.fixture
-def hub(tmp_path, monkeypatch) -> Path:
-    """An empty torch hub checkpoint folder of this test's own, and no download."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -2] Name or service not known")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    return checkpoints
+def hub(torch_home) -> Path:
+    """An empty torch hub checkpoint folder of this test's own (created), and no download."""
+    torch_home.mkdir(parents=True)
+    return torch_home
 
 
 @pytest.fixture

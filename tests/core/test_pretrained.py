@@ -13,7 +13,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -46,30 +45,6 @@ def grey(tmp_path_factory):
 @pytest.fixture(scope="module")
 def colour(tmp_path_factory):
     return digits_folder(tmp_path_factory.mktemp("colour"), 60, rgb=True)
-
-
-@pytest.fixture(scope="module")
-def fake_mobilenet(tmp_path_factory) -> Path:
-    """torchvision's MobileNetV2 state dict (random weights, classifier included) saved under
-    the real ImageNet file's name."""
-    from torchvision.models import mobilenet_v2
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / MOBILENET
-    torch.save(mobilenet_v2().state_dict(), path)
-    return path
-
-
-@pytest.fixture
-def torch_home(tmp_path, monkeypatch) -> Path:
-    """An empty torch hub cache, and no download: a network call fails as offline."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -2] Name or service not known")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    return tmp_path / "torch" / "hub" / "checkpoints"
 
 
 # -- obstacle 3: a torchvision family, and foreign names mapped by order --------------------
