@@ -21,6 +21,14 @@ def _signature(entry: Entry) -> inspect.Signature:
         return inspect.Signature()
 
 
+def takes_option(plugins: Plugins, kind: str, name: str, option: str) -> bool:
+    """Whether the factory registered as ``kind`` ``name`` takes ``option`` (False when no
+    such component is registered)."""
+    if not plugins.registry.has(kind, name):
+        return False
+    return option in _signature(plugins.registry.get(kind, name)).parameters
+
+
 def _hints(obj: Any) -> dict[str, Any]:
     try:
         target = obj.__init__ if inspect.isclass(obj) else obj

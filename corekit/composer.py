@@ -9,7 +9,6 @@ naming the recipe key and what to add.
 
 from __future__ import annotations
 
-import inspect
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 from corekit import recipe as rc
-from corekit.builder import build_component
+from corekit.builder import build_component, takes_option
 from corekit.components.augment import eval_transform
 from corekit.components.optimizers import param_groups
 from corekit.contracts import DatasetLabeler
@@ -35,7 +34,7 @@ from corekit.normalization import input_stats
 from corekit.parts import assign_need, parse_feature
 from corekit.plugins import Plugins
 from corekit.state import PseudoLabels
-from corekit.views import ViewName, view_key
+from corekit.views import ViewName, stream_view, view_key
 from corekit.weights import load_weights
 
 PSEUDO = "pseudo"
@@ -351,7 +350,7 @@ def build_labelers(plugins: Plugins, stage: rc.Stage, n_clusters: int, n_images:
         path = f"pseudo_labeler.{name}"
         with problems.collect():
             options = dict(spec.options)
-            if spec.view is not None and _takes(plugins, "pseudo_labeler", spec.type, "view"):
+            if spec.view is not None and takes_option(plugins, "pseudo_labeler", spec.type, "view"):
                 options["view"] = spec.view  # a per-step labeler's own view
             labeler = build_component(
                 plugins, "pseudo_labeler", spec.type, options, path,
@@ -365,13 +364,6 @@ def build_labelers(plugins: Plugins, stage: rc.Stage, n_clusters: int, n_images:
                 problems.add(f"{path}.view: {spec.type!r} takes no view; remove the key")
             labelers[name] = labeler
     return labelers
-
-
-def _takes(plugins: Plugins, kind: str, name: str, option: str) -> bool:
-    """Whether registered ``kind`` ``name``'s factory takes ``option``."""
-    if not plugins.registry.has(kind, name):
-        return False
-    return option in inspect.signature(plugins.registry.get(kind, name).obj).parameters
 
 
 def describe_streams(train: rc.Train) -> str:
@@ -414,7 +406,7 @@ def _clusterer_of(plugins: Plugins, table: str | dict[str, Any], path: str,
     if "type" not in spec:
         raise RecipeError(f"{path}: name the clusterer's type, e.g. {{type = \"kmeans\"}}")
     options = {k: v for k, v in spec.items() if k != "type"}
-    if _takes(plugins, "clusterer", str(spec["type"]), "seed"):
+    if takes_option(plugins, "clusterer", str(spec["type"]), "seed"):
         options.setdefault("seed", seed)
     return build_component(plugins, "clusterer", str(spec["type"]), options, path,
                            n_clusters=n_clusters)
@@ -437,11 +429,11 @@ def _labeler_table_problems(labeler: Any, spec: rc.PseudoLabeler, n_images: int,
         problems.append(f"inputs.{key}: {spec.type!r} takes no input {key!r}; "
                         f"{did_you_mean(key, wanted)}")
     for key, source in spec.inputs.items():
-        module = state.get(source.removeprefix(STATE_INPUT))
-        if source.startswith(STATE_INPUT) and module is not None \
-                and not callable(getattr(module, "read", None)):
-            problems.append(f"inputs.{key}: state {source.removeprefix(STATE_INPUT)!r} has no "
-                            "read() -> (N, D) rows to label from; name a part or a memory bank")
+        named = source.removeprefix(STATE_INPUT)
+        if source.startswith(STATE_INPUT) and named in state \
+                and not callable(getattr(state[named], "read", None)):
+            problems.append(f"inputs.{key}: state {named!r} has no read() -> (N, D) rows to "
+                            "label from; name a part or a memory bank")
     if spec.writes is None:
         problems.append("writes: name the [state.NAME] of type 'targets' the labels go to")
     if spec.sample is not None and spec.sample > n_images:
@@ -474,7 +466,7 @@ def stream_problems(stage: rc.Stage, state_types: Mapping[str, str], n_images: i
             problems.append(f"{path}.batch_size: {spec.batch_size} images a step from a set of "
                             f"{n_images}; lower it, or draw = 'replacement'")
     for i, entry in enumerate(stage.train.concat):
-        stream, _, view = entry.partition(":")
+        stream, view = stream_view(entry)
         where = f"train.concat[{i}]"
         if stream not in streams:
             problems.append(f"{where}: {entry!r} names no stream; write 'STREAM:VIEW' with a "
@@ -482,7 +474,7 @@ def stream_problems(stage: rc.Stage, state_types: Mapping[str, str], n_images: i
             continue
         given = streams[stream].views if streams[stream].views is not None else names
         try:
-            key = view_key(names, int(view) if view.isdigit() else view)
+            key = view_key(names, view)
         except KeyError as exc:
             problems.append(f"{where}: {exc.args[0]}")
             continue

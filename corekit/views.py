@@ -38,3 +38,10 @@ def missing_view(names: Sequence[ViewName], view: ViewName) -> str:
         return (f"augment.views: no view {view!r}; the {len(names)} views are numbered "
                 f"0..{len(names) - 1} (name views with [augment.views.{view}] tables)")
     return f"augment.views: no view {view!r}; {did_you_mean(view, words)}"
+
+
+def stream_view(entry: str) -> tuple[str, ViewName]:
+    """``"STREAM:VIEW"`` (a ``train.concat`` entry) as (stream, view): the view a number
+    where it is written as one (a position), else its name."""
+    stream, _, view = entry.partition(":")
+    return stream, int(view) if view.isdigit() else view

@@ -33,7 +33,7 @@ from corekit.network import Network
 from corekit.parts import parse_assign, parse_feature
 from corekit.state.targets import BatchTargets, LabelRows
 from corekit.step import MAIN, ConcatForward, Step
-from corekit.views import ViewName, view_key
+from corekit.views import ViewName, stream_view, view_key
 
 
 def steps_per_epoch(n_images: int, batch_size: int, drop_last: bool, cap: int | None) -> int:
@@ -218,9 +218,8 @@ class StageTrainer:
             return self.features(source, self.composed.train_set)
         branch, name = parse_feature(source, "pseudo_labeler.inputs")
         pipeline = self.composed.views[view_key(list(self.composed.views), view)]
-        with torch.no_grad():
-            return self._extract(self.composed.model.network(branch), name,
-                                 self.composed.train_set, {}, pipeline)
+        return self._extract(self.composed.model.network(branch), name,
+                             self.composed.train_set, {}, pipeline)
 
     def assignments(self) -> torch.Tensor:
         """Cluster ids of every training image, as ``eval.assign`` says."""
@@ -658,9 +657,8 @@ class StreamWalk:
 
 def concat_member(entry: str, steps: Mapping[str, Step]) -> tuple[str, ViewName]:
     """``"STREAM:VIEW"`` of ``train.concat`` as (stream, view key) among ``steps``' streams."""
-    stream, _, view = entry.partition(":")
-    names = list(steps[stream].views)
-    return stream, view_key(names, int(view) if view.isdigit() else view)
+    stream, view = stream_view(entry)
+    return stream, view_key(list(steps[stream].views), view)
 
 
 def network_differences(network: nn.Module, saved: dict[str, torch.Tensor]) -> list[str]:
