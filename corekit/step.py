@@ -42,6 +42,7 @@ class ConcatForward:
     model: Networks
     members: list[tuple[str, ViewName]]
     images: list[torch.Tensor]
+    _joined: torch.Tensor | None = None
     _cache: dict[str, dict[str, torch.Tensor]] = attrs.field(factory=dict)
 
     def has(self, stream: str, view: ViewName) -> bool:
@@ -50,9 +51,11 @@ class ConcatForward:
     def output(self, name: str, stream: str, view: ViewName, branch: str) -> torch.Tensor:
         """Part ``name`` of ``branch`` on member (``stream``, ``view``): its rows (B, ...) of
         the one forward over every member (computed once per branch and part)."""
+        if self._joined is None:  # the members' images, concatenated once per step
+            self._joined = torch.cat(self.images)
         cache = self._cache.setdefault(branch, {})
         with torch.set_grad_enabled(branch == "online" and torch.is_grad_enabled()):
-            whole = self.model.network(branch).compute(name, torch.cat(self.images), cache)
+            whole = self.model.network(branch).compute(name, self._joined, cache)
         sizes = [len(x) for x in self.images]
         at = self.members.index((stream, view))
         start = sum(sizes[:at])
