@@ -191,24 +191,30 @@ def test_labeler_input_naming_no_part_is_refused_with_its_key(plugins):
     assert "pseudo_labeler.graph.inputs.features" in message and "'backbone'" in message
 
 
-class _ProbsLabeler:
+class _ProbsReader:
+    """A dataset-level labeler that reads probabilities (a stack of heads too with
+    ``stacked``); never run."""
+
     reads = {"probs": "probs"}
+
+    def __init__(self, stacked: bool = False) -> None:
+        self.stacked_inputs = ("probs",) if stacked else ()
 
     def label(self, inputs):
         raise AssertionError("never run")
 
 
-class _ProbsLabelerPlugin:
-    """A module-like plugin registering ``probs_reader``, a labeler that reads probabilities."""
+class _ProbsReaderPlugin:
+    """A module-like plugin registering ``probs_reader``."""
 
     @staticmethod
     @hookimpl
     def register_pseudo_labelers(register):
-        register("probs_reader", _ProbsLabeler)
+        register("probs_reader", _ProbsReader)
 
 
 def test_labeler_reading_probs_from_logits_is_refused():
-    plugins = plugin_set(_ProbsLabelerPlugin, name="probs")
+    plugins = plugin_set(_ProbsReaderPlugin, name="probs")
     message = composition_problems(plugins, _raw(pseudo_labeler={"graph": {
         "type": "probs_reader", "inputs": {"probs": "online:backbone"}, "writes": "targets"}}))
     assert "pseudo_labeler.graph.inputs.probs" in message and "as probs" in message
@@ -300,27 +306,10 @@ def test_check_names_each_labeler_and_when_it_runs(plugins, tmp_path):
         "(per step)")
 
 
-class _StackReader:
-    reads = {"probs": "probs"}
-
-    def __init__(self, stacked: bool) -> None:
-        self.stacked_inputs = ("probs",) if stacked else ()
-
-    def label(self, inputs):
-        raise AssertionError("never run")
-
-
-class _StackReaderPlugin:
-    @staticmethod
-    @hookimpl
-    def register_pseudo_labelers(register):
-        register("stack_reader", _StackReader)
-
-
 @pytest.mark.parametrize("stacked", [True, False])
 def test_a_labeler_reads_a_stack_of_heads_only_where_it_says_so(tmp_path, stacked):
-    plugins = plugin_set(_StackReaderPlugin, name="stack")
-    raw = _raw(pseudo_labeler={"graph": {"type": "stack_reader", "stacked": stacked,
+    plugins = plugin_set(_ProbsReaderPlugin, name="probs")
+    raw = _raw(pseudo_labeler={"graph": {"type": "probs_reader", "stacked": stacked,
                                          "inputs": {"probs": "online:heads"},
                                          "writes": "targets"}},
                losses={"entropy": {"type": "batch_marginal_entropy", "head": "cluster",
