@@ -38,12 +38,11 @@ class ClusterLabels:
 
     def label(self, inputs: Mapping[str, torch.Tensor]) -> LabelRows:
         features = inputs["features"].float()
-        if self.normalize:
-            features = F.normalize(features, dim=1)
-        result = self.clusterer.fit(features)
+        unit = F.normalize(features, dim=1)
+        result = self.clusterer.fit(unit if self.normalize else features)
         labels = result.labels.to(features.device)
         centres = F.normalize(result.centroids.to(features.device).float(), dim=1)
-        closeness = (F.normalize(features, dim=1) * centres[labels]).sum(dim=1)
+        closeness = (unit * centres[labels]).sum(dim=1)
         kept = [_most_central(labels == k, closeness, self.keep)
                 for k in range(self.clusterer.n_clusters)]
         index = torch.cat(kept)
