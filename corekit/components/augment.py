@@ -82,6 +82,13 @@ class ViewPipeline(nn.Module):
         return x
 
 
+def _is_range(pair: Sequence[float]) -> bool:
+    """Whether ``pair`` is two finite numbers ``lo, hi`` with ``0 < lo <= hi``."""
+    numbers = len(pair) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
+    return numbers and 0 < pair[0] <= pair[1]
+
+
 @dataclass(frozen=True)
 class ResizedCrop:
     """``RandomResizedCrop`` draws (kornia 0.9.0 ``ResizedCropGenerator``): ten
@@ -91,6 +98,11 @@ class ResizedCrop:
 
     scale: tuple[float, float]
     ratio: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        for name, pair in (("crop_scale", self.scale), ("crop_ratio", self.ratio)):
+            if not _is_range(pair):
+                raise ValueError(f"{name} must be [lo, hi] with 0 < lo <= hi, got {pair!r}")
 
     def boxes(self, batch: int, height: int, width: int, size: int, device: torch.device
               ) -> Tensor:
@@ -169,6 +181,10 @@ class RandomGeometry(nn.Module):
     def __init__(self, size: int, crop: ResizedCrop | PaddedCrop, flip_p: float,
                  degrees: float = 0.0, shear: float = 0.0) -> None:
         super().__init__()
+        for name, angle in (("rotate", degrees), ("shear", shear)):
+            if not 0 <= angle <= 180:
+                raise ValueError(f"{name} is drawn from U(-{name}, {name}) degrees: give "
+                                 f"0 <= {name} <= 180, got {angle!r}")
         self.size = size
         self.crop = crop
         self.flip_p = flip_p

@@ -36,9 +36,12 @@ OPTION_RULES: tuple[OptionRule, ...] = (
     # probabilities: flip_p, jitter_p, gray_p, blur_p, solarize_p, p
     OptionRule(re.compile(r"p|\w+_p"), Range(0, 1)),
     # angles in degrees, drawn from U(-x, x)
-    OptionRule(re.compile(r"rotate|shear"), Range(-180, 180)),
-    # the area fraction a random crop keeps
+    OptionRule(re.compile(r"rotate|shear"), Range(0, 180)),
+    # the area fraction a random crop keeps, and its aspect ratios
     OptionRule(re.compile(r"crop_scale"), Interval(0, 1)),
+    OptionRule(re.compile(r"crop_ratio"), Interval(0, BIG)),
+    # the colour jitter's strength (its four factors scale with it)
+    OptionRule(re.compile(r"strength"), Range(0, BIG)),
     # layer widths of encoders (model.backbone, model.encoders.*) and heads
     OptionRule(re.compile(r"width|hidden|dim|\w+_dim"), Range(1, BIG), (Component, Head)),
 )

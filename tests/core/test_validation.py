@@ -49,9 +49,9 @@ OPTIONS_REFUSED = [
     ({"augment": {"jitter_p": -0.1}}, "augment.jitter_p: -0.1 is out of range"),
     ({"augment": {"gray_p": 2}}, "augment.gray_p: 2 is out of range"),
     ({"clusterer": {"p": 1.01}}, "clusterer.p: 1.01 is out of range"),
-    # angles: |x| <= 180
+    # angles: 0 <= x <= 180, drawn from U(-x, x)
     ({"augment": {"rotate": 270.0}},
-     "augment.rotate: 270.0 is out of range; expected -180 <= value <= 180"),
+     "augment.rotate: 270.0 is out of range; expected 0 <= value <= 180"),
     ({"augment": {"shear": -181}}, "augment.shear: -181 is out of range"),
     # crop_scale: [lo, hi], 0 < lo <= hi <= 1
     ({"augment": {"crop_scale": [0.5, 0.2]}},
@@ -94,7 +94,7 @@ def test_option_rules_refuse_by_name_with_the_key(sections, message):
 def test_option_rules_keep_what_is_in_range_and_their_scope():
     """Edge values pass; a ``dim`` of a loss is no width (it may be a tensor axis)."""
     stage = rc.validate(tiny_recipe(
-        augment={"flip_p": 0.0, "gray_p": 1.0, "rotate": -180.0, "shear": 180,
+        augment={"flip_p": 0.0, "gray_p": 1.0, "rotate": 0.0, "shear": 180,
                  "crop_scale": [1.0, 1.0]},
         losses={"instance": {"temperature": 1e-3, "dim": -1}},
         model={"heads": {"proj": {"out_dim": 1}}})).stages[0]
