@@ -28,6 +28,7 @@ from corekit.data.stream import (
     histogram_stats,
     probe_files,
     skip_reason,
+    upright_size,
 )
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -265,7 +266,8 @@ def load_imagefolder(
     """Images from a folder: one subfolder per class (labels from sorted names) or flat (no labels).
 
     Class subfolders are searched recursively; hidden files and folders (names starting with
-    ".") are ignored. Images are decoded with PIL to RGB (or L when every image is grayscale;
+    ".") are ignored. Images are decoded with PIL, turned upright by their EXIF orientation,
+    to RGB (or L when every image is grayscale;
     16-bit scaled to 8 bits, transparency composited on white, see
     :func:`~corekit.data.stream.to_8bit`) and resized to ``size``×``size`` (default: the most
     common size, with one warning saying how many were resized). Files that cannot be opened
@@ -285,7 +287,7 @@ def load_imagefolder(
     for file, label in zip(files, labels, strict=True):
         try:
             with Image.open(file) as image:
-                headers.append((file, label, image.size, image.mode))
+                headers.append((file, label, upright_size(image), image.mode))
         except DECODE_ERRORS as err:
             skipped.append((_name(folder, file), skip_reason(file, err)))
     if not headers:

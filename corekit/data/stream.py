@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from corekit.data.errors import DataError
@@ -31,17 +31,30 @@ _WHITE = (255, 255, 255, 255)
 def decode_image(file: Path, mode: str, target: tuple[int, int]) -> np.ndarray:
     """One image file as a uint8 H×W (mode "L") or H×W×3 array at size ``target`` (W, H).
 
-    The pixels are decoded in full (so a truncated file raises here, not later); see
-    :func:`to_8bit` for how 16-bit, palette, alpha and CMYK images are brought to L or RGB.
+    The pixels are decoded in full (so a truncated file raises here, not later) and turned
+    upright by their EXIF orientation (a phone photo stored sideways); see :func:`to_8bit`
+    for how 16-bit, palette, alpha and CMYK images are brought to L or RGB.
     """
     with Image.open(file) as image:
         image.load()
+        ImageOps.exif_transpose(image, in_place=True)
         converted = to_8bit(image)
     if converted.mode != mode:
         converted = converted.convert(mode)
     if converted.size != target:
         converted = converted.resize(target, Image.Resampling.BILINEAR)
     return np.array(converted, dtype=np.uint8)  # a writable copy, for torch.from_numpy
+
+
+TURNED = frozenset({5, 6, 7, 8})
+"""EXIF orientations whose upright image is the stored one turned by 90 degrees."""
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """(W, H) of ``image`` (opened, not yet decoded) once its EXIF orientation is applied."""
+    width, height = image.size
+    turned = image.getexif().get(ExifTags.Base.Orientation) in TURNED
+    return (height, width) if turned else (width, height)
 
 
 def to_8bit(image: Image.Image) -> Image.Image:

@@ -3,11 +3,18 @@ an EXIF orientation, unreadable folder entries, ``--set`` values, ``preset``, ``
 ``weights`` and how warnings are shown. Each bad input ends in exit 2 with a message that
 names the key, never a traceback."""
 
+import warnings
+from pathlib import Path
+
+import numpy as np
 import pytest
+import torch
+from PIL import ExifTags, Image
 
 from corekit import recipe as rc
 from corekit.cli import main
 from corekit.components import augment as A
+from corekit.data.sources import load_imagefolder
 from corekit.testing import tiny_recipe
 
 QUICK = ["--data", "digits", "--set", "data.subset=64", "--set", "train.epochs=1",
@@ -45,3 +52,26 @@ def test_the_view_pipelines_refuse_what_they_cannot_draw(options, message):
     at the first step."""
     with pytest.raises(ValueError, match=message):
         A.simclr(8, 1, **options)
+
+
+def _sideways_jpeg(path: Path) -> None:
+    """A 32×16 (W×H) JPEG stored sideways: left half black, right half white, with the EXIF
+    orientation 6 (turn 90° clockwise to view), so upright it is 16×32 with the top half
+    black."""
+    pixels = np.zeros((16, 32), dtype=np.uint8)
+    pixels[:, 16:] = 255
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_exif_orientation_is_applied(tmp_path, stream):
+    _sideways_jpeg(tmp_path / "phone.jpg")
+    Image.fromarray(np.full((32, 16), 128, dtype=np.uint8)).save(tmp_path / "upright.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "resized" warning: both are 16×32 upright
+        data = load_imagefolder(tmp_path, stream=stream)
+    image = data.batch(torch.tensor([data.names.index("phone.jpg")]))[0, 0]
+    assert image.shape == (32, 16)
+    assert image[:16].mean() < 0.1 and image[16:].mean() > 0.9
