@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import pickle
+import stat
 import struct
 import tarfile
 import warnings
@@ -271,7 +273,8 @@ def load_imagefolder(
     16-bit scaled to 8 bits, transparency composited on white, see
     :func:`~corekit.data.stream.to_8bit`) and resized to ``size``×``size`` (default: the most
     common size, with one warning saying how many were resized). Files that cannot be opened
-    or decoded (empty, truncated, not an image) are skipped with one warning that counts them
+    or decoded (empty, truncated, not an image, a dangling symlink, a FIFO or a device) are
+    skipped, never opened where they are no regular file, with one warning that counts them
     and names a few; the count is kept in ``ImageSet.skipped``. A folder with nothing readable
     raises :class:`DataError`; a single class is accepted with a warning.
     """
@@ -285,6 +288,10 @@ def load_imagefolder(
     headers: list[tuple[Path, int | None, tuple[int, int], str]] = []
     skipped: list[tuple[str, str]] = []
     for file, label in zip(files, labels, strict=True):
+        problem = _not_a_file(file)
+        if problem is not None:  # never opened: a FIFO would block
+            skipped.append((_name(folder, file), problem))
+            continue
         try:
             with Image.open(file) as image:
                 headers.append((file, label, upright_size(image), image.mode))
@@ -415,8 +422,27 @@ def _others(folder: Path) -> str:
 
 
 def _is_image(path: Path) -> bool:
+    """Whether ``path`` is named as an image and is no folder: regular files, and the entries
+    that cannot be read (``_not_a_file``), which are skipped with the other unreadable files."""
     visible = not path.name.startswith(".")
-    return visible and path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+    return visible and path.suffix.lower() in IMAGE_EXTENSIONS and not path.is_dir()
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why the entry ``path`` is not a regular file to read, or None when it is one."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "dangling symlink"
+    except OSError as err:
+        return "symlink loop" if err.errno == errno.ELOOP else f"cannot be read: {err.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO, not a file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device, not a file"
+    return "a socket, not a file" if stat.S_ISSOCK(mode) else "not a regular file"
 
 
 def _list_images(folder: Path) -> tuple[list[Path], list[int | None], list[str] | None]:

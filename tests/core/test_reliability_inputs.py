@@ -3,6 +3,7 @@ an EXIF orientation, unreadable folder entries, ``--set`` values, ``preset``, ``
 ``weights`` and how warnings are shown. Each bad input ends in exit 2 with a message that
 names the key, never a traceback."""
 
+import os
 import warnings
 from pathlib import Path
 
@@ -75,3 +76,26 @@ def test_exif_orientation_is_applied(tmp_path, stream):
     image = data.batch(torch.tensor([data.names.index("phone.jpg")]))[0, 0]
     assert image.shape == (32, 16)
     assert image[:16].mean() < 0.1 and image[16:].mean() > 0.9
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_entries_that_are_no_files_are_named_in_the_skip_warning(tmp_path, stream):
+    """Dangling symlinks, symlink loops, FIFOs and devices named *.png are skipped (never
+    opened: a FIFO would block) and named with the other unreadable files."""
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    os.mkfifo(tmp_path / "fifo.png")
+    (tmp_path / "device.png").symlink_to("/dev/null")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        data = load_imagefolder(tmp_path, stream=stream)
+    assert len(data) == 3 and data.skipped == 5
+    (skips,) = [str(w.message) for w in record if "skipped" in str(w.message)]
+    assert "skipped 5 of 8 files that could not be read" in skips
+    for named in ("dangling.png (dangling symlink)", "loop.png (symlink loop)",
+                  "fifo.png (a FIFO, not a file)", "device.png (a device, not a file)",
+                  "empty.png (empty file)"):
+        assert named in skips
