@@ -27,14 +27,27 @@ def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> Raw:
     return out
 
 
+TOML_MARKS = "[]{}\"'"
+"""Characters that start or end a TOML array, table or quoted string: a ``--set`` value that
+starts or ends with one is meant as TOML, never as a bare word."""
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"train.epochs=5"`` -> (["train", "epochs"], 5); values are TOML, else plain strings."""
+    """``"train.epochs=5"`` -> (["train", "epochs"], 5). A value is TOML; one that is not is
+    a bare word, kept as a string (``augment.type=weak``, ``train.budget=10m``), unless it
+    starts or ends like TOML (``TOML_MARKS``): broken TOML such as ``["weak",`` is an error."""
     if "=" not in text:
         raise RecipeError(f"--set {text!r}: expected KEY=VALUE, e.g. --set train.epochs=5")
     key, value = text.split("=", 1)
     try:
         parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
+        stripped = value.strip()
+        if stripped and (stripped[0] in TOML_MARKS or stripped[-1] in TOML_MARKS):
+            raise RecipeError(
+                f"--set {text!r}: {stripped!r} is not a valid TOML value; write a list as "
+                '["a", "b"], a table as {key = 1}, a quoted string as "text" (or a bare '
+                "word: weak)") from None
         parsed = value
     return key.strip().split("."), parsed
 

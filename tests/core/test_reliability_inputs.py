@@ -99,3 +99,23 @@ def test_entries_that_are_no_files_are_named_in_the_skip_warning(tmp_path, strea
                   "fifo.png (a FIFO, not a file)", "device.png (a device, not a file)",
                   "empty.png (empty file)"):
         assert named in skips
+
+
+@pytest.mark.parametrize("text", ['augment.type=["weak",', "augment.type=[weak]",
+                                  'augment.type="weak', "augment.type='weak",
+                                  "augment.options={a = ", 'augment.type=weak"]'])
+def test_a_set_value_that_is_broken_toml_is_refused(text, capsys):
+    with pytest.raises(rc.RecipeError, match="not a valid TOML value"):
+        rc.parse_override(text)
+    assert main(["check", "simclr-kmeans", "--set", text]) == 2
+    assert "not a valid TOML value" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, value", [
+    ("augment.type=weak", "weak"), ("train.budget=10m", "10m"), ("train.device=cuda:1", "cuda:1"),
+    ("data.name=imagefolder:/my photos/2024", "imagefolder:/my photos/2024"),
+    ("train.epochs=5", 5), ('augment.type=["weak", "strong"]', ["weak", "strong"]),
+    ("description=", ""),
+])
+def test_bare_words_stay_strings(text, value):
+    assert rc.parse_override(text)[1] == value
