@@ -8,7 +8,8 @@ the trainer of a recipe's preset without training.
 
 ``FakeStep`` stands in for :class:`corekit.Step` when calling a loss on fixed tensors;
 ``run_on_ranks`` runs a function on several gloo processes and ``ddp_mean`` /
-``rank_slice`` are what a rank does with its gradient and its share of the batch.
+``rank_slice`` are what a rank does with its gradient and its share of the batch; ``synced``
+is the loss and gradients a rank's optimizer sees (the trainer's own gradient averaging).
 
 ``record_evaluations``, ``chance_level`` and ``assert_above_chance`` check that a tiny run's
 final NMI/ACC/ARI are those of its last evaluation and above chance; ``loss_probe``,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from corekit.data import ImageSet
     from corekit.engine.trainer import StageTrainer
     from corekit.metrics import NmiAverage
+    from corekit.state.targets import BatchTargets
 
 
 @contextmanager
@@ -151,18 +153,24 @@ def compose_trainer(plugins: Plugins, recipe: str, run_dir: Path, *overrides: st
 class FakeStep:
     """Just enough of :class:`corekit.Step` to call a loss on fixed tensors:
     ``output(name, view, branch)`` returns ``outputs[(branch, name, view)]`` as given (with its
-    autograd graph) and ``labels()`` returns ``labels``.
+    autograd graph), ``labels()`` returns ``labels``, ``targets(name)`` the per-step labeler
+    ``labelers[name]``'s confident labels on this step (as ``Step.targets`` gives them) and
+    ``produces(name)`` the kind ``kinds[name]`` (default ``"logits"``).
 
     >>> step = FakeStep({("online", "proj", 0): za, ("online", "proj", 1): zb})
     >>> NTXent(head="proj")(step)
 
-    An output or labels the loss asks for but the test did not give raise ``KeyError``.
+    An output, labels or labeler the loss asks for but the test did not give raise ``KeyError``.
     """
 
     def __init__(self, outputs: Mapping[tuple[str, str, int], torch.Tensor],
-                 labels: torch.Tensor | None = None) -> None:
+                 labels: torch.Tensor | None = None,
+                 labelers: Mapping[str, Callable[[Any], tuple[torch.Tensor, torch.Tensor]]]
+                 | None = None, kinds: Mapping[str, str] | None = None) -> None:
         self.outputs = dict(outputs)
         self._labels = labels
+        self.labelers = dict(labelers or {})
+        self.kinds = dict(kinds or {})
 
     def output(self, name: str, view: int = 0, branch: str = "online") -> torch.Tensor:
         key = (branch, name, view)
@@ -174,6 +182,21 @@ class FakeStep:
         if self._labels is None:
             raise KeyError("FakeStep was made without labels: pass FakeStep(outputs, labels)")
         return self._labels
+
+    def targets(self, name: str) -> BatchTargets:
+        """The confident labels (B,) (``-1`` elsewhere), mask and weight (B,) of labeler
+        ``name`` on this step."""
+        import torch
+
+        from corekit.state.targets import UNLABELLED, BatchTargets
+
+        if name not in self.labelers:
+            raise KeyError(f"FakeStep has no labeler {name!r}; it has {sorted(self.labelers)}")
+        labels, mask = self.labelers[name](self)
+        return BatchTargets(torch.where(mask, labels, UNLABELLED), mask, mask.float())
+
+    def produces(self, name: str, branch: str = "online") -> str:
+        return self.kinds.get(name, "logits")
 
 
 EvaluationRecord = tuple["torch.Tensor", "torch.Tensor", int]
@@ -328,6 +351,20 @@ def rank_slice(n: int, rank: int, world_size: int) -> slice:
         raise ValueError(f"a batch of {n} does not split evenly over {world_size} ranks")
     share = n // world_size
     return slice(rank * share, (rank + 1) * share)
+
+
+def synced(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> dict[str, Any]:
+    """What the optimizer of one rank sees after ``loss.backward()``: ``loss``'s mean over the
+    ranks (a gathered loss has the global value on every rank already; a per-sample mean is the
+    rank's share) and ``params``' gradients after the trainer's own averaging
+    (``corekit.distributed.average_gradients``), as {"loss": scalar, "grads": [tensor, ...]}.
+    On one process: the loss and the gradients themselves, the reference of an equality test."""
+    from corekit import distributed
+
+    loss.backward()
+    distributed.average_gradients(params)
+    return {"loss": distributed.all_reduce(loss.detach(), "mean"),
+            "grads": [p.grad.clone() for p in params]}
 
 
 def ddp_mean(grad: torch.Tensor) -> torch.Tensor:

@@ -31,19 +31,25 @@ from corekit.testing import compose_trainer, load_only, rank_slice, run_on_ranks
 
 WORLD = 2
 B = 16  # the global batch
+STEP_RECIPES = ("cc", "propos")  # the presets whose one full train_step is compared
 OVERRIDES = (f"train.batch_size={B}", 'train.device="cpu"')
 
 
-def _cc_trainer(run_dir: Path, *extra: str) -> StageTrainer:
-    """The cc digits preset's trainer, composed from its seed, BatchNorm in eval mode."""
+def _trainer(recipe: str, run_dir: Path, *extra: str) -> StageTrainer:
+    """The ``recipe`` digits preset's trainer, composed from its seed, BatchNorm in eval mode,
+    pseudo-labels ``i mod K`` where the stage reads them."""
     seed_everything(42)
-    trainer = compose_trainer(load_only("cc"), "cc", run_dir, *OVERRIDES, *extra,
+    trainer = compose_trainer(load_only(recipe), recipe, run_dir, *OVERRIDES, *extra,
                               dataset=load_dataset("digits"))
-    online = trainer.composed.model.online
-    online.train()
-    for module in online.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.eval()
+    c = trainer.composed
+    for network in (c.model.online, *(b.network for b in c.model.branches.values())):
+        network.train()
+        for module in network.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+    if c.pseudo is not None:
+        c.pseudo.write(torch.arange(len(c.train_set)) % c.n_clusters,
+                       torch.zeros(c.n_clusters, 1))
     return trainer
 
 
@@ -59,13 +65,19 @@ def _fixed_views(trainer: StageTrainer, rows: slice) -> None:
     trainer.views = lambda images, names=None: {k: v[rows] for k, v in full.items()}
 
 
-def _cc_step(trainer: StageTrainer, rows: slice) -> dict[str, torch.Tensor]:
-    """One full ``train_step`` of the global batch's rows ``rows``; the parameters after it."""
+def _one_step(trainer: StageTrainer, rows: slice) -> dict[str, dict[str, torch.Tensor]]:
+    """One full ``train_step`` of the global batch's rows ``rows`` at the last epoch (every
+    loss active; the lifecycle left at epoch 0, so epoch-gated noise is off, as in
+    ``corekit.testing.loss_probe``); the parameters (and buffers) of every network after it,
+    by branch."""
     _fixed_views(trainer, rows)
     indices = torch.arange(B)[rows]
-    trainer.train_step(indices, trainer.composed.train_set.batch(indices), 0,
+    trainer.train_step(indices, trainer.composed.train_set.batch(indices), trainer.epochs - 1,
                        torch.Generator().manual_seed(0))
-    return {k: v.detach().clone() for k, v in trainer.composed.model.online.state_dict().items()}
+    model = trainer.composed.model
+    networks = {"online": model.online, **{n: b.network for n, b in model.branches.items()}}
+    return {name: {k: v.detach().clone() for k, v in network.state_dict().items()}
+            for name, network in networks.items()}
 
 
 def _bank_update(indices: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
@@ -105,8 +117,9 @@ def _on_rank(r: int, world: int, tmp: str) -> dict:
     rows = rank_slice(B, r, world)
     out: dict = {"main": distributed.is_main()}
 
-    trainer = _cc_trainer(Path(tmp) / f"cc-{r}")
-    out["cc_step"] = _cc_step(trainer, rows)
+    out["steps"] = {recipe: _one_step(_trainer(recipe, Path(tmp) / f"{recipe}-step-{r}"), rows)
+                    for recipe in STEP_RECIPES}
+    trainer = _trainer("cc", Path(tmp) / f"cc-{r}")
 
     images = trainer.composed.train_set.batch(torch.arange(8))
     draws = []
@@ -144,24 +157,26 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     return run_on_ranks(_on_rank, WORLD, str(tmp_path_factory.mktemp("ranks")))
 
 
-def test_cc_train_step_on_two_ranks_equals_one_process_on_the_global_batch(
-        ranks: list[dict], tmp_path: Path) -> None:
-    """2 ranks × B/2 against 1 × B: one full ``StageTrainer.train_step`` of the cc digits
-    preset (its losses gather; the gradients are averaged before Adam's step) leaves the same
-    parameters, and the same on both ranks."""
-    one = _cc_step(_cc_trainer(tmp_path), slice(None))
-    before = _cc_trainer(tmp_path).composed.model.online.state_dict()
-    moved = [k for k in one if not torch.equal(one[k], before[k])]
+@pytest.mark.parametrize("recipe", STEP_RECIPES)
+def test_train_step_on_two_ranks_equals_one_process_on_the_global_batch(
+        ranks: list[dict], tmp_path: Path, recipe: str) -> None:
+    """2 ranks × B/2 against 1 × B: one full ``StageTrainer.train_step`` of the ``recipe``
+    digits preset (its losses gather; the gradients are averaged before the optimizer's step;
+    propos's target follows by EMA) leaves the same parameters, and the same on both ranks."""
+    one = _one_step(_trainer(recipe, tmp_path / "one"), slice(None))
+    before = _trainer(recipe, tmp_path / "before").composed.model.online.state_dict()
+    moved = [k for k in one["online"] if not torch.equal(one["online"][k], before[k])]
     assert moved, "the step changed no parameter"
     for r in ranks:
-        for key, value in one.items():
-            torch.testing.assert_close(r["cc_step"][key], value, rtol=1e-5, atol=1e-6,
-                                       msg=lambda m, key=key: f"{key}: {m}")
+        for name, state in one.items():
+            for key, value in state.items():
+                torch.testing.assert_close(r["steps"][recipe][name][key], value, rtol=1e-5,
+                                           atol=1e-6, msg=lambda m, k=f"{name}.{key}": f"{k}: {m}")
 
 
 def test_the_epoch_is_sharded_so_the_ranks_batches_are_the_one_process_batch(
         ranks: list[dict], tmp_path: Path) -> None:
-    trainer = _cc_trainer(tmp_path)
+    trainer = _trainer("cc", tmp_path)
     one = [b["main"].indices for b in trainer.epoch_batches(torch.Generator().manual_seed(1), 2)]
     for step, indices in enumerate(one):
         assert len(ranks[0]["epoch_indices"][step]) == B // WORLD
