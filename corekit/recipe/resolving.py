@@ -11,7 +11,7 @@ from pathlib import Path
 from corekit.errors import RecipeError
 from corekit.recipe.schema import Raw, Recipe
 from corekit.recipe.tables import apply_overrides, merge, overrides_table
-from corekit.recipe.validation import validate
+from corekit.recipe.validation import check_meta, validate
 
 AUTO, USER_SET = "auto", "set"
 """The raw recipe's key for the auto preset, and its entry with the ``--set`` values."""
@@ -55,11 +55,15 @@ def resolve_raw(name_or_path: str, find: Callable[[str], Path], data: str | None
         raise RecipeError(f"recipe {name_or_path!r} extends itself: {' -> '.join(_seen)}")
     path = Path(name_or_path) if name_or_path.endswith(".toml") else find(name_or_path)
     raw = load_toml(path)
+    check_meta(raw)
     raw.setdefault("name", path.stem)
     parent = raw.pop("extends", None)
     own_presets = raw.pop("presets", {})
     if not isinstance(own_presets, Mapping):
         raise RecipeError(f"{path}: presets: expected a table of dataset names")
+    for key, body in own_presets.items():
+        if not isinstance(body, Mapping):
+            raise RecipeError(f"{path}: presets.{key}: expected a table")
     if parent is None:
         out, presets = raw, dict(own_presets)
     else:

@@ -21,16 +21,26 @@ from corekit.recipe.variables import substitute, substitute_recipe, variables
 META_KEYS = {"name", "description", "extends", "requires", "presets", "stage", "stages",
              "auto", "preset", "vars"}
 """The top-level keys that are not stage sections."""
+META_TYPES: dict[str, Any] = {"extends": str, "preset": str, "auto": dict[str, Any]}
+"""The types of the top-level keys that no other check reads before they are used: the recipe
+a recipe extends, the preset applied and the ``auto`` recipe's record."""
+
+
+def check_meta(raw: Raw) -> None:
+    """Each key of ``META_TYPES`` that ``raw`` holds has its type."""
+    for key, tp in META_TYPES.items():
+        if key in raw:
+            convert(raw[key], tp, key)
 
 
 def _named_stage_overrides(raw: Raw) -> list[Raw]:
     """The ``[[stage]]`` tables with ``stages.<name>`` tables (from a preset or ``--set``)
     merged into the stage of that name, so a preset can change one stage."""
-    stages = raw.get("stage") or [{}]
+    stages = raw.get("stage", [])
     if not isinstance(stages, list) or not all(isinstance(t, Mapping) for t in stages):
         raise RecipeError("stage: expected [[stage]] tables (a list of tables)")
-    stage_raws = [dict(t) for t in stages]
-    by_name = raw.get("stages") or {}
+    stage_raws = [dict(t) for t in stages] or [{}]
+    by_name = raw.get("stages", {})
     if not isinstance(by_name, Mapping):
         raise RecipeError("stages: expected a table of stage names, e.g. [stages.target.train]")
     names = [str(s.get("name", "main" if len(stage_raws) == 1 else f"stage{i + 1}"))
@@ -70,6 +80,7 @@ def validate(raw: Raw) -> Recipe:
     (``corekit.recipe.variables``), each stage built over the top-level sections, each preset
     checked the same way. ``Recipe.raw`` is the raw recipe with its vars used, which validates
     to the same recipe again (a run folder's ``recipe.toml``)."""
+    check_meta(raw)
     raw = substitute_recipe(raw)
     sections = {k: v for k, v in raw.items() if k not in META_KEYS}
     stage_names = [f.name for f in attrs.fields(Stage)]

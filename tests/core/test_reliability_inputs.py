@@ -119,3 +119,23 @@ def test_a_set_value_that_is_broken_toml_is_refused(text, capsys):
 ])
 def test_bare_words_stay_strings(text, value):
     assert rc.parse_override(text)[1] == value
+
+
+@pytest.mark.parametrize("line, message", [
+    ("preset = 0", "preset: expected str, got int 0"),
+    ("preset = []", "preset: expected str, got list []"),
+    ("preset = {a = 1}", "preset: expected str, got dict"),
+    ("extends = 0", "extends: expected str, got int 0"),
+    ("extends = []", "extends: expected str, got list []"),
+    ("stage = 0", "stage: expected [[stage]] tables"),
+    ("stages = false", "stages: expected a table of stage names"),
+    ("presets = {digits = 0}", "presets.digits: expected a table"),
+    ("auto = 0", "auto: expected a table, got 0"),
+    ("auto = []", "auto: expected a table, got []"),
+])
+def test_top_level_keys_of_the_wrong_type_are_refused(tmp_path, capsys, line, message):
+    path = tmp_path / "recipe.toml"
+    path.write_text(f"{line}\n[train]\nepochs = 1\n", encoding="utf-8")
+    assert main(["check", str(path), "--data", "digits"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
