@@ -41,6 +41,9 @@ def adapt_stem(weight: torch.Tensor, in_channels: int, where: str) -> torch.Tens
 def read_weights(path: Path, where: str) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file, or of a torch file read with ``weights_only=True``
     (a file that holds pickled code is refused, never run)."""
+    if path.is_dir():
+        raise RecipeError(f"{where}: {path} is a folder, not a weights file; name the "
+                          ".safetensors or torch file inside it")
     if not path.is_file():
         raise RecipeError(f"{where}: weights file {path} does not exist")
     if path.suffix == ".safetensors":

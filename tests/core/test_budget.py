@@ -17,7 +17,8 @@ from corekit.testing import tiny_recipe
 def test_parse_budget():
     assert parse_budget("10m") == 600 and parse_budget("1h30m") == 5400
     assert parse_budget("90s") == 90 and parse_budget("2.5m") == 150 and parse_budget(45) == 45
-    for bad in ("ten minutes", "10", "-5s", "0m", "5x", True):
+    assert parse_budget("10") == 10  # a bare number is seconds
+    for bad in ("ten minutes", "-5s", "0m", "5x", True):
         with pytest.raises(RecipeError):
             parse_budget(bad)
     with pytest.raises(RecipeError, match="train.budget: 'soon' is not a duration"):

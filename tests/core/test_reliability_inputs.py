@@ -139,3 +139,27 @@ def test_top_level_keys_of_the_wrong_type_are_refused(tmp_path, capsys, line, me
     assert main(["check", str(path), "--data", "digits"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_bare_number_budget_is_seconds(tmp_path, capsys):
+    assert rc.parse_budget("90") == 90.0 and rc.parse_budget(" 2.5 ") == 2.5
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(rc.to_toml(tiny_recipe()), encoding="utf-8")
+    assert main(["train", str(recipe), *QUICK, "--budget", "3", "--out",
+                 str(tmp_path / "run")]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("budget", ["0", "0s", "0.0m"])
+def test_a_zero_budget_must_be_positive(tmp_path, capsys, budget):
+    assert main(["train", "simclr-kmeans", *QUICK, "--budget", budget, "--out",
+                 str(tmp_path / "run")]) == 2
+    assert f"--budget: {budget!r} must be positive" in capsys.readouterr().err
+
+
+def test_weights_naming_a_folder_says_so(tmp_path, capsys):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(rc.to_toml(tiny_recipe(model={"backbone": {"weights": str(tmp_path)}})),
+                      encoding="utf-8")
+    assert main(["check", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path} is a folder, not a weights file" in err and "does not exist" not in err
