@@ -218,6 +218,7 @@ def _train(args: argparse.Namespace, plugins: Plugins) -> int:
     if args.device:
         overrides.append(f'train.device="{args.device}"')
     if args.budget:
+        rc.parse_budget(args.budget, "--budget")
         overrides.append(f'train.budget="{args.budget}"')
     if args.k is not None:
         if args.k < 1:
@@ -386,8 +387,9 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--seeds", type=int, default=1, help="train N seeds, report mean ± std")
             sp.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
             sp.add_argument("--budget", help="wall-clock time of the run, e.g. 10m, 1h30m, "
-                                             "90s: epochs and schedules are fitted (and "
-                                             "re-fitted) to it; with --seeds N, per seed")
+                                             "90s or 90 (seconds): epochs and schedules are "
+                                             "fitted (and re-fitted) to it; with --seeds N, "
+                                             "per seed")
             sp.add_argument("--k", type=int, help="number of clusters (default: the data set's "
                                                   "class count, else estimated)")
             sp.add_argument("--no-progress", action="store_true", help="no progress bars")
