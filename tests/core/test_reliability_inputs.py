@@ -4,6 +4,8 @@ an EXIF orientation, unreadable folder entries, ``--set`` values, ``preset``, ``
 names the key, never a traceback."""
 
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -163,3 +165,32 @@ def test_weights_naming_a_folder_says_so(tmp_path, capsys):
     assert main(["check", str(recipe)]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path} is a folder, not a weights file" in err and "does not exist" not in err
+
+
+def test_each_warning_is_one_line_said_once(tmp_path):
+    """A real command: the ``auto`` preset looks at the images, then the check loads them
+    again; each data warning and the recipe's warning is one line, said once."""
+    folder = tmp_path / "images"
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full((8, 8), 20 * i, dtype=np.uint8)).save(
+                folder / label / f"{i}.png")
+    Image.fromarray(np.zeros((10, 8), dtype=np.uint8)).save(folder / "a" / "tall.png")
+    (folder / "b" / "bad.png").write_text("not an image")
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(rc.to_toml(tiny_recipe(
+        losses={"late": {"type": "nt_xent", "head": "proj", "start_epoch": 5}})),
+        encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "corekit.cli", "check", str(recipe), "--data",
+         f"imagefolder:{folder}", "--set", "train.epochs=1"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    said = [line for line in lines if "warning" in line.lower()]
+    for part in ("skipped 1 of 14 files", "resized 1 of 13", "losses.late.start_epoch = 5"):
+        (line,) = [line for line in said if part in line]
+        assert line.startswith("deepclust: warning: ")
+    assert len(said) == len(set(said)), done.stderr
+    assert not any("corekit/" in line or line.startswith(" ") for line in lines), done.stderr
