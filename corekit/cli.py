@@ -21,6 +21,7 @@ from corekit.plugins import Plugins, get_plugins
 from corekit.registry import KINDS
 from corekit.run_files import interrupted_note, public_command, public_data_name, run_folders
 from corekit.run_folder import RunFolder, check_output_dir
+from corekit.warning_lines import one_line_warnings
 
 if TYPE_CHECKING:
     from corekit.auto import Choice
@@ -456,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv[1:] if argv and argv[0] == "train" else argv
     debug = args.debug or bool(os.environ.get("DEEPCLUST_DEBUG"))
     try:
-        with terminate_as_interrupt():
+        with terminate_as_interrupt(), \
+                contextlib.nullcontext() if debug else one_line_warnings():
             return args.func(args, get_plugins())
     except UserError as exc:
         if debug:
