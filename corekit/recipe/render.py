@@ -7,6 +7,17 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
+            "\r": "\\r"}
+_ESCAPED = re.compile(r'[\\"\x00-\x1f\x7f]')
+"""What a TOML basic string escapes: backslash, quote and the control characters."""
+
+
+def _quoted(text: str) -> str:
+    """``text`` as a TOML basic string."""
+    return '"' + _ESCAPED.sub(
+        lambda m: _ESCAPES.get(m.group(), f"\\u{ord(m.group()):04x}"), text) + '"'
+
 
 def _is_table_list(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(x, Mapping) for x in value)
@@ -23,7 +34,7 @@ def to_toml(raw: Mapping[str, Any]) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            return _quoted(v)
         if isinstance(v, list):
             return "[" + ", ".join(scalar(x) for x in v) + "]"
         if isinstance(v, Mapping):

@@ -6,6 +6,7 @@ names the key, never a traceback."""
 import os
 import subprocess
 import sys
+import tomllib
 import warnings
 from pathlib import Path
 
@@ -194,3 +195,11 @@ def test_each_warning_is_one_line_said_once(tmp_path):
         assert line.startswith("deepclust: warning: ")
     assert len(said) == len(set(said)), done.stderr
     assert not any("corekit/" in line or line.startswith(" ") for line in lines), done.stderr
+
+
+def test_a_recipe_with_control_characters_renders_as_toml_that_reads_back():
+    """A multi-line description (or a tab, or any control character) in a recipe: the run
+    folder's recipe.toml must read back to the same tables."""
+    raw = tiny_recipe(description="line one\nline two\ttabbed \x01\x7f \\ \"quoted\"",
+                      vars={"we\nird": "\x1b[0m"})
+    assert tomllib.loads(rc.to_toml(raw)) == raw
