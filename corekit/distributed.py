@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import Literal, TypeVar
 
@@ -65,16 +65,82 @@ def gather(tensor: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def all_reduce(tensor: torch.Tensor, op: Literal["sum", "mean"] = "sum") -> torch.Tensor:
-    """The element-wise sum (or mean) over ranks, as a new tensor without gradient.
+Reduction = Literal["sum", "mean", "min", "max"]
+_OPS = {"sum": dist.ReduceOp.SUM, "mean": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN,
+        "max": dist.ReduceOp.MAX}
+
+
+def all_reduce(tensor: torch.Tensor, op: Reduction = "sum") -> torch.Tensor:
+    """The element-wise sum (mean, minimum, maximum) over ranks, as a new tensor without
+    gradient, the same on every rank.
 
     The identity on one process (for ``mean`` too).
     """
     if not is_distributed():
         return tensor
     out = tensor.detach().clone()
-    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    dist.all_reduce(out, op=_OPS[op])
     return out / world_size() if op == "mean" else out
+
+
+def split(n: int) -> slice:
+    """This rank's contiguous share of ``n`` rows (the whole-set E-step's): rank r holds rows
+    ``[r·n // R, (r+1)·n // R)``, so the shares in rank order are the rows in order; every
+    row on one process."""
+    world, me = world_size(), rank()
+    return slice(me * n // world, (me + 1) * n // world)
+
+
+def _padded(tensor: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """``tensor`` (n_r, ...) padded with zero rows to the longest rank's length, and every
+    rank's length (rank order)."""
+    length = torch.tensor([len(tensor)], device=tensor.device)
+    lengths = [torch.zeros_like(length) for _ in range(world_size())]
+    dist.all_gather(lengths, length)
+    sizes = [int(x) for x in lengths]
+    pad = tensor.new_zeros((max(sizes) - len(tensor), *tensor.shape[1:]))
+    return torch.cat([tensor.detach(), pad]).contiguous(), sizes
+
+
+def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """``(n_r, ...)`` on each rank → ``(Σ n_r, ...)`` on every rank, rank order, without
+    gradient; the ranks' row counts may differ (``split``'s shares). The identity on one
+    process."""
+    if not is_distributed():
+        return tensor
+    padded, sizes = _padded(tensor)
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
+
+
+def gather_to_main(tensor: torch.Tensor) -> torch.Tensor | None:
+    """``(n_r, ...)`` on each rank → ``(Σ n_r, ...)`` on rank 0 alone (None on the others),
+    rank order, without gradient: for work rank 0 does over the whole set (a seed sample, a
+    scikit-learn fit). The identity on one process."""
+    if not is_distributed():
+        return tensor
+    padded, sizes = _padded(tensor)
+    parts = [torch.empty_like(padded) for _ in sizes] if is_main() else None
+    dist.gather(padded, parts, dst=0)
+    if parts is None:
+        return None
+    return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
+
+
+def on_main(compute: Callable[[], torch.Tensor], like: torch.Tensor,
+            shape: tuple[int, ...]) -> torch.Tensor:
+    """``compute()`` run by rank 0 alone (within ``alone()``) and its tensor of ``shape``
+    (dtype and device of ``like``) broadcast to every rank; ``compute()`` on one process."""
+    if not is_distributed():
+        return compute()
+    if is_main():
+        with alone():
+            out = compute().to(like.dtype).contiguous()
+    else:
+        out = like.new_empty(shape)
+    dist.broadcast(out, src=0)
+    return out
 
 
 def is_main() -> bool:

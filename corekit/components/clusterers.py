@@ -6,6 +6,12 @@ per-epoch E-step. Distances are computed
 in row chunks so that N = 1M points with K = 1000 centres fit in memory on CPU and GPU; there,
 on one CPU core, ``KMeans`` ran 5.2x faster than scikit-learn's at 20 equal iterations
 (docs/benchmarks.md, "E-step at 1M (issue #23)").
+
+Under torchrun both fit features split over the ranks (``fit_shard``, a
+:class:`ShardedClusterer`): each rank assigns its own rows, the Lloyd step's sums, counts,
+shift test and inertia are all-reduced, and rank 0 draws the k-means++ centres from the rows
+gathered to it (``KMeans``'s seed sample) and broadcasts them. From the same centres that is
+one process's fit, up to float rounding of the summed rows.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.cluster import KMeans as SklearnKMeans
 
+from corekit import distributed
 from corekit.errors import ComponentError, did_you_mean
 
 Backend = Literal["auto", "torch", "faiss", "sklearn"]
@@ -64,6 +71,18 @@ class Clusterer(Protocol):
     def fit(self, features: torch.Tensor) -> ClusterResult: ...
 
 
+@runtime_checkable
+class ShardedClusterer(Protocol):
+    """A clusterer that fits features split over torchrun's ranks: ``fit_shard`` gets this
+    rank's rows (n_r, D), in rank order the whole set's, and returns their labels (n_r,) with
+    the centroids and inertia of the whole set (the same on every rank); on one process it is
+    ``fit``. ``shards()``: whether its settings let it (else the E-step fits on rank 0)."""
+
+    def shards(self) -> bool: ...
+
+    def fit_shard(self, features: torch.Tensor) -> ClusterResult: ...
+
+
 def positive(_instance: object, attribute: attrs.Attribute, value: int) -> None:
     """An attrs validator: ``value`` must be at least 1."""
     if value < 1:
@@ -84,11 +103,46 @@ def _one_of(choices: tuple[str, ...], what: str) -> Callable[[object, attrs.Attr
 
 
 def _as_matrix(features: torch.Tensor, n_clusters: int) -> torch.Tensor:
+    """``features`` (n, D) as contiguous float32; the samples of every rank together must be
+    at least ``n_clusters``."""
     if features.dim() != 2:
         raise ValueError(f"features must be N×D, got shape {tuple(features.shape)}")
-    if features.shape[0] < n_clusters:
-        raise ValueError(f"{features.shape[0]} samples cannot form {n_clusters} clusters")
+    total = _offset_and_total(features)[1]
+    if total < n_clusters:
+        raise ValueError(f"{total} samples cannot form {n_clusters} clusters")
     return features.detach().to(torch.float32).contiguous()
+
+
+def _offset_and_total(x: torch.Tensor) -> tuple[int, int]:
+    """The position of this rank's first row of ``x`` (n_r, D) among every rank's rows (rank
+    order) and their total: (0, n) on one process."""
+    sizes = distributed.gather_rows(torch.tensor([len(x)], device=x.device)).tolist()
+    return sum(sizes[: distributed.rank()]), sum(sizes)
+
+
+def _seeded_on_main(rows: torch.Tensor, seed: Callable[[torch.Tensor], torch.Tensor],
+                    shape: tuple[int, int]) -> torch.Tensor:
+    """The centres ``seed(all rows)`` of ``shape`` (K, D), ``rows`` (n_r, ·) this rank's: run
+    on rank 0 over every rank's rows gathered there (rank order) and broadcast; ``seed(rows)``
+    on one process."""
+    gathered = distributed.gather_to_main(rows)
+    return distributed.on_main(lambda: seed(gathered), rows, shape)
+
+
+def _farthest(x: torch.Tensor, mins: torch.Tensor, count: int) -> torch.Tensor:
+    """The ``count`` rows (count, D) of ``x`` (n_r, D) farthest from their centres
+    (``mins`` (n_r,)) over every rank, farthest first."""
+    if not distributed.is_distributed():
+        return x[torch.topk(mins, count).indices]
+    local = torch.topk(mins, min(count, len(mins))).indices
+    far = distributed.gather_rows(mins[local])
+    rows = distributed.gather_rows(x[local])
+    return rows[torch.topk(far, count).indices]
+
+
+def _changed(labels: torch.Tensor, previous: torch.Tensor) -> bool:
+    """Whether any rank's labels changed."""
+    return bool(distributed.all_reduce((labels != previous).sum()) > 0)
 
 
 def _chunks(
@@ -144,7 +198,13 @@ def _cosine_to(x_unit: torch.Tensor) -> Distances:
 
 def _mean_variance(x: torch.Tensor, correction: int) -> float:
     """``mean_d Var(X[:, d])`` in one centred pass (torch's column-wise ``var`` is ~30× slower
-    on CPU); ``correction`` is Bessel's, as in ``torch.var``."""
+    on CPU); ``correction`` is Bessel's, as in ``torch.var``. Under torchrun over every rank's
+    rows (sums all-reduced in float64)."""
+    if distributed.is_distributed():
+        total = _offset_and_total(x)[1]
+        mean = distributed.all_reduce(x.sum(dim=0, dtype=torch.float64)) / total
+        squares = distributed.all_reduce((x - mean.to(x.dtype)).pow(2).sum(dtype=torch.float64))
+        return float(squares) / (x.shape[1] * max(total - correction, 1))
     centred = x - x.mean(dim=0)
     return float(centred.pow(2).sum(dtype=torch.float64)) / (
         x.shape[1] * max(x.shape[0] - correction, 1)
@@ -324,30 +384,63 @@ class KMeans:
         return "faiss" if faiss is not None and _faiss_has_gpu(faiss) else "torch"
 
     def fit(self, features: torch.Tensor) -> ClusterResult:
-        """Cluster N×D ``features``; labels, centroids and inertia on the features' device."""
+        """Cluster N×D ``features`` (all of them, also under torchrun: no collective);
+        labels, centroids and inertia on the features' device."""
+        with distributed.alone():
+            x = _as_matrix(features, self.n_clusters)
+            x_sq = x.pow(2).sum(dim=1)
+            inits = (self._seeding(x, x_sq, self.seed + r) for r in range(self.n_init))
+            backend = self.resolved_backend(x.device)
+            if backend == "faiss":
+                runs = self._faiss_runs(x, inits)
+            elif backend == "sklearn":
+                runs = self._sklearn_runs(x, inits)
+            else:
+                runs = self._torch_runs(x, x_sq, inits)
+            return min(runs, key=lambda result: result.inertia)
+
+    def shards(self) -> bool:
+        """Whether ``fit_shard`` runs: the torch backend, which ``auto`` picks under torchrun
+        (``faiss`` and ``sklearn`` fit on rank 0, and only when asked)."""
+        return self.backend in ("auto", "torch")
+
+    def fit_shard(self, features: torch.Tensor) -> ClusterResult:
+        """The torch backend's fit of every rank's rows, ``features`` (n_r, D) this rank's
+        (``ShardedClusterer``): labels (n_r,) of this rank's rows; centroids and inertia of
+        the whole set, on every rank. ``fit`` with ``backend = "torch"`` on one process."""
         x = _as_matrix(features, self.n_clusters)
         x_sq = x.pow(2).sum(dim=1)
         inits = (self._seeding(x, x_sq, self.seed + r) for r in range(self.n_init))
-        backend = self.resolved_backend(x.device)
-        if backend == "faiss":
-            runs = self._faiss_runs(x, inits)
-        elif backend == "sklearn":
-            runs = self._sklearn_runs(x, inits)
-        else:
-            tol = _mean_variance(x, correction=0) * self.tol if self.tol else 0.0
-            gemm_rows = x.to(_ASSIGN_DTYPES[self.assign_precision])
-            runs = (self._lloyd(x, x_sq, gemm_rows, init, tol) for init in inits)
-        return min(runs, key=lambda result: result.inertia)
+        return min(self._torch_runs(x, x_sq, inits), key=lambda result: result.inertia)
+
+    def _torch_runs(self, x: torch.Tensor, x_sq: torch.Tensor,
+                    inits: Iterator[torch.Tensor]) -> Iterator[ClusterResult]:
+        """The torch Lloyd loop from each of ``inits`` on rows ``x`` (n, D) with squared
+        norms ``x_sq`` (n,)."""
+        tol = _mean_variance(x, correction=0) * self.tol if self.tol else 0.0
+        gemm_rows = x.to(_ASSIGN_DTYPES[self.assign_precision])
+        return (self._lloyd(x, x_sq, gemm_rows, init, tol) for init in inits)
 
     def _seeding(self, x: torch.Tensor, x_sq: torch.Tensor, seed: int) -> torch.Tensor:
         """k-means++ centres (K, D) of one restart, on ``seed_sample`` rows drawn without
-        replacement when there are more (``x`` (N, D), ``x_sq`` (N,) its squared norms)."""
+        replacement when there are more (``x`` (n, D), ``x_sq`` (n,) its squared norms).
+        Under torchrun the draw is over every rank's rows and rank 0 seeds on the drawn rows
+        gathered to it (``_seeded_on_main``)."""
         generator = torch.Generator().manual_seed(seed)
-        if len(x) > self.seed_sample:
-            drawn = torch.randperm(len(x), generator=generator)[: self.seed_sample]
-            rows = drawn.sort().values.to(x.device)
+        offset, total = _offset_and_total(x)
+        if total > self.seed_sample:
+            drawn = torch.randperm(total, generator=generator)[: self.seed_sample]
+            rows = drawn.sort().values
+            rows = (rows[(rows >= offset) & (rows < offset + len(x))] - offset).to(x.device)
             x, x_sq = x[rows], x_sq[rows]
-        return _kmeans_plusplus(x, self.n_clusters, generator, _squared_euclidean_to(x, x_sq))
+
+        def seed_rows(both: torch.Tensor) -> torch.Tensor:
+            rows, rows_sq = both[:, :-1].contiguous(), both[:, -1].contiguous()
+            return _kmeans_plusplus(rows, self.n_clusters, generator,
+                                    _squared_euclidean_to(rows, rows_sq))
+
+        return _seeded_on_main(torch.cat([x, x_sq.unsqueeze(1)], dim=1), seed_rows,
+                               (self.n_clusters, x.shape[1]))
 
     def _lloyd(
         self,
@@ -357,23 +450,28 @@ class KMeans:
         centroids: torch.Tensor,
         tol: float,
     ) -> ClusterResult:
+        """Lloyd iterations from ``centroids`` (K, D); under torchrun ``x`` (n_r, D) is this
+        rank's share, and the sums, counts, farthest rows, label changes and inertia are
+        every rank's."""
         labels, mins = _assign_euclidean(x, x_sq, centroids, gemm_rows)
         n_iter = 0
         while n_iter < self.max_iter:
             n_iter += 1
             sums, counts = _sums_and_counts(x, labels, self.n_clusters)
+            sums, counts = distributed.all_reduce(sums), distributed.all_reduce(counts)
             updated = sums / counts.clamp(min=1.0).unsqueeze(1)
             empty = torch.nonzero(counts == 0).flatten()
             if len(empty):
-                updated[empty] = x[torch.topk(mins, len(empty)).indices]
+                updated[empty] = _farthest(x, mins, len(empty))
             shift = float((updated - centroids).pow(2).sum())
             centroids = updated
             new_labels, mins = _assign_euclidean(x, x_sq, centroids, gemm_rows)
-            converged = torch.equal(new_labels, labels) or shift <= tol
+            converged = not _changed(new_labels, labels) or shift <= tol
             labels = new_labels
             if converged:
                 break
-        return ClusterResult(labels, centroids, float(mins.sum(dtype=torch.float64)), n_iter)
+        inertia = distributed.all_reduce(mins.sum(dtype=torch.float64))
+        return ClusterResult(labels, centroids, float(inertia), n_iter)
 
     def _sklearn_runs(
         self, x: torch.Tensor, inits: Iterator[torch.Tensor]
@@ -447,23 +545,47 @@ class SphericalKMeans:
     seed: int = 0
 
     def fit(self, features: torch.Tensor) -> ClusterResult:
-        """Cluster N×D ``features`` (normalised here); result on the features' device."""
+        """Cluster N×D ``features`` (normalised here; all of them, also under torchrun: no
+        collective); result on the features' device."""
+        with distributed.alone():
+            return self.fit_shard(features)
+
+    def shards(self) -> bool:
+        """Always: ``fit_shard`` fits every rank's rows."""
+        return True
+
+    def fit_shard(self, features: torch.Tensor) -> ClusterResult:
+        """The fit of every rank's rows, ``features`` (n_r, D) this rank's
+        (``ShardedClusterer``): labels (n_r,) of this rank's rows; centroids and inertia of
+        the whole set, on every rank (k-means++ on rank 0 over the rows gathered to it). ``fit``
+        on one process."""
         x = F.normalize(_as_matrix(features, self.n_clusters), dim=1)
         tol = _mean_variance(x, correction=1) * self.tol if self.tol else 0.0
         restarts = (self._states(x, self.seed + r, tol) for r in range(self.n_init))
         return min(itertools.chain.from_iterable(restarts), key=lambda state: state.inertia)
 
     def _states(self, x: torch.Tensor, seed: int, tol: float) -> Iterator[ClusterResult]:
-        """Every (means, labels) state of one restart, in iteration order."""
+        """Every (means, labels) state of one restart, in iteration order; the sums, counts,
+        label changes and inertia are every rank's."""
         generator = torch.Generator().manual_seed(seed)
-        centroids = _kmeans_plusplus(x, self.n_clusters, generator, _cosine_to(x))
-        labels, _, sums, counts = _assign_cosine(x, centroids)
+        centroids = _seeded_on_main(
+            x, lambda rows: _kmeans_plusplus(rows, self.n_clusters, generator, _cosine_to(rows)),
+            (self.n_clusters, x.shape[1]))
+        labels, _, sums, counts = self._assigned(x, centroids)
         for n_iter in range(1, self.max_iter + 1):
             means = sums / torch.where(counts > 0, counts, 1e-6).unsqueeze(1)
-            new_labels, mins, sums, counts = _assign_cosine(x, means)
-            yield ClusterResult(new_labels, means, float(mins.sum(dtype=torch.float64)), n_iter)
+            new_labels, mins, sums, counts = self._assigned(x, means)
+            inertia = distributed.all_reduce(mins.sum(dtype=torch.float64))
+            yield ClusterResult(new_labels, means, float(inertia), n_iter)
             cosines = (F.normalize(centroids, dim=1) * F.normalize(means, dim=1)).sum(dim=1)
             shift = float((1.0 - cosines).sum())
-            if torch.equal(new_labels, labels) or shift <= tol:
+            if not _changed(new_labels, labels) or shift <= tol:
                 return
             labels, centroids = new_labels, means
+
+    @staticmethod
+    def _assigned(x: torch.Tensor, centroids: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``_assign_cosine`` with the sums and counts of every rank."""
+        labels, mins, sums, counts = _assign_cosine(x, centroids)
+        return labels, mins, distributed.all_reduce(sums), distributed.all_reduce(counts)

@@ -23,11 +23,12 @@ from corekit.budget import Pacer, format_seconds
 from corekit.components.clusterers import ClusterResult
 from corekit.composer import STATE_INPUT, Composed
 from corekit.data import ImageSet
+from corekit.engine import estep
 from corekit.engine.devices import autocast
 from corekit.engine.metrics_log import MetricsLog
 from corekit.engine.phases import PhaseTimer
 from corekit.errors import NonFiniteLoss, RecipeError, TrainingError
-from corekit.feature_cache import FrozenInputs, through_cache
+from corekit.feature_cache import FrozenInputs, fixed_part, through_cache
 from corekit.lifecycle import StageContext
 from corekit.network import Network
 from corekit.parts import parse_assign, parse_feature
@@ -112,31 +113,41 @@ class StageTrainer:
                                              else []))
 
     # -- features and assignments -------------------------------------------------------
-    @torch.no_grad()
     def features(self, spec: str, data: ImageSet) -> torch.Tensor:
         """Part ``spec`` (``branch:name``) of every image, eval transform, eval mode. The
         output of the last part on the way whose weights stay fixed in this stage (a frozen
         backbone; every part when the stage trains no epoch) comes from the feature cache
         (``corekit.feature_cache``): extracted once per weights, images and transform."""
+        return self.features_of(spec, data, None)
+
+    @torch.no_grad()
+    def features_of(self, spec: str, data: ImageSet, rows: slice | None) -> torch.Tensor:
+        """``features`` of the images ``rows`` (a rank's share in the E-step under torchrun;
+        None: every image). A frozen part's output is cached, and so extracted, for the
+        whole set."""
         branch, name = parse_feature(spec, "features")
         net: Network = self.composed.model.network(branch)
-        return through_cache(net, name, data, self.composed.eval_transform,
-                             precision=self.dtype, trained=self.train_cfg.epochs > 0,
-                             device=self.device,
-                             extract=lambda part, known: self._extract(net, part, data, known))
+        trained = self.train_cfg.epochs > 0
+        fixed = fixed_part(net, name, trained)
+        out = through_cache(net, name, data, self.composed.eval_transform,
+                            precision=self.dtype, trained=trained, device=self.device,
+                            extract=lambda part, known: self._extract(
+                                net, part, data, known, rows=None if part == fixed else rows))
+        return out[rows] if rows is not None and name == fixed else out
 
     @torch.no_grad()
     def _extract(self, net: Network, name: str, data: ImageSet,
-                 known: dict[str, torch.Tensor], transform: nn.Module | None = None
-                 ) -> torch.Tensor:
-        """Part ``name`` of ``net`` on every image of ``data``, from the ``known`` (N, D)
-        outputs of a part it reads when given (the images are then not read), else through
-        ``transform`` (default the evaluation transform)."""
+                 known: dict[str, torch.Tensor], transform: nn.Module | None = None,
+                 rows: slice | None = None) -> torch.Tensor:
+        """Part ``name`` of ``net`` on every image of ``data`` (or the images ``rows``), from
+        the ``known`` (N, D) outputs of a part it reads when given (the images are then not
+        read), else through ``transform`` (default the evaluation transform)."""
         transform = transform or self.composed.eval_transform
         was_training = net.training
         net.eval()
         out = []
-        batches = data.batches(torch.arange(len(data)), self.composed.stage.eval.batch_size)
+        order = torch.arange(len(data))[rows if rows is not None else slice(None)]
+        batches = data.batches(order, self.composed.stage.eval.batch_size)
         for indices, images in batches:
             x = images if known else transform(images)
             if self.train_cfg.memory_format == "channels_last" and not known:
@@ -149,14 +160,20 @@ class StageTrainer:
 
     def clustered(self, spec: str) -> tuple[torch.Tensor, ClusterResult]:
         """The (normalised) features ``spec`` of the training set and the clusterer's result on
-        them; reused while the weights are unchanged."""
+        them; reused while the weights are unchanged. Under torchrun the features are this
+        rank's share of the images (``distributed.split``) and the result is the whole set's
+        (``corekit.engine.estep``)."""
         key = (self.global_step, spec)
         if self._cluster_cache is not None and self._cluster_cache[0] == key:
             return self._cluster_cache[1], self._cluster_cache[2]
-        feats = self.features(spec, self.composed.train_set)
+        data = self.composed.train_set
+        rows = distributed.split(len(data))
+        feats = (self.features_of(spec, data, rows) if distributed.is_distributed()
+                 else self.features(spec, data))
         if self.composed.stage.clusterer.normalize:
             feats = nn.functional.normalize(feats, dim=1)
-        result = self.composed.clusterer.fit(feats)
+        result = estep.fit_shards(self.composed.clusterer, feats, torch.arange(len(data))[rows],
+                                  len(data), self.log)
         self._cluster_cache = (key, feats, result)
         return feats, result
 
@@ -235,7 +252,9 @@ class StageTrainer:
         if assigned is None:
             spec = stage.eval.features or stage.clusterer.features
             feats, result = self.clustered(spec)
-            return result.labels, centroid_confidence(feats, result.centroids, result.labels)
+            mine = result.labels[distributed.split(len(result.labels))]  # feats' images
+            confidence = centroid_confidence(feats, result.centroids, mine)
+            return result.labels, distributed.gather_rows(confidence)
         branch, head = assigned
         key = (self.global_step, f"{branch}:{head}")
         if self._head_cache is None or self._head_cache[0] != key:
