@@ -296,15 +296,21 @@ def cmd_predict(args: argparse.Namespace, plugins: Plugins) -> int:
     from corekit.assign import write_assignments
     from corekit.data import load_dataset
     from corekit.predict import load_trained, predict
+    from corekit.write_targets import check_target, writing
     from corekit.written import record, refuse_foreign
 
     run_dir = Path(args.run_dir)
+    given = Path(args.out) if args.out else None
+    if given is not None:
+        check_target(given, "--out", False, "give --out the name of a new CSV file")
     model = load_trained(run_dir, plugins)
     data = load_dataset(args.data, loaders=plugins.datasets())
-    out = Path(args.out) if args.out else run_dir / "predictions" / f"{data.name}.csv"
+    out = given or run_dir / "predictions" / f"{data.name}.csv"
     refuse_foreign([out], "predict", "give --out a new file name, or move that file away")
     cluster, confidence = predict(model, data)
-    record([write_assignments(out, cluster, confidence, data.names, data.labels)], "predict")
+    with writing("give --out a file in a folder you can write"):
+        record([write_assignments(out, cluster, confidence, data.names, data.labels)],
+               "predict")
     k = int(model.data["n_clusters"])
     used = k - int(metrics.cluster_stats(cluster, k)["empty_clusters"])
     print(f"{len(data)} images of {data.name} -> {used} of {k} clusters; written to {out}")
@@ -315,29 +321,36 @@ def cmd_predict(args: argparse.Namespace, plugins: Plugins) -> int:
 
 def cmd_export(args: argparse.Namespace, plugins: Plugins) -> int:
     from corekit.predict import EXPORT_FILES, export, load_trained
+    from corekit.write_targets import check_target, writing
     from corekit.written import record, refuse_foreign
 
     run_dir = Path(args.run_dir)
     out = Path(args.out) if args.out else run_dir / "export"
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; export writes a folder: give a new folder")
+    check_target(out, "--out", True, "export writes a folder: give --out a new folder")
     refuse_foreign([out / name for name in EXPORT_FILES], "export",
                    "give --out a new folder, or move those files away")
-    record(export(load_trained(run_dir, plugins), run_dir, out), "export")
+    model = load_trained(run_dir, plugins)
+    with writing("give --out a folder you can write"):
+        record(export(model, run_dir, out), "export")
     print(f"exported {out / EXPORT_FILES[0]} (with {' and '.join(EXPORT_FILES[1:])})")
     return 0
 
 
 def cmd_report(args: argparse.Namespace, plugins: Plugins) -> int:
-    from corekit.report import write_markdown
+    from corekit.report import warn, write_markdown
     from corekit.report_html import write_html_report
+    from corekit.write_targets import writing
 
     for folder in run_folders(Path(args.run_dir), "report"):
-        made = write_html_report(folder, plugins)
-        write_markdown(folder, html=True)
+        with writing("deepclust report writes into the run folder: copy the run folder where "
+                     f"you can write and report on the copy (cp -r {folder} COPY && deepclust "
+                     "report COPY)"):
+            made = write_html_report(folder, plugins)
+            write_markdown(folder, html=True)
         print(f"wrote {made.path} in {made.seconds:.1f} s")
         for title, why in made.missing:
             print(f"  not in the report: {title}: {why}")
+        warn(made)
     return 0
 
 

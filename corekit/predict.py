@@ -18,6 +18,7 @@ from corekit.builder import build_component
 from corekit.components.augment import eval_transform
 from corekit.composer import build_network, state_specs
 from corekit.data import DataError, ImageSet
+from corekit.engine.trainer import network_differences
 from corekit.errors import TrainingError
 from corekit.feature_cache import through_cache
 from corekit.handoff import OUTPUTS_FILE, StageOutputs
@@ -62,6 +63,28 @@ def _shape_only(data: dict[str, Any]) -> ImageSet:
                     data["std"])
 
 
+def _another_network(run_dir: Path, stage: rc.Stage, differ: str) -> TrainingError:
+    """What ``--resume`` says of a checkpoint of another network, for a run whose recipe.toml
+    no longer fits the outputs its stage ``stage`` saved."""
+    saved = run_dir / "stages" / stage.name / OUTPUTS_FILE
+    return TrainingError(f"{saved} was trained with another network than "
+                         f"{run_dir / 'recipe.toml'} describes: {differ}. Put back the run's "
+                         "recipe.toml as training wrote it, or train again into a new --out")
+
+
+def _load_parts(network: Network, outputs: StageOutputs, run_dir: Path,
+                stage: rc.Stage) -> None:
+    """The saved weights of ``outputs`` into the parts of ``network``; parts that do not fit
+    them (missing, unexpected, of another shape) are named in a TrainingError."""
+    saved = {f"{'encoders' if name in network.encoders else 'heads'}.{name}.{key}": value
+             for name, tensors in outputs.parts.items() for key, value in tensors.items()}
+    differ = network_differences(network, saved)
+    if differ:
+        raise _another_network(run_dir, stage, "; ".join(differ))
+    for name in network.owned():
+        network.part(name).load_state_dict(outputs.parts[name])
+
+
 def load_trained(run_dir: Path, plugins: Plugins) -> TrainedModel:
     """The last finished stage of ``run_dir`` with its saved weights, on the CPU."""
     if not (run_dir / "recipe.toml").exists():
@@ -72,14 +95,15 @@ def load_trained(run_dir: Path, plugins: Plugins) -> TrainedModel:
     data = outputs.data
     shape = _shape_only(data)
     network = build_network(plugins, stage, shape, int(data["n_clusters"]))
-    for name in network.owned():
-        network.part(name).load_state_dict(outputs.parts[name])
+    _load_parts(network, outputs, run_dir, stage)
     stats = input_stats(stage, shape, network.part("backbone"))
     assigned = parse_assign(stage.eval.assign)
     centroids = None
     if assigned is None:
         spec = stage.eval.features or stage.clusterer.features
         branch, part = parse_feature(spec, "eval.features")
+        if "centroids" not in outputs.state.get("pseudo", {}):
+            raise _another_network(run_dir, stage, "it saved no centroids to assign with")
         centroids = outputs.state["pseudo"]["centroids"]
     else:
         branch, part = assigned
@@ -88,7 +112,11 @@ def load_trained(run_dir: Path, plugins: Plugins) -> TrainedModel:
         state = build_component(plugins, "state", spec.type, spec.options, path,
                                 network=network, n_images=1, n_clusters=int(data["n_clusters"]),
                                 total_steps=1, steps_per_epoch=1)
-        state.load_state_dict(outputs.state[branch])
+        try:
+            state.load_state_dict(outputs.state[branch])
+        except (KeyError, RuntimeError) as exc:
+            raise _another_network(run_dir, stage, f"its state {branch!r} does not fit: "
+                                   f"{str(exc).splitlines()[0]}") from None
         network = state.network
     transform = eval_transform(int(data["size"]), int(data["channels"]),
                                stats[0] if stats else None, stats[1] if stats else None)

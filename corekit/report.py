@@ -3,10 +3,10 @@ and the report with pictures, ``report/index.html`` (``corekit.report_html``).""
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -15,6 +15,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from corekit.baseline import baseline_line  # noqa: E402
 from corekit.engine.metrics_log import read_metrics  # noqa: E402
+from corekit.errors import UserError  # noqa: E402
+from corekit.run_files import read_json  # noqa: E402
+
+if TYPE_CHECKING:
+    from corekit.report_html import HtmlReport
 
 CURVE_KEYS = ("loss", "nmi", "acc", "ari")
 
@@ -43,7 +48,7 @@ def _what_ran(run_dir: Path) -> list[str]:
         return []
     from corekit.report_html import epochs_text
 
-    info = json.loads(path.read_text())
+    info = read_json(path)
     stages = ", ".join(f"{s['name']} ({s['data']}, {epochs_text(run_dir, s)})"
                        for s in info["stages"])
     lines = [f"- recipe: `{info['recipe']}`, preset: `{info['preset']}`, "
@@ -53,14 +58,32 @@ def _what_ran(run_dir: Path) -> list[str]:
     return [*lines, ""]
 
 
+def _unreadable(exc: UserError, run_dir: Path) -> list[str]:
+    """The lines of ``report.md`` for a run file that cannot be read (named in the run)."""
+    return [f"Not in this report: {str(exc).replace(f'{run_dir}{os.sep}', '')}.", ""]
+
+
+def warn(made: HtmlReport) -> None:
+    """Print what the report found to warn of (a run that collapsed) on stderr."""
+    for line in made.warnings:
+        print(f"deepclust: warning: {line}", file=sys.stderr)
+
+
 def write_markdown(run_dir: Path, html: bool = False) -> Path:
     """Write ``report.md`` (and ``curves.png``) for the run in ``run_dir``: what ran (recipe,
     preset, seed, epochs per stage, command), the final metrics and the curves; ``html``: the
     page with pictures is there too (a line points to it)."""
     final_path = run_dir / "final.json"
-    final = json.loads(final_path.read_text()) if final_path.exists() else {}
+    try:
+        ran = _what_ran(run_dir)
+    except UserError as exc:
+        ran = _unreadable(exc, run_dir)
+    try:
+        final = read_json(final_path) if final_path.exists() else {}
+    except UserError as exc:
+        final, ran = {}, [*ran, *_unreadable(exc, run_dir)]
     records = read_metrics(run_dir)
-    lines = [f"# Run report: {final.get('recipe', run_dir.name)}", "", *_what_ran(run_dir)]
+    lines = [f"# Run report: {final.get('recipe', run_dir.name)}", "", *ran]
     if final:
         lines += ["| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
@@ -91,7 +114,7 @@ def write_report(run_dir: Path, plugins: Any | None = None) -> Path:
 
     made = False
     try:
-        write_html_report(run_dir, plugins)
+        warn(write_html_report(run_dir, plugins))
         made = True
     except Exception as exc:  # noqa: BLE001 - a report must never fail a finished run
         print(f"deepclust: warning: {run_dir / 'report' / 'index.html'} could not be written: "

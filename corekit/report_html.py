@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import html
-import importlib.util
 import json
 import math
 import os
@@ -36,7 +35,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from corekit.baseline import baseline_line  # noqa: E402
+from corekit.embedding import Undrawable, embed  # noqa: E402
 from corekit.engine.metrics_log import read_metrics  # noqa: E402
+from corekit.errors import UserError  # noqa: E402
+from corekit.run_files import read_json  # noqa: E402
 
 REPORT_DIR = "report"
 GRID_IMAGES = 16
@@ -142,7 +144,7 @@ class Context:
         path = self.run_dir / name
         if not path.exists():
             raise Missing(f"the run has no {name}")
-        return self._once(name, lambda: json.loads(path.read_text()))
+        return self._once(name, lambda: read_json(path))
 
     @property
     def plugins(self) -> Any:
@@ -249,11 +251,16 @@ def _value(v: Any) -> str:
     return str(v)
 
 
+def epochs_run(run_dir: Path, stage: str) -> int | None:
+    """The epochs stage ``stage`` ran, from its ``plan.json`` (None: not trained)."""
+    path = run_dir / "stages" / stage / "plan.json"
+    return read_json(path).get("epochs_run") if path.exists() else None
+
+
 def epochs_text(run_dir: Path, stage: dict[str, Any]) -> str:
     """The epochs stage ``stage`` (of ``run.json``) ran, from its ``plan.json``, with the
     recipe's count where they differ (a budget decided them)."""
-    path = run_dir / "stages" / str(stage["name"]) / "plan.json"
-    ran = json.loads(path.read_text()).get("epochs_run") if path.exists() else None
+    ran = epochs_run(run_dir, str(stage["name"]))
     if ran is None:
         return f"{stage['epochs']} epochs (as the recipe states; not trained)"
     return f"{ran} epochs" + (f" ran (the recipe states {stage['epochs']})"
@@ -456,30 +463,6 @@ def features(model: Any, data: Any, indices: np.ndarray, batch_size: int = 512) 
     return x.flatten(1).numpy()
 
 
-def embed(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
-    """2-D embedding of ``x`` (N, D): UMAP when ``umap`` is importable, else t-SNE."""
-    from threadpoolctl import threadpool_limits
-
-    # One OpenMP thread: on a busy 2-core machine t-SNE's two threads took 26 s, one 1.3 s.
-    with threadpool_limits(1):
-        if x.shape[1] > 50 and len(x) > 50:
-            from sklearn.decomposition import PCA
-
-            x = PCA(50, random_state=seed).fit_transform(x)
-        if importlib.util.find_spec("umap") is not None:
-            import umap
-
-            reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(x) - 1),
-                                random_state=seed)
-            return np.asarray(reducer.fit_transform(x)), "UMAP"
-        from sklearn.manifold import TSNE
-
-        perplexity = float(min(30.0, (len(x) - 1) / 3))
-        tsne = TSNE(2, perplexity=perplexity, init="pca" if x.shape[1] >= 2 else "random",
-                    max_iter=300, angle=0.8, random_state=seed)
-        return tsne.fit_transform(x), "t-SNE"
-
-
 def _scatter(ax: Any, xy: np.ndarray, values: np.ndarray, title: str) -> None:
     n = int(values.max()) + 1
     if n <= 20:
@@ -513,7 +496,10 @@ def section_embedding(ctx: Context) -> str:
     x = features(model, data, picked)
     ctx.notes["features"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    xy, method = embed(x)
+    try:
+        xy, method = embed(x)
+    except Undrawable as exc:
+        raise Missing(str(exc)) from None
     ctx.notes[method] = time.perf_counter() - t0
     panels = [(a.cluster[picked], "coloured by cluster")]
     if a.labels is not None:
@@ -627,17 +613,42 @@ nav a{margin-right:10px;font-size:13px}
 
 @attrs.define
 class HtmlReport:
-    """Where the page is, which sections are missing and why, and how long it took."""
+    """Where the page is, which sections are missing and why, how long it took, and what the
+    console should say about the run (``warnings``: e.g. that it collapsed)."""
 
     path: Path
     missing: list[tuple[str, str]]
     seconds: float
     timings: dict[str, float]
+    warnings: list[str] = attrs.field(factory=list)
+
+
+def collapse_warning(ctx: Context) -> str | None:
+    """For a run that put all its images in one of several clusters: that it did and what to
+    try (the learning rate and epochs of its last stage, where its recipe still loads)."""
+    try:
+        collapsed = len(np.unique(ctx.assignments.cluster)) == 1 and ctx.n_clusters > 1
+    except Exception:  # noqa: BLE001 - no assignments: the page says why
+        return None
+    if not collapsed:
+        return None
+    try:
+        stage = ctx.recipe.stages[-1]
+        lr = stage.train.optimizer.lr
+        epochs = epochs_run(ctx.run_dir, stage.name) or stage.train.epochs
+    except Exception:  # noqa: BLE001 - the advice without the run's values
+        return ("all images in one cluster; try a lower learning rate "
+                "(train.optimizer.lr) or more epochs (train.epochs)")
+    return (f"all images in one cluster; try a lower learning rate, e.g. --set "
+            f"train.optimizer.lr={lr / 10:.3g} (this run: {lr:g}), or more epochs (this run: "
+            f"{epochs})")
 
 
 def _reason(exc: BaseException) -> str:
+    """Why ``exc`` was raised: its message, with its type where the message is not written
+    for a user (a :class:`Missing` or a ``UserError``)."""
     text = str(exc).strip() or "(no message)"
-    return text if isinstance(exc, Missing) else f"{type(exc).__name__}: {text}"
+    return text if isinstance(exc, (Missing, UserError)) else f"{type(exc).__name__}: {text}"
 
 
 def _private(run_dir: Path) -> list[tuple[str, str]]:
@@ -703,13 +714,14 @@ def write_html_report(run_dir: Path, plugins: Any | None = None, out: Path | Non
             content = make(ctx)
         except Exception as exc:  # noqa: BLE001 - the page says what is missing and why
             plt.close("all")
-            why = _redact(_reason(exc) if isinstance(exc, Missing) else
+            why = _redact(_reason(exc) if isinstance(exc, (Missing, UserError)) else
                           f"could not be made: {_reason(exc)}", private)
             missing.append((title, why))
             content = f'<p class="missing">Not in this report: {html.escape(why)}</p>'
         timings[title] = time.perf_counter() - started
         body.append(f'<section id="{key}"><h2>{html.escape(title)}</h2>{content}</section>')
     timings.update(ctx.notes)
+    warnings = [w for w in [collapse_warning(ctx)] if w]
     final = run_dir / "final.json"
     try:
         name = json.loads(final.read_text()).get("recipe", run_dir.name)
@@ -728,6 +740,8 @@ def write_html_report(run_dir: Path, plugins: Any | None = None, out: Path | Non
         summary = f'<div class="missing" id="missing"><p>Missing from this report:</p>' \
                   f"<ul>{items}</ul></div>"
     intro = f'<p id="note">{html.escape(note)}</p>' if note else ""
+    intro += "".join(f'<p class="missing" id="warning">{html.escape(w[:1].upper() + w[1:])}.</p>'
+                     for w in warnings)
     seconds = time.perf_counter() - t0
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>Run report: {html.escape(str(name))}</title><style>{CSS}</style></head>"
@@ -737,4 +751,4 @@ def write_html_report(run_dir: Path, plugins: Any | None = None, out: Path | Non
             f"in {seconds:.1f} s, {time.strftime('%Y-%m-%d %H:%M:%S')}.</p></body></html>\n")
     path = out / "index.html"
     path.write_text(page)
-    return HtmlReport(path, missing, seconds, timings)
+    return HtmlReport(path, missing, seconds, timings, warnings)

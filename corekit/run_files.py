@@ -12,10 +12,27 @@ from pathlib import Path
 from typing import Any
 
 from corekit import recipe as rc
+from corekit.errors import UserError
 
 LOCAL_FILE = "local.json"
 RUN_FILE = "run.json"
 AUTO_FILE = "auto_preset.json"
+
+
+def read_json(path: Path, what_to_do: str = "restore it from a copy of the run") -> dict[str, Any]:
+    """The JSON object in ``path``; one that is not valid JSON (a write cut short, an edit) or
+    not an object is a UserError that says so and ``what_to_do``."""
+    try:
+        found = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        why = f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    except UnicodeDecodeError:
+        why = "not text"
+    else:
+        if isinstance(found, dict):
+            return found
+        why = f"a JSON {type(found).__name__}, not an object"
+    raise UserError(f"{path} cannot be read ({why}); {what_to_do}")
 
 
 def public_data_name(spec: str) -> str:
@@ -79,7 +96,9 @@ def restore(raw: rc.Raw, run_dir: Path) -> rc.Raw:
     path = run_dir / LOCAL_FILE
     if not path.exists():
         return raw
-    real: Mapping[str, str] = json.loads(path.read_text()).get("data", {})
+    real: Mapping[str, str] = read_json(path, "restore it from a copy of the run: it holds "
+                                        "the paths of this machine that recipe.toml names "
+                                        "by their names only").get("data", {})
     out = copy.deepcopy(raw)
     for table, key, _ in _path_fields(out):
         if table.get(key) in real:
@@ -114,8 +133,6 @@ def run_folders(path: Path, command: str) -> list[Path]:
     """The runs ``deepclust COMMAND`` reads in ``path``: the ``seed-<s>`` folders of a
     ``--seeds`` run, else ``[path]`` for a run. Anything else is a UserError saying what to
     give."""
-    from corekit.errors import UserError
-
     seeds = sorted(p.parent for p in path.glob("seed-*/recipe.toml")) if path.is_dir() else []
     if seeds:
         return seeds

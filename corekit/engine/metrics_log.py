@@ -4,18 +4,48 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 FILE = "metrics.jsonl"
 
 
+def _record(line: str) -> dict[str, Any] | None:
+    try:
+        found = json.loads(line)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The epoch records of the run in ``run_dir``, in the order written (none: ``[]``)."""
+    """The epoch records of the run in ``run_dir``, in the order written (none: ``[]``). A
+    line that is no record (the torn last line a kill during a write leaves) is skipped with a
+    warning."""
     path = run_dir / FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(n, line) for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+             if line.strip()]
+    records = [(n, _record(line)) for n, line in lines]
+    torn = [str(n) for n, record in records if record is None]
+    if torn:
+        # stacklevel 1: one place warns, so a file read twice in a command is named once
+        warnings.warn(f"{path}: skipped line {', '.join(torn)} (not a JSON record: a write "
+                      "that did not finish, or an edit)", stacklevel=1)
+    return [record for _, record in records if record is not None]
+
+
+def _line_start(path: Path) -> str:
+    """What goes before a record appended to ``path``: a newline after a torn last line (a kill
+    during a write), so that the record is a line of its own."""
+    if not path.exists() or path.stat().st_size == 0:
+        return ""
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return "" if fh.read(1) == b"\n" else "\n"
 
 
 def _epoch_key(record: dict[str, Any]) -> tuple[Any, Any]:
@@ -44,8 +74,9 @@ class MetricsLog:
         if key in self._epochs:
             kept = [r for r in read_metrics(self.run_dir) if _epoch_key(r) != key]
             self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        start = _line_start(self.path)
         with open(self.path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+            fh.write(start + json.dumps(record) + "\n")
         self._epochs.add(key)
         if self._writer is None:
             return

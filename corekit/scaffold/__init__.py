@@ -9,15 +9,19 @@ component has its own test file.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 
 from corekit.errors import UserError, did_you_mean
+from corekit.write_targets import check_target, writing
 
 TEMPLATES = Path(__file__).parent
 NAME = re.compile(r"[a-z][a-z0-9_]*")
+MAX_NAME = 64
+"""Longest plugin name: it names the package, its folder and its files."""
 RESERVED = ("core",)
 
 
@@ -82,22 +86,46 @@ def _components_list(name: str, extras: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def new_plugin(name: str, where: Path, extras: Iterable[str] = (),
-               taken: Iterable[str] = ()) -> Path:
-    """Write ``where/deepclust-plugin-NAME`` (``extras``: names of :data:`EXTRAS`); refuse a
-    bad or ``taken`` plugin name and an existing folder (a UserError; nothing is written)."""
+def _check_name(name: str, taken: Iterable[str]) -> None:
     if not NAME.fullmatch(name):
         raise UserError(f"plugin name {name!r}: start with a lower-case letter and use only "
                         "lower-case letters, digits and '_' (it becomes the package "
                         f"deepclust_<name> and the prefix of the component names)")
+    if len(name) > MAX_NAME:
+        raise UserError(f"plugin name {name[:16]!r}... is {len(name)} characters long; use at "
+                        f"most {MAX_NAME} (it names the package deepclust_<name>, its folder "
+                        "and its files)")
     if name in RESERVED or name in set(taken):
         raise UserError(f"plugin name {name!r} is taken: a plugin of that name is already "
                         "loaded; choose another name")
+
+
+def _write(root: Path, files: Mapping[Path, str]) -> None:
+    """Create ``root`` (which must not exist) with ``files``; when a write fails, ``root`` is
+    removed again and the failure is a UserError naming the path."""
+    with writing("nothing was written; give --dir a folder you can write, with a short path"):
+        if root.exists():
+            raise UserError(f"{root} already exists; nothing was written (choose another name "
+                            "or --dir, or remove the folder)")
+        root.mkdir(parents=True)
+        try:
+            for path, text in files.items():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+        except OSError:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+
+
+def new_plugin(name: str, where: Path, extras: Iterable[str] = (),
+               taken: Iterable[str] = ()) -> Path:
+    """Write ``where/deepclust-plugin-NAME`` (``extras``: names of :data:`EXTRAS`); refuse a
+    bad or ``taken`` plugin name, a ``where`` that is a file and an existing folder (a
+    UserError; nothing is written)."""
+    _check_name(name, taken)
     chosen = parse_extras(extras)
+    check_target(Path(where), "--dir", True, "give --dir the folder to create the plugin in")
     root = Path(where) / f"deepclust-plugin-{name}"
-    if root.exists():
-        raise UserError(f"{root} already exists; nothing was written (choose another name or "
-                        "--dir, or remove the folder)")
     package = root / f"deepclust_{name}"
     note = f" ({', '.join(chosen)})" if chosen else ""
     files = {
@@ -116,8 +144,5 @@ def new_plugin(name: str, where: Path, extras: Iterable[str] = (),
         component = EXTRAS[extra]
         files[package / f"{component.module}.py"] = _render(f"{component.module}.py.tmpl", name)
         files[root / "tests" / f"test_{name}_{extra}.py"] = _render(f"test_{extra}.py.tmpl", name)
-    root.mkdir(parents=True)
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+    _write(root, files)
     return root
