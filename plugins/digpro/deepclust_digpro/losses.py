@@ -14,7 +14,7 @@ import torch
 from deepclust_propos import symmetric, teacher_embedding
 from torch import nn
 
-from corekit import ComponentError, Need, NeedContext, Step
+from corekit import ComponentError, Need, NeedContext, Step, on_main
 from deepclust_digpro.grouping import (
     LabelBranch,
     dynamic_grouping,
@@ -70,9 +70,10 @@ class DynamicGrouping(nn.Module):
     Python) disables it (the paper's α = 0.996 alone); ``skip_extra_on_reset = false`` applies
     it on reset steps too.
 
-    Local batch only, as the official code: under DDP each rank moves its
-    own copy of ``G`` between resets; the bank is gathered over ranks by the core queue and
-    the reset k-means is seeded alike on every rank, so the ranks agree again after each reset.
+    Local batch only, as the official code (spec P9): each rank moves ``G`` on its own
+    share of the batch. Under torchrun rank 0's groups are broadcast after each commit and
+    each reset (the reset's k-means runs on rank 0 alone), so every rank holds the same ``G``;
+    on one process nothing changes.
     """
 
     def __init__(
@@ -152,8 +153,9 @@ class DynamicGrouping(nn.Module):
 
     # -- the loss ---------------------------------------------------------------------------
     def commit(self, new_groups: torch.Tensor) -> None:
-        """``G ← stopgrad(G')`` (before the next direction)."""
-        self.groups = new_groups.detach().to(self.groups.dtype)
+        """``G ← stopgrad(G')`` (before the next direction); rank 0's under torchrun."""
+        self.groups = on_main(lambda: new_groups.detach().to(self.groups.dtype), self.groups,
+                              tuple(self.groups.shape))
         self.commits += 1
 
     def direction(self, step: Step, student: int, teacher: int) -> torch.Tensor:
@@ -172,13 +174,16 @@ class DynamicGrouping(nn.Module):
 
     # -- the step hook: reset or extra EMA --------------------------------------------------
     def reset(self, rows: torch.Tensor, step: int) -> None:
-        """``G ← n̂(KMeans_K(rows))`` from the bank rows (M×D), seeded by run and step."""
+        """``G ← n̂(KMeans_K(rows))`` from the bank rows (M×D), seeded by run and step; run
+        on rank 0 and broadcast under torchrun."""
         if rows.shape[1] != self.dim:
             raise ComponentError(f"digpro_dynamic_grouping: bank {self.bank!r} rows are "
                                  f"{rows.shape[1]}-wide, the groups {self.dim}-wide")
         seed = int(self.reset_seed) + step
-        centres = kmeans_groups(rows, self.n_groups, seed, self.reset_n_init)
-        self.groups = centres.to(self.groups.device, self.groups.dtype)
+        self.groups = on_main(
+            lambda: kmeans_groups(rows, self.n_groups, seed, self.reset_n_init).to(
+                self.groups.device, self.groups.dtype),
+            self.groups, tuple(self.groups.shape))
         self.resets += 1
 
     def on_step_start(self, step: Step) -> None:
