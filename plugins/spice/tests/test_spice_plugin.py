@@ -180,3 +180,18 @@ def test_relabelling_the_ground_truth_changes_nothing(plugins: Plugins, tmp_path
         assert torch.equal(getattr(a["select"], key), getattr(b["select"], key)), key
     assert torch.equal(a["reliable"].rows().index, b["reliable"].rows().index)
     assert torch.equal(a["reliable"].rows().label, b["reliable"].rows().label)
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 4096])
+def test_nearest_neighbours_follow_a_stable_sort_ties_included(chunk: int) -> None:
+    """The top-k path returns a full stable descending sort's first columns: duplicate rows
+    (equal similarities across the cut) and coarse features (ties everywhere) included."""
+    from deepclust_spice import nearest_neighbours
+
+    gen = torch.Generator().manual_seed(0)
+    fine = torch.nn.functional.normalize(torch.randn(300, 8, generator=gen), dim=1)
+    coarse = torch.nn.functional.normalize(
+        torch.randint(1, 3, (200, 3), generator=gen).float(), dim=1)
+    for features in (torch.cat([fine, fine[:40]]), coarse):
+        full = (features @ features.T).sort(dim=1, descending=True, stable=True).indices
+        assert torch.equal(nearest_neighbours(features, 20, chunk), full[:, :20])
