@@ -325,6 +325,11 @@ def build_losses(plugins: Plugins, stage: rc.Stage, n_clusters: int,
     if not stage.losses and stage.train.epochs > 0:
         problems.add("losses: the recipe has no loss; add a [losses.<name>] table (or set "
                      "train.epochs = 0 to only cluster the features)")
+    starts = [loss.start_epoch for loss in losses if loss.weight != 0]
+    if losses and stage.train.epochs > 0 and 0 not in starts:
+        why = f"the first term starts at epoch {min(starts)}" if starts else "every weight is 0"
+        problems.add(f"losses: no term trains in the first epoch ({why}); give one a weight "
+                     "other than 0 and start_epoch = 0")
     return losses
 
 

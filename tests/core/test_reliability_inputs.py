@@ -203,3 +203,15 @@ def test_a_recipe_with_control_characters_renders_as_toml_that_reads_back():
     raw = tiny_recipe(description="line one\nline two\ttabbed \x01\x7f \\ \"quoted\"",
                       vars={"we\nird": "\x1b[0m"})
     assert tomllib.loads(rc.to_toml(raw)) == raw
+
+
+@pytest.mark.parametrize("late, message", [
+    ({"weight": 0}, "no term trains in the first epoch (every weight is 0)"),
+    ({"start_epoch": 3}, "no term trains in the first epoch (the first term starts at epoch 3)"),
+])
+def test_a_stage_whose_first_epoch_trains_nothing_is_refused(tmp_path, capsys, late, message):
+    """Found by the train fuzz: a step with no active loss term was a TypeError."""
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(rc.to_toml(tiny_recipe(losses={"instance": late})), encoding="utf-8")
+    assert main(["train", str(recipe), "--no-progress", "--out", str(tmp_path / "run")]) == 2
+    assert f"losses: {message}" in capsys.readouterr().err
