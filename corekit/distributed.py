@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import Literal, TypeVar
@@ -290,9 +291,25 @@ def process_group(timeout: timedelta = DEFAULT_TIMEOUT) -> Iterator[bool]:
     dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
     try:
         yield True
+    except Exception as exc:
+        print(failure_line(exc, timeout), file=sys.stderr, flush=True)
+        raise
     finally:
         gc.collect()  # gather's autograd nodes hold the group (see corekit.testing)
         dist.destroy_process_group()
+
+
+def failure_line(exc: Exception, timeout: timedelta) -> str:
+    """The line a rank prints when ``exc`` ends its run under torchrun: the rank, and for a
+    failed collective (a process died, raised or hangs) that the others are to blame. torchrun
+    then stops every rank and its summary names the rank that failed first."""
+    where = f"deepclust: rank {rank()} of {world_size()}"
+    text = str(exc)
+    if isinstance(exc, dist.DistError) or any(lib in text for lib in ("gloo", "NCCL")):
+        return (f"{where} stopped: a collective with the other processes failed or waited "
+                f"longer than --dist-timeout ({timeout}): another process died, raised or "
+                f"hangs (torchrun's summary below names the rank that failed first): {text}")
+    return f"{where} stopped: {type(exc).__name__}: {exc}"
 
 
 def local_device() -> str | None:
