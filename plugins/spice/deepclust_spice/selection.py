@@ -43,7 +43,8 @@ def selection_scores(features: torch.Tensor, probs: torch.Tensor) -> torch.Tenso
 
 class SpiceSelection(nn.Module):
     """The head of the stacked part ``part`` with the lowest ``selection_scores`` over the
-    stage, with the 0-based ``epoch`` it was selected after, its ``score``, and a frozen copy
+    stage, with the ``epoch`` it was selected after (epochs trained then, as the log and
+    ``metrics.jsonl`` count them; 0 = before training), its ``score``, and a frozen copy
     of the network as it was then with that one head in place of the stack (``network``, the
     branch named after the state; the backbone's BatchNorm statistics as they were then, which
     ``freeze_bn = "train"`` lets drift, as in the authors' code).
@@ -97,8 +98,8 @@ class SpiceSelection(nn.Module):
         return True
 
     def on_epoch_end(self, ctx: StageContext) -> None:
-        if self.offer(self.scores(ctx), ctx.model.online, ctx.epoch):
-            ctx.log(f"  spice selection: head {int(self.index)} after epoch {ctx.epoch + 1}, "
+        if self.offer(self.scores(ctx), ctx.model.online, ctx.epoch + 1):
+            ctx.log(f"  spice selection: head {int(self.index)} after epoch {int(self.epoch)}, "
                     f"score {float(self.score):.6f}")
 
     def on_stage_end(self, ctx: StageContext) -> None:

@@ -4,6 +4,7 @@ label-free rule and the bad inputs of issue 31 that are the plugin's."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -122,13 +123,15 @@ def digits_run(plugins: Plugins, tmp_path_factory: pytest.TempPathFactory) -> Pa
     recipe = rc.resolve("spice", plugins.find_recipe, "digits")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    lines: list[str] = []
     try:
         with pytest.MonkeyPatch.context() as patch:
             evaluations = record_evaluations(patch)
-            train(recipe, out, plugins, log=lambda _: None, progress=False)
+            train(recipe, out, plugins, log=lines.append, progress=False)
     finally:
         torch.set_num_threads(threads)
     torch.save(evaluations, out / "evaluations.pt")
+    (out / "log.txt").write_text("\n".join(lines))
     return out
 
 
@@ -155,6 +158,11 @@ def test_digits_selection_is_recorded_without_labels(digits_run: Path) -> None:
     assert record["labels_read"] is False and 0 <= record["head"] < 10
     best = min(min(h["scores"]) for h in record["history"])
     assert record["score"] == pytest.approx(best, abs=1e-5)
+    epoch = next(h for h in record["history"] if h["epoch"] == record["epoch"])
+    assert min(epoch["scores"]) == pytest.approx(best, abs=1e-5)
+    logged = re.findall(r"spice selection: head (\d+) after epoch (\d+)",
+                        (digits_run / "log.txt").read_text())
+    assert logged[-1] == (str(record["head"]), str(record["epoch"]))  # one epoch count
 
 
 # -- label-free: the ground truth changes nothing --------------------------------------------
