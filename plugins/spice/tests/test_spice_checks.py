@@ -58,6 +58,17 @@ def test_9_2_non_overlap() -> None:
     assert groups(index, label) == [[0, 1, 2, 3], [4, 6, 5, 9], [7, 8]]
 
 
+def test_9_2_non_overlap_confident_sets_skip_earlier_ones() -> None:
+    """S_k skips the images S_<k chose (the 9.2 geometry never exercises it): image 0 is the
+    most confident of clusters 0 and 1, so S_1 takes image 2, whose prototype labels itself;
+    without the skip S_1 = {0} and A_1 would be image 1, the nearest unlabelled to image 0."""
+    features = unit([0, 60, 200, 280])
+    probs = torch.tensor([[.45, .45, .10], [.40, .20, .40], [.20, .40, .40],
+                          [.10, .10, .80]], dtype=torch.float64)
+    index, label = prototype_pairs(features, probs, m=1, n_s=1, overlap=False)
+    assert groups(index, label) == [[0], [2], [3]]
+
+
 def test_9_3_code_defaults() -> None:
     m, n_s = default_sizes(10, 3)
     assert (m, n_s) == (1, 3)
@@ -155,6 +166,14 @@ def test_9_8_reliable_variants() -> None:
     assert out.kept.tolist() == [2, 4]
     plain = reliable_labels(REL_F, rel_probs(), 4, 0.75, None, False)
     assert plain.labels.tolist() == [0, 0, 0, -100, 1, 1, 1, 1, -100]
+
+
+def test_9_8_confidence_must_exceed_the_threshold() -> None:
+    """``max_k p > 0.99`` is strict: an image at exactly 0.99 is left out."""
+    probs = rel_probs()
+    probs[0] = torch.tensor([0.99, 0.01], dtype=torch.float64)
+    out = reliable_labels(REL_F, probs, 4, 0.75, 0.99, False)
+    assert out.labels.tolist()[:2] == [-100, 0]
 
 
 def test_9_9_fixmatch_loss_is_the_cores_cross_entropy() -> None:

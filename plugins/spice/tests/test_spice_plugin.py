@@ -94,6 +94,20 @@ def test_stacked_rows_carry_the_head() -> None:
     assert rows.label[:18].max() < 3 and rows.label[18:].min() >= 3
 
 
+def test_stacked_loss_is_the_mean_over_heads_of_each_heads_mean() -> None:
+    """Eq. 5 per head, then the mean over heads: a head with 3 pairs weighs as much as a head
+    with 1 (pooling all pairs into one mean would weigh head 0 three times as much)."""
+    from deepclust_spice.double_softmax import double_softmax_ce, stacked_double_softmax_ce
+
+    probs = torch.rand(3, 2, 4, generator=torch.Generator().manual_seed(0)).softmax(dim=2)
+    image, head, label = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 0, 0, 1]), \
+        torch.tensor([1, 2, 3, 0])
+    per_head = [double_softmax_ce(probs[image[:3], 0], label[:3]),
+                double_softmax_ce(probs[:1, 1], label[3:])]
+    assert stacked_double_softmax_ce(probs, image, head, label).item() == pytest.approx(
+        (per_head[0] + per_head[1]).item() / 2, abs=1e-7)
+
+
 class _Ctx:
     def __init__(self, state: dict) -> None:
         self.state, self.stage = state, "semi"
