@@ -36,6 +36,20 @@ def _session_cache_dir(tmp_path_factory):
         os.environ["DEEPCLUST_CACHE_DIR"] = saved
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _simplest_auto_numerics():
+    """``"auto"`` numerics (every recipe's default) resolve to fp32, contiguous, eager with no
+    probe (``DEEPCLUST_AUTO_NUMERICS=simplest``), so a test's numbers and run time do not
+    depend on the machine; the tests of the probe itself unset it."""
+    saved = os.environ.get("DEEPCLUST_AUTO_NUMERICS")
+    os.environ["DEEPCLUST_AUTO_NUMERICS"] = "simplest"
+    yield
+    if saved is None:
+        os.environ.pop("DEEPCLUST_AUTO_NUMERICS", None)
+    else:
+        os.environ["DEEPCLUST_AUTO_NUMERICS"] = saved
+
+
 @pytest.fixture(scope="session")
 def plugins():
     """Every installed plugin and the core, loaded once per session (tests that need another

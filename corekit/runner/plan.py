@@ -33,6 +33,8 @@ from corekit.budget import (
 )
 from corekit.budget import Plan as BudgetProbe
 from corekit.engine.numerics import Decision, DecisionCache, candidates
+from corekit.engine.probe_rounds import Cap
+from corekit.engine.steps import stage_steps
 from corekit.estimate_k import KEstimate, estimate_k
 from corekit.handoff import StageOutputs
 from corekit.plugins import Plugins
@@ -271,18 +273,26 @@ class PlanContext:
 def plan_stage(stage: rc.Stage, index: int, context: PlanContext) -> StagePlan:
     """Every decision for ``stage`` (the ``index``-th of its recipe). The stage is composed
     once for its probes, only when a probe runs: the numerics trials (``"auto"`` settings
-    or ``compile = true``) and the budget's timing (``train.budget``)."""
+    or ``compile = true``), capped at a share of the stage's time (its share of the budget
+    where it has one), and the budget's timing (``train.budget``)."""
     if stage.train.epochs == 0:
         return StagePlan(index, stage, context.device, context.k,
                          Decision(candidates(stage.train, context.device)[0]))
-    probe = StageProbe(context.plugins, context.k.apply(stage),
-                       stage_datasets(context.cache, stage), context.device, context.previous,
-                       dict(context.earlier))
+    datasets = stage_datasets(context.cache, stage)
+
+    def seconds_left() -> float:
+        elapsed = time.perf_counter() - context.started
+        return (parse_budget(stage.train.budget) - elapsed) / context.stages_left
+
+    budgeted = stage.train.budget is not None
+    cap = Cap(stage_steps(stage, datasets) * stage.train.epochs,
+              seconds_left() if budgeted else None)
+    probe = StageProbe(context.plugins, context.k.apply(stage), datasets, context.device,
+                       context.previous, dict(context.earlier), cap)
     numerics = probe.numerics(context.numerics_cache)
     budget = None
-    if stage.train.budget is not None:
-        elapsed = time.perf_counter() - context.started
-        seconds = (parse_budget(stage.train.budget) - elapsed) / context.stages_left
+    if budgeted:
+        seconds = seconds_left()
         probe_started = time.perf_counter()
         timing = probe.budget(numerics.chosen, seconds)
         budget = BudgetChoice(seconds - (time.perf_counter() - probe_started), timing)

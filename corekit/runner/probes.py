@@ -9,10 +9,11 @@ optimizer, and nothing a probe does reaches the stage that then trains.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from corekit import recipe as rc
 from corekit.budget import Plan, periodic_seconds, plan
 from corekit.composer import Composed, compose
 from corekit.engine.devices import resolve_precision
-from corekit.engine.numerics import Decision, DecisionCache, Numerics, Trial, decide
+from corekit.engine.numerics import Decision, DecisionCache, Numerics, Outcome, Trial, decide
+from corekit.engine.probe_rounds import FAILURES, Cap, failure, interleave
 from corekit.engine.seed import seed_everything
 from corekit.engine.steps import stage_steps
 from corekit.engine.trainer import StageTrainer, StreamBatch
@@ -33,19 +35,20 @@ from corekit.handoff import StageOutputs
 from corekit.plugins import Plugins
 from corekit.runner.data_cache import Datasets
 
-TRIAL_STEPS = 3  # timed steps per numerics candidate, after the first (warm-up) batch
-MIN_TRIAL_SECONDS = 1.0  # fast steps are timed until this much time has passed ...
-MAX_TRIAL_STEPS = 30  # ... or this many steps
 BUDGET_STEPS = 5  # timed steps of the budget probe, after one warm-up step
+PROBE_BATCH = 16  # images a numerics probe step trains (the stage's batch where smaller)
+PROBE_BATCHES = 4  # batches a numerics candidate cycles over (the first one's loss compared)
 
 Batch = dict[str, StreamBatch]
 
 
 @attrs.define
 class StageProbe:
-    """``stage`` composed once, from its seed, in full precision, contiguous and eager, for
-    every probe of it: ``copy(numerics)`` is a fresh copy in other numerics, and ``trainer``
-    a trainer of such a copy that writes into a temporary folder."""
+    """``stage`` composed once, from its seed, in full precision, contiguous and eager, and
+    started (``on_stage_start``: e.g. neighbours mined, a bank encoded), for every probe of it:
+    ``copy(numerics)`` is a fresh copy in other numerics, and ``trainer`` a trainer of such a
+    copy that writes into a temporary folder. ``cap`` bounds the numerics probe's time
+    (``corekit.engine.probe_rounds.Cap``; default: the stage's own steps)."""
 
     plugins: Plugins
     stage: rc.Stage
@@ -53,59 +56,102 @@ class StageProbe:
     device: torch.device
     previous: StageOutputs | None = None
     earlier: dict[str, StageOutputs] = attrs.field(factory=dict)
+    cap: Cap | None = None
 
     @cached_property
     def composed(self) -> Composed:
-        """The composition every probe copies (built on first use)."""
+        """The composition every probe copies (built and started on first use)."""
         seed_everything(self.stage.train.seed)
-        return compose(self.plugins, Numerics().apply(self.stage), self.datasets, self.device,
-                       self.previous, stage_steps(self.stage, self.datasets), self.earlier)
+        composed = compose(self.plugins, Numerics().apply(self.stage), self.datasets,
+                           self.device, self.previous, stage_steps(self.stage, self.datasets),
+                           self.earlier)
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer = StageTrainer(composed, Path(tmp), self.device, None, 0, lambda _: None,
+                                   False)
+            trainer.hooks.fire("on_stage_start", trainer.context(0))
+        return composed
 
-    def copy(self, numerics: Numerics) -> Composed:
-        """A copy of :attr:`composed` (the data sets shared, not copied) in ``numerics``."""
+    @property
+    def probe_batch(self) -> int:
+        """The batch of a numerics probe step: ``PROBE_BATCH`` images, or the stage's batch
+        where smaller or where its steps are split into streams (left as they are)."""
+        train = self.stage.train
+        return train.batch_size if train.streams else min(train.batch_size, PROBE_BATCH)
+
+    def copy(self, numerics: Numerics, batch_size: int | None = None) -> Composed:
+        """A copy of :attr:`composed` (the data sets shared, not copied) in ``numerics``,
+        training batches of ``batch_size`` (default the stage's)."""
         base = self.composed
         shared = [s for s in (base.train_set, base.eval_set, base.reference) if s is not None]
         clone = copy.deepcopy(base, {id(s): s for s in shared})
         numerics.prepare(clone.model.online)
-        return attrs.evolve(clone, stage=numerics.apply(clone.stage))
+        stage = numerics.apply(clone.stage)
+        if batch_size is not None:
+            stage = attrs.evolve(stage, train=attrs.evolve(stage.train, batch_size=batch_size))
+        return attrs.evolve(clone, stage=stage)
 
     def trainer(self, composed: Composed, folder: Path) -> StageTrainer:
-        """A silent trainer of ``composed`` writing into ``folder``, with the stage started as
-        training starts it (``on_stage_start``: e.g. neighbours mined, a bank encoded)."""
+        """A silent trainer of ``composed`` writing into ``folder``."""
         dtype = resolve_precision(composed.stage.train.precision, self.device)
-        trainer = StageTrainer(composed, folder, self.device, dtype, 0, lambda _: None, False)
-        trainer.hooks.fire("on_stage_start", trainer.context(0))
-        return trainer
+        return StageTrainer(composed, folder, self.device, dtype, 0, lambda _: None, False)
 
-    def trial(self, numerics: Numerics, steps: int = TRIAL_STEPS) -> Trial:
-        """``numerics`` on a copy of the stage: the loss of the first batch (the same images
-        and views for every candidate), then the seconds per step of ``steps`` more (more
-        while they take under ``MIN_TRIAL_SECONDS``, at most ``MAX_TRIAL_STEPS``).
-        A candidate that raises (a ``torch.compile`` backend failing, an unsupported dtype)
-        is a failed trial, not an error; a mistake of the recipe's own still is."""
+    def contender(self, numerics: Numerics, batches: int = PROBE_BATCHES) -> StageContender:
+        """``numerics`` on a copy of the stage at the probe batch, over its first ``batches``
+        batches (then again from the first)."""
+        return StageContender(self, numerics, self.probe_batch, batches)
+
+    def check(self, numerics: Numerics) -> Trial:
+        """``numerics`` trained on one batch (is an explicit ``compile = true`` usable?)."""
+        contender = self.contender(numerics, 1)
         try:
-            with tempfile.TemporaryDirectory() as tmp:
-                composed = self.copy(numerics)
-                trainer = self.trainer(composed, Path(tmp))
-                batches = first_batches(trainer, 1 + MAX_TRIAL_STEPS)
-                generator = torch.Generator().manual_seed(0)
-                _, (first_loss,) = timed_steps(trainer, batches, generator, 1)
-                per_step, losses = timed_steps(trainer, batches, generator, steps,
-                                               MIN_TRIAL_SECONDS)
+            return Trial(numerics, contender.start())
         except NonFiniteLoss:
             return Trial(numerics, finite=False)
-        except (RuntimeError, TypeError, ValueError, AssertionError, OSError) as exc:
-            return Trial(numerics,
-                         error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-        return Trial(numerics, first_loss, per_step,
-                     all(map(math.isfinite, [first_loss, *losses])))
+        except FAILURES as exc:
+            return Trial(numerics, error=failure(exc))
+        finally:
+            contender.close()
+
+    def rounds(self, options: Sequence[Numerics]) -> Outcome:
+        """``options`` timed against each other in rounds, within :attr:`cap`
+        (``corekit.engine.probe_rounds.interleave``)."""
+        cap = self.cap or Cap(stage_steps(self.stage, self.datasets) * self.stage.train.epochs)
+        cap = attrs.evolve(cap, step_scale=self.stage.train.batch_size / self.probe_batch)
+        opened: list[StageContender] = []
+
+        def open_(numerics: Numerics) -> StageContender:
+            opened.append(self.contender(numerics))
+            return opened[-1]
+
+        try:
+            return interleave(options, open_, cap)
+        finally:
+            for contender in opened:
+                contender.close()
+
+    def trial(self, numerics: Numerics, steps: int = 3) -> Trial:
+        """``numerics`` alone on a copy of the stage at the probe batch: the loss of the
+        first batch, then the seconds per step of ``steps`` more (for benches)."""
+        contender = self.contender(numerics, steps + 1)
+        try:
+            first_loss = contender.start()
+            t0 = time.perf_counter()
+            losses = [contender.step() for _ in range(steps)]
+            seconds = (time.perf_counter() - t0) / steps
+        except NonFiniteLoss:
+            return Trial(numerics, finite=False)
+        except FAILURES as exc:
+            return Trial(numerics, error=failure(exc))
+        finally:
+            contender.close()
+        return Trial.timed(numerics, first_loss, [seconds],
+                           all(map(math.isfinite, [first_loss, *losses])))
 
     def numerics(self, cache: DecisionCache | None = None) -> Decision:
-        """The numerics the stage trains with (``corekit.engine.numerics.decide``), each
-        candidate tried by :meth:`trial`."""
+        """The numerics the stage trains with (``corekit.engine.numerics.decide``)."""
         data = self.datasets(self.stage.data.trained_on())
         size = data.size if isinstance(data.size, tuple) else (data.size, data.size)
-        return decide(self.stage, self.device, (data.channels, *size), self.trial, cache)
+        return decide(self.stage, self.device, (data.channels, *size), self, cache)
 
     def budget(self, numerics: Numerics, seconds: float, steps: int = BUDGET_STEPS) -> Plan:
         """Time ``steps`` real steps (after one warm-up), one E-step, one evaluation and one
@@ -130,6 +176,41 @@ class StageProbe:
                     stage.train.epochs, evaluation, saving)
 
 
+@attrs.define
+class StageContender:
+    """One numerics candidate on a copy of ``probe``'s stage, training batches of
+    ``batch_size`` over the stage's first ``count`` batches (generator seed 0, the same for
+    every candidate), preloaded so that loading is not timed."""
+
+    probe: StageProbe
+    numerics: Numerics
+    batch_size: int
+    count: int
+    _folder: tempfile.TemporaryDirectory | None = None
+    _trainer: StageTrainer | None = None
+    _batches: list[Batch] = attrs.field(factory=list)
+    _next: int = 0
+    _generator: torch.Generator = attrs.field(factory=lambda: torch.Generator().manual_seed(0))
+
+    def start(self) -> float:
+        self._folder = tempfile.TemporaryDirectory()
+        self._trainer = self.probe.trainer(self.probe.copy(self.numerics, self.batch_size),
+                                           Path(self._folder.name))
+        self._batches = list(first_batches(self._trainer, self.count))
+        return self.step()
+
+    def step(self) -> float:
+        assert self._trainer is not None
+        batch = self._batches[self._next % len(self._batches)]
+        self._next += 1
+        return float(self._trainer.train_batch(batch, 0, self._generator)["loss"])
+
+    def close(self) -> None:
+        if self._folder is not None:
+            self._folder.cleanup()
+        self._trainer, self._batches = None, []
+
+
 def timed_finish(trainer: StageTrainer) -> tuple[float, float]:
     """The seconds of one evaluation of ``trainer``'s stage and of writing its checkpoint
     (into the trainer's folder), as after its last epoch."""
@@ -147,14 +228,11 @@ def first_batches(trainer: StageTrainer, count: int) -> Iterator[Batch]:
 
 
 def timed_steps(trainer: StageTrainer, batches: Iterator[Batch], generator: torch.Generator,
-                steps: int, min_seconds: float = 0.0) -> tuple[float, list[float]]:
-    """Seconds per step and each step's total loss over ``steps`` steps, and more while they
-    took under ``min_seconds`` and ``batches`` last (fast steps are timed over enough of
-    them for the clock to resolve them)."""
+                steps: int) -> tuple[float, list[float]]:
+    """Seconds per step and each step's total loss over (at most) ``steps`` steps of
+    ``batches``."""
     losses: list[float] = []
     t0 = time.perf_counter()
-    for batch in batches:
+    for batch in itertools.islice(batches, steps):
         losses.append(float(trainer.train_batch(batch, 0, generator)["loss"]))
-        if len(losses) >= steps and time.perf_counter() - t0 >= min_seconds:
-            break
     return (time.perf_counter() - t0) / max(len(losses), 1), losses

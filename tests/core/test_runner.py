@@ -72,8 +72,10 @@ def test_probes_compose_the_stage_once_for_every_candidate(tmp_path, monkeypatch
             return _real(*args, **kwargs)
         monkeypatch.setattr(module, "compose", counted)
     monkeypatch.setenv(nm.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(nm.AUTO_ENV)
     monkeypatch.setattr(nm, "precisions", lambda device: ["fp32", "bf16"])
-    raw = tiny_recipe(train={"precision": "auto", "memory_format": "auto", "budget": "5m"})
+    raw = tiny_recipe(train={"precision": "auto", "memory_format": "auto", "compile": False,
+                             "budget": "5m"})
     lines: list[str] = []
     train(rc.validate(raw), tmp_path / "run", PLUGINS, log=lines.append, progress=False)
     plan = json.loads((tmp_path / "run/stages/main/plan.json").read_text())
