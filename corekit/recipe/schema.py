@@ -327,8 +327,8 @@ class Train:
 
     ``precision`` (autocast dtype), ``memory_format`` (of the network and its inputs) and
     ``compile`` (``torch.compile`` of every encoder and head, falling back to eager with a
-    message where it fails) may each be ``"auto"``: chosen at stage start by timing a few real
-    steps of every candidate (``corekit.engine.numerics``).
+    message where it fails) are ``"auto"`` unless stated: chosen at stage start by timing a
+    few real steps of every candidate (``corekit.engine.numerics``).
 
     The parts in ``freeze`` are trained by no optimizer and run without gradient, in eval mode;
     ``freeze_bn = "train"`` keeps their BatchNorm layers in train mode while the network trains
@@ -347,9 +347,9 @@ class Train:
     steps_per_epoch: int | None = ranged(None, 1, BIG)
     optimizer: Optimizer = attrs.field(factory=Optimizer)
     schedule: Schedule = attrs.field(factory=Schedule)
-    precision: Precision = "fp32"
-    memory_format: MemoryFormat = "contiguous"
-    compile: bool | Literal["auto"] = False
+    precision: Precision = "auto"
+    memory_format: MemoryFormat = "auto"
+    compile: bool | Literal["auto"] = "auto"
     grad_clip: float | None = ranged(None, 0, BIG, open_low=True)
     seed: int = ranged(0, 0, 2**32 - 1)  # numpy's seeds
     device: str = checked("auto", DEVICE)
