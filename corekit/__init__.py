@@ -32,7 +32,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "Augmentation", "Backbone", "DatasetLabeler", "Head", "Loss", "PseudoLabeler"
     ),
     "corekit.data": ("BUILTIN_DATASETS", "DataError", "ImageSet", "load_dataset"),
-    "corekit.distributed": ("all_reduce", "gather", "on_main"),
+    "corekit.distributed": ("all_reduce", "gather", "on_main", "shuffled_forward"),
     "corekit.errors": (
         "ComponentError", "PluginError", "RecipeError", "TrainingError", "UserError"
     ),

@@ -144,6 +144,38 @@ def on_main(compute: Callable[[], torch.Tensor], like: torch.Tensor,
     return out
 
 
+@torch.no_grad()
+def shuffled_forward(encode: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                     groups: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """MoCo's shuffle-BN: ``encode`` run on a random shuffle of the global batch, cut into
+    sub-batches that each have their own BatchNorm statistics, and its outputs put back in
+    ``x``'s order: ``x`` (B, ...) → (B, D), without gradient.
+
+    On one process ``x`` is shuffled (``torch.randperm`` from ``generator``) and cut into
+    ``groups`` sub-batches (at most B) that ``encode`` sees one at a time, as on ``groups``
+    devices. Under torchrun the ranks' ``x`` (B, ...) are gathered into the global batch
+    (R·B, ...), rank 0 draws the permutation and broadcasts it, each rank encodes its slice
+    of B shuffled rows (in ``groups // R`` sub-batches, at least one), and each rank gets
+    back the outputs of its own rows. With ``groups`` = R the ranks compute what one process
+    computes on the global batch with ``groups`` = R and the same permutation. Every rank
+    must pass the same B.
+    """
+    world, me = world_size(), rank()
+    everything = gather(x)
+    n = everything.shape[0]
+    order = (torch.randperm(n, generator=generator) if is_main()
+             else torch.empty(n, dtype=torch.long)).to(x.device)
+    if world > 1:
+        dist.broadcast(order, src=0)
+    share = n // world
+    mine = everything[order[me * share:(me + 1) * share]]
+    chunks = max(1, min(groups // world, len(mine)))
+    shuffled = gather(torch.cat([encode(chunk) for chunk in mine.chunk(chunks)]))
+    out = torch.empty_like(shuffled)
+    out[order] = shuffled
+    return out[me * share:(me + 1) * share]
+
+
 def is_main() -> bool:
     """True on rank 0, and on one process: the rank that writes files, logs and decides."""
     return rank() == 0

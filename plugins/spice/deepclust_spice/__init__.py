@@ -16,7 +16,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
                                        "stacked_double_softmax_ce"),
     "deepclust_spice.heads": ("LinearClassifier", "SpiceMultiHead", "StackFlat",
                               "moco_projection"),
-    "deepclust_spice.moco": ("MocoInfoNCE", "moco_infonce", "shuffled_keys"),
+    "deepclust_spice.moco": ("MocoInfoNCE", "moco_infonce"),
     "deepclust_spice.prototypes": ("SpicePrototypeLabeler", "default_sizes", "prototype_pairs"),
     "deepclust_spice.reliable": ("SpiceReliableLabeler", "nearest_neighbours",
                                  "reliable_labels"),

@@ -1,8 +1,9 @@
 """SPICE's stage 1: MoCo-v2 instance contrast (arXiv 2103.09382 §III-A, with the settings of the
 authors' code: T = 0.2, queue, shuffle-BN).
 
-``moco_infonce`` is the pure loss; ``shuffled_keys`` emulates shuffle-BN on one process;
-``MocoInfoNCE`` reads a step (``[losses.NAME] type = "moco_infonce"``).
+``moco_infonce`` is the pure loss; ``MocoInfoNCE`` reads a step (``[losses.NAME] type =
+"moco_infonce"``) and computes its keys with shuffle-BN (``corekit.shuffled_forward``: across
+the ranks under torchrun, emulated over sub-batches on one process).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import attrs
 import torch
 from torch.nn import functional as F
 
-from corekit import Need
+from corekit import Need, shuffled_forward
 
 if TYPE_CHECKING:
     from corekit import Step
@@ -30,28 +31,14 @@ def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor,
     return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
 
 
-@torch.no_grad()
-def shuffled_keys(encode, images: torch.Tensor, chunks: int,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Shuffle-BN (MoCo's, done there across devices) on one process: ``images`` (B, C, H, W)
-    are shuffled, cut into ``chunks`` sub-batches that ``encode`` sees one at a time (so each
-    has its own BatchNorm batch statistics, as on ``chunks`` devices), and the keys (B, d) are
-    put back in the batch's order."""
-    n = images.shape[0]
-    order = torch.randperm(n, generator=generator).to(images.device)
-    parts = [encode(chunk) for chunk in images[order].chunk(max(1, min(chunks, n)))]
-    keys = torch.cat(parts)
-    keys[order] = keys.clone()
-    return keys
-
-
 @attrs.define
 class MocoInfoNCE:
     """MoCo's InfoNCE between the online ``head`` on view ``query_view`` and the key encoder's
     (branch ``key_branch``, an EMA of backbone + projection) on ``key_view``, against the
-    ``queue`` state's rows. The keys are computed with shuffle-BN emulated over
-    ``shuffle_chunks`` sub-batches (1: no shuffle) and handed to the step, so the queue pushes
-    these same keys after the optimizer step."""
+    ``queue`` state's rows. The keys are computed with shuffle-BN over ``shuffle_chunks``
+    sub-batches of the global batch (1: no shuffle; under torchrun at least one per rank, the
+    images shuffled across the ranks) and handed to the step, so the queue pushes these same
+    keys after the optimizer step."""
 
     head: str = "proj"
     queue: str = "queue"
@@ -74,8 +61,8 @@ class MocoInfoNCE:
             return step.output(self.head, self.key_view, self.key_branch)
         network = step.model.network(self.key_branch)
         images = step.views[self._view_name(step, self.key_view)]
-        keys = shuffled_keys(lambda x: network.compute(self.head, x, {}).float(), images,
-                             self.shuffle_chunks)
+        keys = shuffled_forward(lambda x: network.compute(self.head, x, {}).float(), images,
+                                self.shuffle_chunks)
         step.prefill(self.head, self.key_view, keys, branch=self.key_branch)
         return keys
 
