@@ -87,7 +87,7 @@ def test_pick_sets_aside_unsafe_or_failed_candidates():
 
 def test_candidates_hold_explicit_settings_fixed(monkeypatch):
     monkeypatch.setattr(nm, "cpu_has_native_bf16", lambda: True)
-    train = rc.Train(precision="auto", memory_format="channels_last")
+    train = rc.Train(precision="auto", memory_format="channels_last", compile=False)
     assert [c.label() for c in nm.candidates(train, CPU)] == [
         "fp32+channels_last", "bf16+channels_last"]
     everything = rc.Train(precision="auto", memory_format="auto", compile="auto")
@@ -97,7 +97,8 @@ def test_candidates_hold_explicit_settings_fixed(monkeypatch):
 
 def test_emulated_bf16_is_never_a_candidate(monkeypatch):
     monkeypatch.setattr(nm, "cpu_has_native_bf16", lambda: False)
-    assert [c.label() for c in nm.candidates(rc.Train(precision="auto"), CPU)] == ["fp32"]
+    train = rc.Train(precision="auto", memory_format="contiguous", compile=False)
+    assert [c.label() for c in nm.candidates(train, CPU)] == ["fp32"]
 
 
 def test_decision_is_cached_per_machine_and_stage(tmp_path):
@@ -127,7 +128,8 @@ def test_a_corrupt_cache_is_an_empty_one(tmp_path):
 
 
 def test_auto_run_times_candidates_and_writes_its_choice(tmp_path):
-    raw = tiny_recipe(train={"precision": "auto", "memory_format": "auto", "budget": "5m"})
+    raw = tiny_recipe(train={"precision": "auto", "memory_format": "auto", "compile": False,
+                             "budget": "5m"})
     raw["model"]["backbone"] = {"type": "small_cnn", "width": 8, "out_dim": 16}
     lines: list[str] = []
     run_tiny(raw, tmp_path / "a", PLUGINS, log=lines.append)
