@@ -119,10 +119,11 @@ class _Entry:
 
 
 def interleave(options: Sequence[Numerics], open_: Callable[[Numerics], Contender], cap: Cap,
-               clock: Callable[[], float] = time.perf_counter) -> Outcome:
+               clock: Callable[[], float] = time.perf_counter, spent: float = 0.0) -> Outcome:
     """``options`` (the simplest first) timed in rounds by contenders from ``open_``, within
-    ``cap`` (module docstring)."""
-    t0 = clock()
+    ``cap`` (module docstring), ``spent`` seconds of it already gone (composing the stage the
+    contenders copy)."""
+    t0 = clock() - spent
     entries = [_Entry(n) for n in options]
     first = entries[0]
     if not first.start(open_):
@@ -131,7 +132,7 @@ def interleave(options: Sequence[Numerics], open_: Callable[[Numerics], Contende
     first.time(1, clock)
     if not first.live:
         return Outcome((first.trial(),), clock() - t0)
-    setup, step = clock() - t0, first.rounds[-1]
+    setup, step = clock() - t0 - spent, first.rounds[-1]
     limit = cap.seconds(step)
     per_round = steps_per_round(step)
     eager = [e for e in entries if not e.numerics.compile]

@@ -36,7 +36,8 @@ from corekit.plugins import Plugins
 from corekit.runner.data_cache import Datasets
 
 BUDGET_STEPS = 5  # timed steps of the budget probe, after one warm-up step
-PROBE_BATCH = 16  # images a numerics probe step trains (the stage's batch where smaller)
+PROBE_PIXELS = 4 * 32 * 32  # a numerics probe step trains this many pixels a view ...
+PROBE_BATCH = (2, 16)  # ... in at least 2 and at most 16 images (the stage's batch if smaller)
 PROBE_BATCHES = 4  # batches a numerics candidate cycles over (the first one's loss compared)
 
 Batch = dict[str, StreamBatch]
@@ -73,10 +74,16 @@ class StageProbe:
 
     @property
     def probe_batch(self) -> int:
-        """The batch of a numerics probe step: ``PROBE_BATCH`` images, or the stage's batch
-        where smaller or where its steps are split into streams (left as they are)."""
+        """The batch of a numerics probe step: ``PROBE_PIXELS`` of the stage's views (4 images
+        at 32 px, 2 at 45 px and above), within ``PROBE_BATCH``, or the stage's batch where
+        smaller or where its steps are split into streams (left as they are)."""
         train = self.stage.train
-        return train.batch_size if train.streams else min(train.batch_size, PROBE_BATCH)
+        if train.streams:
+            return train.batch_size
+        size = self.stage.augment.size or self.datasets(self.stage.data.trained_on()).size
+        height, width = size if isinstance(size, tuple) else (size, size)
+        low, high = PROBE_BATCH
+        return min(train.batch_size, max(low, min(high, PROBE_PIXELS // (height * width))))
 
     def copy(self, numerics: Numerics, batch_size: int | None = None) -> Composed:
         """A copy of :attr:`composed` (the data sets shared, not copied) in ``numerics``,
@@ -123,16 +130,18 @@ class StageProbe:
             opened.append(self.contender(numerics))
             return opened[-1]
 
+        t0 = time.perf_counter()
+        self.composed  # noqa: B018 (composed and started before the clock that sizes the rest)
         try:
-            return interleave(options, open_, cap)
+            return interleave(options, open_, cap, spent=time.perf_counter() - t0)
         finally:
             for contender in opened:
                 contender.close()
 
     def trial(self, numerics: Numerics, steps: int = 3) -> Trial:
-        """``numerics`` alone on a copy of the stage at the probe batch: the loss of the
-        first batch, then the seconds per step of ``steps`` more (for benches)."""
-        contender = self.contender(numerics, steps + 1)
+        """``numerics`` alone on a copy of the stage at its own batch: the loss of the first
+        batch, then the seconds per step of ``steps`` more (for benches)."""
+        contender = StageContender(self, numerics, self.stage.train.batch_size, steps + 1)
         try:
             first_loss = contender.start()
             t0 = time.perf_counter()
