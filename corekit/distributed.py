@@ -12,7 +12,7 @@ import contextlib
 import gc
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Literal, TypeVar
 
@@ -259,6 +259,28 @@ def broadcast_buffers(modules: Iterable[torch.nn.Module]) -> None:
         for b in buffers:
             b.detach().copy_(flat[offset:offset + b.numel()].view_as(b))
             offset += b.numel()
+
+
+def sync_batch_norm(networks: Sequence[torch.nn.Module], device: torch.device) -> int:
+    """``train.sync_bn = true``: under torchrun, every BatchNorm layer inside ``networks`` (none
+    of them a BatchNorm layer itself) becomes
+    a ``torch.nn.SyncBatchNorm`` (in place, with the same parameters and buffers, so names,
+    state dicts and the optimizer's parameters stay as they are), which normalises in training
+    by the statistics of the global batch; the number of layers replaced. Nothing on one
+    process, where the batch is the global batch already. Refused (exit 2) on a device other
+    than CUDA: SyncBatchNorm does not run on the CPU (gloo)."""
+    if not is_distributed():
+        return 0
+    if device.type != "cuda":
+        from corekit.errors import UserError
+
+        raise UserError(f"train.sync_bn = true needs CUDA, but the processes train on "
+                        f"{device.type}, where SyncBatchNorm does not run; drop train.sync_bn "
+                        "(each process's BatchNorm then normalises its share of the batch)")
+    for network in networks:
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
+    return sum(isinstance(m, torch.nn.SyncBatchNorm) for network in networks
+               for m in network.modules())
 
 
 def shard(order: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, int]:

@@ -89,6 +89,10 @@ class StageTrainer:
             distributed.check_batch(self.batch_size)
             for name, spec in self.streams.items():
                 distributed.check_batch(spec.batch_size, f"train.streams.{name}.batch_size")
+            if self.train_cfg.sync_bn:
+                layers = distributed.sync_batch_norm(self.networks(), device)
+                log(f"train.sync_bn: {layers} BatchNorm layers normalise by the global batch "
+                    f"of the {distributed.world_size()} processes (SyncBatchNorm)")
         scaler_on = dtype == torch.float16 and device.type == "cuda"
         self.scaler = torch.amp.GradScaler(device.type, enabled=scaler_on)
         self.global_step = 0
@@ -111,6 +115,11 @@ class StageTrainer:
         self.reads_labels = any(need.kind == "labels" for r in readers
                                 for need in (r.needs() if callable(getattr(r, "needs", None))
                                              else []))
+
+    def networks(self) -> list[Network]:
+        """The online network and every branch's (EMA targets)."""
+        model = self.composed.model
+        return [model.online, *(b.network for b in model.branches.values())]
 
     # -- features and assignments -------------------------------------------------------
     def features(self, spec: str, data: ImageSet) -> torch.Tensor:
@@ -415,9 +424,7 @@ class StageTrainer:
         with phase("after_step"):
             self.hooks.fire("after_optimizer_step", step)
             if distributed.is_distributed():
-                model = self.composed.model
-                distributed.broadcast_buffers(
-                    [model.online, *(b.network for b in model.branches.values())])
+                distributed.broadcast_buffers(self.networks())
         spec = self.composed.stage.clusterer
         if spec is not None and spec.per_batch:
             with phase("estep"):

@@ -355,6 +355,7 @@ class Train:
     device: str = checked("auto", DEVICE)
     freeze: list[str] = attrs.field(factory=list)
     freeze_bn: FrozenBatchNorm = "eval"
+    sync_bn: bool = False  # torchrun on CUDA: SyncBatchNorm (corekit.distributed.sync_batch_norm)
     sampler: Sampler = attrs.field(factory=Sampler)
     eval_every: int = ranged(1, 0, BIG)
     checkpoint_every: int = ranged(1, 0, BIG)

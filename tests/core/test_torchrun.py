@@ -26,6 +26,7 @@ from corekit import distributed
 from corekit.data import load_dataset
 from corekit.engine.seed import seed_everything
 from corekit.engine.trainer import StageTrainer
+from corekit.errors import UserError
 from corekit.state.memory_bank import MemoryBank
 from corekit.testing import compose_trainer, load_only, rank_slice, run_on_ranks
 
@@ -112,6 +113,24 @@ def _per_batch_estep(indices: torch.Tensor, features: torch.Tensor) -> torch.Ten
     return composed.pseudo.labels
 
 
+def _sync_bn(run_dir: Path) -> dict:
+    """``train.sync_bn = true``: the message of the cc trainer composed with it on the CPU, and
+    what ``distributed.sync_batch_norm`` makes of a BatchNorm network when the device is
+    CUDA (only the conversion runs here: SyncBatchNorm's forward needs a GPU)."""
+    try:
+        _trainer("cc", run_dir, "train.sync_bn=true")
+        refused = None
+    except UserError as exc:
+        refused = str(exc)
+    network = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Sequential(nn.BatchNorm1d(4)))
+    keys, params = list(network.state_dict()), list(network.parameters())
+    layers = distributed.sync_batch_norm([network], torch.device("cuda"))
+    return {"refused": refused, "layers": layers, "keys_kept": list(network.state_dict()) == keys,
+            "params_kept": all(a is b for a, b in zip(network.parameters(), params, strict=True)),
+            "synced": [type(m).__name__ for m in network.modules()
+                       if isinstance(m, nn.modules.batchnorm._BatchNorm)]}
+
+
 def _on_rank(r: int, world: int, tmp: str) -> dict:
     """Everything the 2-rank tests check, in one spawn."""
     rows = rank_slice(B, r, world)
@@ -127,6 +146,7 @@ def _on_rank(r: int, world: int, tmp: str) -> dict:
         distributed.seed_rank(42)
         draws.append(StageTrainer.views(trainer, images))
     out["views"] = draws
+    out["sync_bn"] = _sync_bn(Path(tmp) / f"sync-bn-{r}")
     batches = list(trainer.epoch_batches(torch.Generator().manual_seed(1), 2))
     out["epoch_indices"] = [b["main"].indices for b in batches]
 
@@ -214,6 +234,24 @@ def test_ema_and_weights_stay_identical_on_both_ranks(ranks: list[dict]) -> None
             assert torch.equal(value, ranks[1]["ema"][name][key]), f"{name}.{key}"
 
 
+def test_sync_bn_converts_batch_norm_under_torchrun_and_is_refused_on_the_cpu(
+        ranks: list[dict]) -> None:
+    for r in ranks:
+        assert "train.sync_bn = true needs CUDA" in r["sync_bn"]["refused"]
+        assert r["sync_bn"]["layers"] == 2
+        assert r["sync_bn"]["synced"] == ["SyncBatchNorm", "SyncBatchNorm"]
+        assert r["sync_bn"]["keys_kept"] and r["sync_bn"]["params_kept"]
+
+
+def test_sync_bn_is_a_no_op_on_one_process(tmp_path: Path) -> None:
+    """One process: the batch is the global batch, so the recipe trains as without it."""
+    trainer = _trainer("cc", tmp_path, "train.sync_bn=true")
+    assert trainer.composed.stage.train.sync_bn
+    assert not any(isinstance(m, nn.SyncBatchNorm) for n in trainer.networks()
+                   for m in n.modules())
+    assert distributed.sync_batch_norm(trainer.networks(), torch.device("cuda")) == 0
+
+
 def test_only_rank_0_is_main(ranks: list[dict]) -> None:
     assert [r["main"] for r in ranks] == [True, False]
 
@@ -267,3 +305,10 @@ def test_torchrun_trains_cc_on_two_processes_and_rank_0_writes_once(tmp_path: Pa
                          timeout=300)
     assert bad.returncode != 0
     assert "train.batch_size = 63 does not divide by the world size 2" in bad.stderr
+
+    cpu_sync = subprocess.run([*cmd, "--set", "train.sync_bn=true", "--out",
+                               str(tmp_path / "sync")], capture_output=True, text=True, env=env,
+                              timeout=300)
+    assert "(exitcode: 2)" in cpu_sync.stderr
+    assert "rank 0 of 2 stopped: UserError: train.sync_bn = true needs CUDA, but the " \
+        "processes train on cpu" in cpu_sync.stderr
