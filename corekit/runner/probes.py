@@ -189,7 +189,8 @@ class StageProbe:
 class StageContender:
     """One numerics candidate on a copy of ``probe``'s stage, training batches of
     ``batch_size`` over the stage's first ``count`` batches (generator seed 0, the same for
-    every candidate), preloaded so that loading is not timed."""
+    every candidate), preloaded so that loading is not timed; the first is trained from the
+    stage's seed, so that every candidate's first loss is of the same views."""
 
     probe: StageProbe
     numerics: Numerics
@@ -206,6 +207,7 @@ class StageContender:
         self._trainer = self.probe.trainer(self.probe.copy(self.numerics, self.batch_size),
                                            Path(self._folder.name))
         self._batches = list(first_batches(self._trainer, self.count))
+        seed_everything(self.probe.stage.train.seed)  # the same views for every candidate
         return self.step()
 
     def step(self) -> float:

@@ -220,3 +220,20 @@ def test_a_tiny_run_plans_no_probe_worth_its_time(tmp_path, monkeypatch):
     assert plan.numerics.chosen == FP32 and "probe skipped" in plan.numerics.note
     assert [t.numerics for t in plan.numerics.trials] == [FP32]
     assert not (tmp_path / "cache" / nm.CACHE_FILE).exists()
+
+
+def test_every_candidate_trains_its_first_batch_on_the_same_views():
+    from corekit.runner import StageProbe
+
+    raw = tiny_recipe()
+    raw["model"]["backbone"] = {"type": "small_cnn", "width": 8, "out_dim": 16}
+    stage = rc.validate(raw).stages[0]
+    cache = DataCache(CPU)
+    probe = StageProbe(PLUGINS, stage, lambda name: cache(name, 256, 0), CPU)
+    losses = []
+    for numerics in (FP32, FP32_CL, FP32):
+        contender = probe.contender(numerics)
+        losses.append(contender.start())
+        contender.step()
+        contender.close()
+    assert losses[0] == losses[2] and losses[1] == pytest.approx(losses[0], rel=1e-5)
