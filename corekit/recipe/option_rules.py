@@ -42,6 +42,8 @@ OPTION_RULES: tuple[OptionRule, ...] = (
     OptionRule(re.compile(r"crop_ratio"), Interval(0, BIG)),
     # the colour jitter's strength (its four factors scale with it)
     OptionRule(re.compile(r"strength"), Range(0, BIG)),
+    # restarts of k-means (each a full run: 10^12 of them never end)
+    OptionRule(re.compile(r"n_init|\w+_n_init"), Range(1, 1000)),
     # layer widths of encoders (model.backbone, model.encoders.*) and heads
     OptionRule(re.compile(r"width|hidden|dim|\w+_dim"), Range(1, BIG), (Component, Head)),
 )

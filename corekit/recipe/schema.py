@@ -299,6 +299,10 @@ FrozenBatchNorm = Literal["eval", "train"]
 """The mode of the BatchNorm layers of frozen parts while the network trains."""
 
 
+MIN_BATCH = 2
+"""The fewest images a training step takes: BatchNorm in train mode and the batch losses need
+two."""
+
 StreamDraw = Literal["shuffle", "replacement"]
 """How a stream visits its images or rows: a fresh permutation each pass, or uniform draws
 with replacement."""
@@ -315,7 +319,7 @@ class Stream:
     its images get (default every view). ``train.streams = {NAME = 64}`` is the short form of
     a stream of 64 images."""
 
-    batch_size: int = ranged(attrs.NOTHING, 1, BIG)
+    batch_size: int = ranged(attrs.NOTHING, MIN_BATCH, BIG)
     rows: str | None = None
     draw: StreamDraw = "shuffle"
     views: list[int | str] | None = ranged(None, 0, 63)
@@ -342,7 +346,7 @@ class Train:
     """
 
     epochs: int = ranged(10, 0, 100_000)
-    batch_size: int = ranged(256, 1, BIG)
+    batch_size: int = ranged(256, MIN_BATCH, BIG)
     drop_last: bool = True
     steps_per_epoch: int | None = ranged(None, 1, BIG)
     optimizer: Optimizer = attrs.field(factory=Optimizer)
@@ -362,7 +366,7 @@ class Train:
     time_phases: bool = False  # seconds per loop phase into metrics.jsonl (syncs CUDA)
     # wall-clock cap: "10m", "1h30m", "90s" or seconds (corekit.recipe.durations)
     budget: str | float | None = ranged(None, 0, BIG, open_low=True)
-    streams: dict[str, int | Stream] = ranged(attrs.Factory(dict), 1, BIG)
+    streams: dict[str, int | Stream] = ranged(attrs.Factory(dict), MIN_BATCH, BIG)
     concat: list[str] = attrs.field(factory=list)
 
     def stream_specs(self) -> dict[str, Stream]:

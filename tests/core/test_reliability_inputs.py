@@ -215,3 +215,20 @@ def test_a_stage_whose_first_epoch_trains_nothing_is_refused(tmp_path, capsys, l
     recipe.write_text(rc.to_toml(tiny_recipe(losses={"instance": late})), encoding="utf-8")
     assert main(["train", str(recipe), "--no-progress", "--out", str(tmp_path / "run")]) == 2
     assert f"losses: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sections, message", [
+    ({"train": {"batch_size": 1}},
+     "train.batch_size: 1 is out of range; expected 2 <= value <= 1e+09"),
+    ({"train": {"streams": {"main": {"batch_size": 1}}}},
+     "train.streams.main.batch_size: 1 is out of range; expected 2 <= value"),
+    ({"clusterer": {"n_init": 10**12}},
+     "clusterer.n_init: 1000000000000 is out of range; expected 1 <= value <= 1000"),
+])
+def test_values_found_by_the_train_fuzz_are_refused(tmp_path, capsys, sections, message):
+    """A step of one image cannot train BatchNorm (a ValueError at the first step); 10^12
+    k-means restarts never end."""
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(rc.to_toml(tiny_recipe(**sections)), encoding="utf-8")
+    assert main(["train", str(recipe), "--no-progress", "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
