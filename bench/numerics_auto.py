@@ -28,6 +28,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def stage_for(plugins: Any, recipe: str, size: str, cifar_batch: int) -> tuple[A
         preset = "cifar10" if "cifar10" in presets else None
     overrides = ['train.device="cpu"', "train.checkpoint_every=0", 'train.precision="auto"',
                  'train.memory_format="auto"']
-    if size == "cifar":
+    if size == "cifar" and cifar_batch:
         overrides.append(f"train.batch_size={cifar_batch}")
     stages = rc.resolve(recipe, plugins.find_recipe, preset, overrides).stages
     return next(s for s in stages if s.train.epochs > 0), preset or "top level"
@@ -81,15 +82,36 @@ def data_for(stage: Any, size: str) -> Any:
         return noise_set(512, 1, 28)
 
 
+def decisions(plugins: Any, stage: Any, data: Any, count: int) -> list[dict[str, Any]]:
+    """``count`` decisions of ``stage``'s auto numerics, each by a fresh probe (its own
+    composition, an empty cache): the choice, the probe's own seconds and the wall seconds of
+    the whole decision (composition included)."""
+    made = []
+    for _ in range(count):
+        probe = StageProbe(plugins, stage, lambda _name: data, CPU)
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ[nm.CACHE_ENV] = cache
+            t0 = time.perf_counter()
+            decision = probe.numerics()
+            wall = time.perf_counter() - t0
+        made.append({"choice": decision.chosen.label(), "probe_seconds": decision.probe_seconds,
+                     "wall_seconds": wall, "probe_batch": probe.probe_batch,
+                     "note": decision.note, "decision": decision.to_json()})
+    return made
+
+
 def measure(plugins: Any, recipe: str, size: str, args: argparse.Namespace) -> dict[str, Any]:
     stage, preset = stage_for(plugins, recipe, size, args.cifar_batch)
     data = data_for(stage, size)
-    datasets = lambda _name: data  # noqa: E731
-    probe = StageProbe(plugins, stage, datasets, CPU)
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ[nm.CACHE_ENV] = cache
-        decision = probe.numerics()
-    fixed = nm.candidates(stage.train, CPU)
+    probe = StageProbe(plugins, stage, lambda _name: data, CPU)
+    made = decisions(plugins, stage, data, args.decisions)
+    decision = nm.Decision.from_json(made[0]["decision"])
+    row = {"recipe": recipe, "stage": stage.name, "size": size, "preset": preset,
+           "batch": stage.train.batch_size, "backbone": stage.model.backbone.type,
+           "view_size": stage.augment.size, "data": data.name, "decisions": made}
+    if args.decisions_only:
+        return row
+    fixed = [n for n in nm.candidates(stage.train, CPU) if not n.compile]
     if args.compile:
         fixed += [attrs.evolve(n, compile=True) for n in fixed]
     seconds: dict[str, list[float]] = {n.label(): [] for n in fixed}
@@ -104,13 +126,9 @@ def measure(plugins: Any, recipe: str, size: str, args: argparse.Namespace) -> d
         seconds["auto"].append(time_step(decision.chosen))
     medians = {k: median(v) for k, v in seconds.items()}
     fastest = min((k for k in medians if k != "auto"), key=lambda k: medians[k])
-    return {"recipe": recipe, "stage": stage.name, "size": size, "preset": preset,
-            "batch": stage.train.batch_size,
-            "backbone": stage.model.backbone.type, "view_size": stage.augment.size,
-            "data": data.name, "seconds": seconds, "median_seconds": medians,
-            "fastest_fixed": fastest, "auto_choice": decision.chosen.label(),
-            "auto_over_fastest": medians["auto"] / medians[fastest],
-            "decision": decision.to_json()}
+    return row | {"seconds": seconds, "median_seconds": medians, "fastest_fixed": fastest,
+                  "auto_choice": decision.chosen.label(),
+                  "auto_over_fastest": medians["auto"] / medians[fastest]}
 
 
 def choice_over_fastest(row: dict[str, Any]) -> float:
@@ -118,6 +136,19 @@ def choice_over_fastest(row: dict[str, Any]) -> float:
     choice was not a fixed column)."""
     medians = row["median_seconds"]
     return medians.get(row["auto_choice"], math.nan) / medians[row["fastest_fixed"]]
+
+
+def decisions_report(rows: list[dict[str, Any]]) -> str:
+    body = [[r["recipe"], f"{r['size']} ({r['preset']}, {r['backbone']} "
+             f"{r['view_size'] or 'native'} px, b{r['batch']})",
+             str(r["decisions"][0]["probe_batch"]),
+             ", ".join(d["choice"] for d in r["decisions"]),
+             ", ".join(f"{d['probe_seconds']:.1f}" for d in r["decisions"]),
+             ", ".join(f"{d['wall_seconds']:.1f}" for d in r["decisions"]),
+             "; ".join(sorted({d["note"] for d in r["decisions"] if d["note"]})) or "-"]
+            for r in rows]
+    return table(["recipe", "stage", "probe batch", "choices", "probe s", "decision wall s",
+                  "note"], body)
 
 
 def report(rows: list[dict[str, Any]]) -> str:
@@ -140,7 +171,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="cpu,cifar")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cifar-batch", type=int, default=64)
+    parser.add_argument("--cifar-batch", type=int, default=64, help="0: the preset's own")
+    parser.add_argument("--decisions", type=int, default=1,
+                        help="fresh probes per stage (the choice's steadiness)")
+    parser.add_argument("--decisions-only", action="store_true",
+                        help="only the probes: no fixed settings timed")
     parser.add_argument("--compile", action="store_true",
                         help="add a compiled twin of every fixed setting")
     parser.add_argument("--threads", type=int, default=1)
@@ -148,18 +183,23 @@ def main() -> None:
     args = parser.parse_args()
     setup(args.threads)
     plugins = get_plugins()
-    env = environment(steps=args.steps, repeats=args.repeats, cifar_batch=args.cifar_batch)
+    env = environment(steps=args.steps, repeats=args.repeats, cifar_batch=args.cifar_batch,
+                      decisions=args.decisions, taskset=sorted(os.sched_getaffinity(0)))
     recipes = args.recipes.split(",") if args.recipes else shipped(plugins)
     rows: list[dict[str, Any]] = []
     for recipe in recipes:
         for size in args.sizes.split(","):
             rows.append(measure(plugins, recipe, size, args))
-            print(f"{recipe} {size}: auto chose {rows[-1]['auto_choice']}, "
-                  f"{rows[-1]['auto_over_fastest']:.2f}x the fastest fixed", flush=True)
+            made = rows[-1]["decisions"]
+            choices = ", ".join(d["choice"] for d in made)
+            seconds = ", ".join(f"{d['probe_seconds']:.1f}" for d in made)
+            print(f"{recipe} {size}: auto chose {choices} in {seconds} s", flush=True)
             payload = finish(dict(env)) | {"rows": rows}  # each row kept if the run is cut
             write_json("numerics_auto", payload, args.out)
     print(load_line(payload))
-    print(report(rows))
+    print(decisions_report(rows))
+    if not args.decisions_only:
+        print(report(rows))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,325 @@
+"""CC's training step against the authors' own, at 32 px, interleaved on one pinned core.
+
+The reference is the step of the official CC code (Yunfan-Li/Contrastive-Clustering,
+``train.py``, ``modules/network.py``, ``modules/contrastive_loss.py``), written out here: a
+torchvision ResNet-34 without its ``fc``, ``instance_projector`` (Linear-ReLU-Linear) and
+``cluster_projector`` (Linear-ReLU-Linear-Softmax) as ``nn.Sequential``, both views through the
+backbone one after the other, ``InstanceLoss`` and ``ClusterLoss`` with their boolean masks and
+``CrossEntropyLoss(reduction="sum") / N``, Adam, fp32 and eager. Ours is
+``StageTrainer.train_batch`` of the ``cc`` recipe's ``cifar10`` preset at ``augment.size = 32``
+(the same network, losses and optimizer; same FLOPs per image), in each setting asked for:
+precision, memory format, and ``torch.compile`` of every encoder and head with a mode and
+``dynamic``. Both sides get their views from the recipe's view pipelines on the same uint8
+batches (the authors' loader transforms run in worker processes, outside their step; here the
+views are made in the step, on both sides alike).
+
+After ``--warmup`` untimed steps each (compilation happens there; its seconds are recorded),
+``--rounds`` rounds time one step of every contestant, in an order rotated from round to round.
+Reported per setting: median seconds per step, the authors' median over ours (the speed-up),
+that ratio's spread over the rounds (each round's authors' step over its step), and the first
+batch's loss against ours in fp32 (a setting whose loss differs by more than
+``corekit.engine.numerics.LOSS_RTOL`` is marked not allowed).
+
+    taskset -c 1 python bench/cc_step.py --batch 128 --rounds 7
+    taskset -c 1 python bench/cc_step.py --compile default:none max-autotune-no-cudagraphs:false
+
+writes ``bench/results/cc_step.json`` and a markdown table.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+import argparse  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import attrs  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+from torchvision.models import resnet34  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (  # noqa: E402
+    environment,
+    finish,
+    load_line,
+    median,
+    noise_set,
+    setup,
+    table,
+    write_json,
+)
+from corekit import recipe as rc  # noqa: E402
+from corekit.composer import compose  # noqa: E402
+from corekit.engine.devices import resolve_precision  # noqa: E402
+from corekit.engine.numerics import LOSS_RTOL, Numerics  # noqa: E402
+from corekit.engine.trainer import MAIN, StageTrainer, StreamBatch  # noqa: E402
+from corekit.plugins import get_plugins  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+# -- the authors' step ------------------------------------------------------------------------
+class InstanceLoss(nn.Module):
+    """``modules/contrastive_loss.py: InstanceLoss`` of the official code."""
+
+    def __init__(self, batch_size: int, temperature: float) -> None:
+        super().__init__()
+        self.batch_size, self.temperature = batch_size, temperature
+        n = 2 * batch_size
+        mask = torch.ones((n, n)).fill_diagonal_(0)
+        for i in range(batch_size):
+            mask[i, batch_size + i] = mask[batch_size + i, i] = 0
+        self.mask = mask.bool()
+        self.criterion = nn.CrossEntropyLoss(reduction="sum")
+
+    def forward(self, z_i: torch.Tensor, z_j: torch.Tensor) -> torch.Tensor:
+        n = 2 * self.batch_size
+        z = torch.cat((z_i, z_j), dim=0)
+        sim = torch.matmul(z, z.T) / self.temperature
+        positives = torch.cat((torch.diag(sim, self.batch_size),
+                               torch.diag(sim, -self.batch_size))).reshape(n, 1)
+        negatives = sim[self.mask].reshape(n, -1)
+        logits = torch.cat((positives, negatives), dim=1)
+        return self.criterion(logits, torch.zeros(n, dtype=torch.long)) / n
+
+
+class ClusterLoss(nn.Module):
+    """``modules/contrastive_loss.py: ClusterLoss`` of the official code."""
+
+    def __init__(self, class_num: int, temperature: float) -> None:
+        super().__init__()
+        self.class_num, self.temperature = class_num, temperature
+        n = 2 * class_num
+        mask = torch.ones((n, n)).fill_diagonal_(0)
+        for i in range(class_num):
+            mask[i, class_num + i] = mask[class_num + i, i] = 0
+        self.mask = mask.bool()
+        self.criterion = nn.CrossEntropyLoss(reduction="sum")
+        self.similarity = nn.CosineSimilarity(dim=2)
+
+    def forward(self, c_i: torch.Tensor, c_j: torch.Tensor) -> torch.Tensor:
+        p_i = c_i.sum(0).view(-1)
+        p_i = p_i / p_i.sum()
+        ne_i = math.log(p_i.size(0)) + (p_i * torch.log(p_i)).sum()
+        p_j = c_j.sum(0).view(-1)
+        p_j = p_j / p_j.sum()
+        ne_j = math.log(p_j.size(0)) + (p_j * torch.log(p_j)).sum()
+        n = 2 * self.class_num
+        c = torch.cat((c_i.t(), c_j.t()), dim=0)
+        sim = self.similarity(c.unsqueeze(1), c.unsqueeze(0)) / self.temperature
+        positives = torch.cat((torch.diag(sim, self.class_num),
+                               torch.diag(sim, -self.class_num))).reshape(n, 1)
+        negatives = sim[self.mask].reshape(n, -1)
+        logits = torch.cat((positives, negatives), dim=1)
+        return self.criterion(logits, torch.zeros(n, dtype=torch.long)) / n + ne_i + ne_j
+
+
+class AuthorsNetwork(nn.Module):
+    """``modules/network.py: Network`` over ``modules/resnet.py``'s torchvision ResNet-34."""
+
+    def __init__(self, feature_dim: int, class_num: int) -> None:
+        super().__init__()
+        self.resnet = resnet34()
+        self.resnet.fc = nn.Identity()
+        rep = 512
+        self.instance_projector = nn.Sequential(nn.Linear(rep, rep), nn.ReLU(),
+                                                nn.Linear(rep, feature_dim))
+        self.cluster_projector = nn.Sequential(nn.Linear(rep, rep), nn.ReLU(),
+                                               nn.Linear(rep, class_num), nn.Softmax(dim=1))
+
+    def forward(self, x_i: torch.Tensor, x_j: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        h_i, h_j = self.resnet(x_i), self.resnet(x_j)
+        z_i = F.normalize(self.instance_projector(h_i), dim=1)
+        z_j = F.normalize(self.instance_projector(h_j), dim=1)
+        return z_i, z_j, self.cluster_projector(h_i), self.cluster_projector(h_j)
+
+
+@attrs.define
+class AuthorsStep:
+    """The official training step (``train.py: train``) on views from ``views``."""
+
+    views: list[Callable[[torch.Tensor], torch.Tensor]]
+    batch_size: int
+    class_num: int
+    model: AuthorsNetwork = attrs.field(init=False)
+    optimizer: torch.optim.Optimizer = attrs.field(init=False)
+    instance: InstanceLoss = attrs.field(init=False)
+    cluster: ClusterLoss = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        torch.manual_seed(0)
+        self.model = AuthorsNetwork(128, self.class_num).train()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=3e-4, weight_decay=0.0)
+        self.instance = InstanceLoss(self.batch_size, 0.5)
+        self.cluster = ClusterLoss(self.class_num, 1.0)
+
+    def __call__(self, images: torch.Tensor) -> float:
+        """One step on ``images``, float in [0, 1] (what the loader's ToTensor gives)."""
+        x_i, x_j = (view(images) for view in self.views)
+        self.optimizer.zero_grad()
+        z_i, z_j, c_i, c_j = self.model(x_i, x_j)
+        loss = self.instance(z_i, z_j) + self.cluster(c_i, c_j)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss)
+
+
+# -- ours ---------------------------------------------------------------------------------------
+@attrs.frozen
+class Setting:
+    """Our numerics, and ``torch.compile``'s mode and ``dynamic`` where compiled."""
+
+    numerics: Numerics
+    mode: str | None = None
+    dynamic: bool | None = None
+
+    def label(self) -> str:
+        if not self.numerics.compile:
+            return self.numerics.label()
+        return f"{self.numerics.label()}({self.mode}, dynamic={self.dynamic})"
+
+
+def cc_stage(batch: int, setting: Setting) -> rc.Stage:
+    overrides = ['train.device="cpu"', "augment.size=32", f"train.batch_size={batch}",
+                 "train.checkpoint_every=0", f'train.precision="{setting.numerics.precision}"',
+                 f'train.memory_format="{setting.numerics.memory_format}"',
+                 "train.compile=false"]
+    return rc.resolve("cc", get_plugins().find_recipe, "cifar10", overrides).stages[0]
+
+
+class OurStep:
+    """``StageTrainer.train_batch`` of CC in ``setting``, on batches of the given indices."""
+
+    def __init__(self, data: Any, batch: int, setting: Setting) -> None:
+        torch.manual_seed(0)
+        stage = cc_stage(batch, setting)
+        self.composed = compose(get_plugins(), stage, lambda _n: data, CPU, None, 1)
+        network = self.composed.model.online
+        if setting.numerics.compile:
+            for module in [*network.encoders.values(), *network.heads.values()]:
+                module.compile(mode=setting.mode, dynamic=setting.dynamic)
+        self.folder = tempfile.TemporaryDirectory()
+        self.trainer = StageTrainer(self.composed, Path(self.folder.name), CPU,
+                                    resolve_precision(setting.numerics.precision, CPU), 0,
+                                    lambda _: None, False)
+        network.train()
+        self.data, self.generator = data, torch.Generator().manual_seed(0)
+
+    @property
+    def views(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        return list(self.composed.views.values())
+
+    def __call__(self, indices: torch.Tensor) -> float:
+        batch = {MAIN: StreamBatch(indices, self.data.batch(indices))}
+        return float(self.trainer.train_batch(batch, 0, self.generator)["loss"])
+
+
+# -- the run ------------------------------------------------------------------------------------
+def parse_setting(text: str) -> Setting:
+    """``bf16+channels_last`` or, compiled, ``bf16+channels_last+compile@MODE:DYNAMIC``."""
+    label, _, options = text.partition("@")
+    parts = label.split("+")
+    numerics = Numerics(parts[0], "channels_last" if "channels_last" in parts else "contiguous",
+                        "compile" in parts)
+    if not numerics.compile:
+        return Setting(numerics)
+    mode, _, dynamic = (options or "default:none").partition(":")
+    return Setting(numerics, mode, {"none": None, "true": True, "false": False}[dynamic])
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    data = noise_set(args.images, 3, 32)
+    settings = [parse_setting(s) for s in args.settings]
+    ours = {s.label(): OurStep(data, args.batch, s) for s in settings}
+    views = next(iter(ours.values())).views
+    authors = AuthorsStep(views, args.batch, 10)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))
+    batches = [order[i * args.batch:(i + 1) * args.batch] for i in range(len(data) // args.batch)]
+    contestants: dict[str, Callable[[int], float]] = {
+        "authors": lambda i: authors(data.batch(batches[i % len(batches)])),
+        **{label: (lambda i, s=step: s(batches[i % len(batches)])) for label, step in ours.items()},
+    }
+    first_loss, warmup_seconds = {}, {}
+    for name, step in contestants.items():
+        t0 = time.perf_counter()
+        first_loss[name] = step(0)
+        for i in range(1, args.warmup):
+            step(i)
+        warmup_seconds[name] = time.perf_counter() - t0
+        print(f"{name}: warm-up {warmup_seconds[name]:.1f} s, first loss {first_loss[name]:.4f}",
+              flush=True)
+    names = list(contestants)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(args.rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            t0 = time.perf_counter()
+            contestants[name](args.warmup + r)
+            seconds[name].append(time.perf_counter() - t0)
+    reference = first_loss[settings[0].label()]
+    rows = []
+    for label in ours:
+        per_round = [a / o for a, o in zip(seconds["authors"], seconds[label], strict=True)]
+        drift = abs(first_loss[label] - reference) / max(abs(reference), 1.0)
+        rows.append({"setting": label, "median_seconds": median(seconds[label]),
+                     "speedup": median(seconds["authors"]) / median(seconds[label]),
+                     "speedup_rounds": per_round, "speedup_min": min(per_round),
+                     "speedup_max": max(per_round), "first_loss": first_loss[label],
+                     "loss_drift": drift, "allowed": drift <= LOSS_RTOL,
+                     "warmup_seconds": warmup_seconds[label]})
+    return {"authors": {"median_seconds": median(seconds["authors"]),
+                        "first_loss": first_loss["authors"],
+                        "warmup_seconds": warmup_seconds["authors"]},
+            "seconds": seconds, "rows": rows}
+
+
+def report(result: dict[str, Any], args: argparse.Namespace) -> str:
+    authors = result["authors"]
+    body = [["authors' step (fp32, eager)", f"{authors['median_seconds'] * 1e3:.0f}", "1.00",
+             "-", f"{authors['first_loss']:.4f}", "-", f"{authors['warmup_seconds']:.1f}"]]
+    body += [[r["setting"], f"{r['median_seconds'] * 1e3:.0f}", f"{r['speedup']:.2f}",
+              f"{r['speedup_min']:.2f}-{r['speedup_max']:.2f}", f"{r['first_loss']:.4f}",
+              f"{100 * r['loss_drift']:.2f}%{'' if r['allowed'] else ' (not allowed)'}",
+              f"{r['warmup_seconds']:.1f}"] for r in result["rows"]]
+    return (f"CC at 32 px, batch {args.batch}, {args.rounds} interleaved rounds\n\n"
+            + table(["step", "median ms", "authors / ours", "spread over rounds",
+                     "first-batch loss", "vs our fp32", "warm-up s"], body))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--settings", nargs="+",
+                        default=["fp32", "fp32+channels_last", "bf16", "bf16+channels_last"],
+                        help="ours, the first the loss reference; compiled: "
+                             "LABEL+compile@MODE:none|true|false")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--images", type=int, default=2048)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    setup(args.threads)
+    env = environment(script="cc_step", batch=args.batch, rounds=args.rounds,
+                      settings=args.settings, taskset=sorted(os.sched_getaffinity(0)))
+    result = run(args)
+    payload = finish(env) | result
+    path = write_json("cc_step", payload, args.out)
+    print(load_line(payload))
+    print(report(result, args))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
