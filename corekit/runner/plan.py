@@ -33,8 +33,6 @@ from corekit.budget import (
 )
 from corekit.budget import Plan as BudgetProbe
 from corekit.engine.numerics import Decision, DecisionCache, candidates
-from corekit.engine.probe_rounds import Cap
-from corekit.engine.steps import stage_steps
 from corekit.estimate_k import KEstimate, estimate_k
 from corekit.handoff import StageOutputs
 from corekit.plugins import Plugins
@@ -285,10 +283,9 @@ def plan_stage(stage: rc.Stage, index: int, context: PlanContext) -> StagePlan:
         return (parse_budget(stage.train.budget) - elapsed) / context.stages_left
 
     budgeted = stage.train.budget is not None
-    cap = Cap(stage_steps(stage, datasets) * stage.train.epochs,
-              seconds_left() if budgeted else None)
     probe = StageProbe(context.plugins, context.k.apply(stage), datasets, context.device,
-                       context.previous, dict(context.earlier), cap)
+                       context.previous, dict(context.earlier),
+                       seconds_left() if budgeted else None)
     numerics = probe.numerics(context.numerics_cache)
     budget = None
     if budgeted:

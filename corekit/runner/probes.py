@@ -13,7 +13,7 @@ import itertools
 import math
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -48,8 +48,9 @@ class StageProbe:
     """``stage`` composed once, from its seed, in full precision, contiguous and eager, and
     started (``on_stage_start``: e.g. neighbours mined, a bank encoded), for every probe of it:
     ``copy(numerics)`` is a fresh copy in other numerics, and ``trainer`` a trainer of such a
-    copy that writes into a temporary folder. ``cap`` bounds the numerics probe's time
-    (``corekit.engine.probe_rounds.Cap``; default: the stage's own steps)."""
+    copy that writes into a temporary folder. ``budget_seconds`` is the stage's share of a
+    time budget, where it has one: the numerics probe's cap is a share of it, else of the
+    stage's steps at the pace of its first candidate (``corekit.engine.probe_rounds.Cap``)."""
 
     plugins: Plugins
     stage: rc.Stage
@@ -57,7 +58,7 @@ class StageProbe:
     device: torch.device
     previous: StageOutputs | None = None
     earlier: dict[str, StageOutputs] = attrs.field(factory=dict)
-    cap: Cap | None = None
+    budget_seconds: float | None = None
 
     @cached_property
     def composed(self) -> Composed:
@@ -110,20 +111,15 @@ class StageProbe:
     def check(self, numerics: Numerics) -> Trial:
         """``numerics`` trained on one batch (is an explicit ``compile = true`` usable?)."""
         contender = self.contender(numerics, 1)
-        try:
-            return Trial(numerics, contender.start())
-        except NonFiniteLoss:
-            return Trial(numerics, finite=False)
-        except FAILURES as exc:
-            return Trial(numerics, error=failure(exc))
-        finally:
-            contender.close()
+        return guarded(numerics, lambda: Trial(numerics, contender.start()), contender)
 
     def rounds(self, options: Sequence[Numerics]) -> Outcome:
-        """``options`` timed against each other in rounds, within :attr:`cap`
-        (``corekit.engine.probe_rounds.interleave``)."""
-        cap = self.cap or Cap(stage_steps(self.stage, self.datasets) * self.stage.train.epochs)
-        cap = attrs.evolve(cap, step_scale=self.stage.train.batch_size / self.probe_batch)
+        """``options`` timed against each other in rounds, within the probe's cap
+        (``corekit.engine.probe_rounds.interleave``); the stage's composition counts against
+        the cap."""
+        train = self.stage.train
+        cap = Cap(stage_steps(self.stage, self.datasets) * train.epochs, self.budget_seconds,
+                  train.batch_size / self.probe_batch)
         opened: list[StageContender] = []
 
         def open_(numerics: Numerics) -> StageContender:
@@ -131,7 +127,7 @@ class StageProbe:
             return opened[-1]
 
         t0 = time.perf_counter()
-        self.composed  # noqa: B018 (composed and started before the clock that sizes the rest)
+        _ = self.composed
         try:
             return interleave(options, open_, cap, spent=time.perf_counter() - t0)
         finally:
@@ -142,19 +138,16 @@ class StageProbe:
         """``numerics`` alone on a copy of the stage at its own batch: the loss of the first
         batch, then the seconds per step of ``steps`` more (for benches)."""
         contender = StageContender(self, numerics, self.stage.train.batch_size, steps + 1)
-        try:
+
+        def run() -> Trial:
             first_loss = contender.start()
             t0 = time.perf_counter()
             losses = [contender.step() for _ in range(steps)]
             seconds = (time.perf_counter() - t0) / steps
-        except NonFiniteLoss:
-            return Trial(numerics, finite=False)
-        except FAILURES as exc:
-            return Trial(numerics, error=failure(exc))
-        finally:
-            contender.close()
-        return Trial.timed(numerics, first_loss, [seconds],
-                           all(map(math.isfinite, [first_loss, *losses])))
+            return Trial.timed(numerics, first_loss, [seconds],
+                               all(map(math.isfinite, [first_loss, *losses])))
+
+        return guarded(numerics, run, contender)
 
     def numerics(self, cache: DecisionCache | None = None) -> Decision:
         """The numerics the stage trains with (``corekit.engine.numerics.decide``)."""
@@ -220,6 +213,19 @@ class StageContender:
         if self._folder is not None:
             self._folder.cleanup()
         self._trainer, self._batches = None, []
+
+
+def guarded(numerics: Numerics, run: Callable[[], Trial], contender: StageContender) -> Trial:
+    """``run()``, then ``contender`` closed; a non-finite loss or a failure of the candidate
+    (``corekit.engine.probe_rounds.FAILURES``) is a trial that says so, not an error."""
+    try:
+        return run()
+    except NonFiniteLoss:
+        return Trial(numerics, finite=False)
+    except FAILURES as exc:
+        return Trial(numerics, error=failure(exc))
+    finally:
+        contender.close()
 
 
 def timed_finish(trainer: StageTrainer) -> tuple[float, float]:
