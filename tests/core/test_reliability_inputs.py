@@ -232,3 +232,12 @@ def test_values_found_by_the_train_fuzz_are_refused(tmp_path, capsys, sections, 
     recipe.write_text(rc.to_toml(tiny_recipe(**sections)), encoding="utf-8")
     assert main(["train", str(recipe), "--no-progress", "--out", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_set_value_that_is_not_utf8_is_refused(tmp_path, capsys):
+    """A Latin-1 terminal's 'café' reaches Python as a lone surrogate, which no recipe.toml
+    can hold (it was a UnicodeEncodeError when the run folder was written)."""
+    latin1 = os.fsdecode(b"description=caf\xe9")
+    assert main(["train", "simclr-kmeans", *QUICK, "--set", latin1, "--out",
+                 str(tmp_path / "run")]) == 2
+    assert "is not valid UTF-8 (byte 0xe9)" in capsys.readouterr().err
