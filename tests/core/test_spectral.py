@@ -56,8 +56,8 @@ def test_a_bad_clusterer_option_names_its_table(capsys):
     from corekit.cli import main
 
     assert main(["check", "simclr-kmeans", "--data", "digits", "--set",
-                 "clusterer.n_init=0"]) == 2
-    assert "clusterer: cannot build clusterer 'kmeans': n_init must be >= 1, got 0" in \
+                 'clusterer.type="spectral"', "--set", "clusterer.n_neighbors=0"]) == 2
+    assert "clusterer: cannot build clusterer 'spectral': n_neighbors must be >= 1, got 0" in \
         capsys.readouterr().err
 
 
