@@ -91,5 +91,9 @@ def build_component(plugins: Plugins, kind: str, spec_type: str, options: dict[s
         raise RecipeError(f"{path}: cannot build {kind} {spec_type!r}: {exc}") from exc
     except ComponentError as exc:  # a factory's own check of an option (attrs validators)
         raise ComponentError(f"{path}: cannot build {kind} {spec_type!r}: {exc}") from None
+    except (MemoryError, RuntimeError) as exc:  # torch's allocator: "can't allocate memory"
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise RecipeError(f"{path}: cannot build {kind} {spec_type!r} with these options "
+                          f"({reason}); lower the sizes in {path}") from None
     check_contract(kind, built, f"{path} ({entry.qualified})")
     return built

@@ -241,3 +241,13 @@ def test_a_set_value_that_is_not_utf8_is_refused(tmp_path, capsys):
     assert main(["train", "simclr-kmeans", *QUICK, "--set", latin1, "--out",
                  str(tmp_path / "run")]) == 2
     assert "is not valid UTF-8 (byte 0xe9)" in capsys.readouterr().err
+
+
+def test_a_part_too_large_for_memory_is_exit_2_naming_its_table(capsys):
+    """A 10^8-wide hidden layer asks torch's allocator for 100 GB: its RuntimeError was a
+    traceback."""
+    assert main(["check", "cc", "--data", "digits", "--set",
+                 "model.backbone.hidden=100000000"]) == 2
+    err = capsys.readouterr().err
+    assert "model.backbone: cannot build backbone 'mlp' with these options" in err
+    assert "lower the sizes in model.backbone" in err and "Traceback" not in err
