@@ -195,8 +195,24 @@ def overrides(raw: rc.Raw, data: Any, device: torch.device) -> rc.Raw:
                "crop_scale": [0.3, 1.0]}
     if raw.get("augment", {}).get("type", "simclr") not in ("simclr", "byol", "moco_v2"):
         augment = {"size": size, **normalize}
+    encoders = {} if pretrained else _carried_encoders(raw, backbone)
     return {"model": {"backbone": backbone, **({"heads": heads} if heads else {})},
-            "augment": augment, "train": train}
+            "augment": augment, "train": train, **({"stages": encoders} if encoders else {})}
+
+
+def _carried_encoders(raw: rc.Raw, backbone: dict[str, Any]) -> rc.Raw:
+    """``stages.NAME.model.encoders.PART = backbone`` for every encoder of a later stage that
+    starts from an earlier stage's backbone (``init_from = "STAGE:backbone"``, cIDFD's frozen
+    background encoder): the preset changed that backbone, so the encoder must be built alike."""
+    out: dict[str, Any] = {}
+    for index, stage in enumerate(raw.get("stage", [])):
+        encoders = stage.get("model", {}).get("encoders", {}) if isinstance(stage, dict) else {}
+        for part, table in encoders.items():
+            if isinstance(table, dict) and str(table.get("init_from", "")).endswith(":backbone"):
+                name = stage.get("name", f"stage{index + 1}")
+                out.setdefault(name, {"model": {"encoders": {}}})["model"]["encoders"][part] = {
+                    **backbone, "init_from": table["init_from"]}
+    return out
 
 
 def _merged(raw: rc.Raw, preset: rc.Raw, user: rc.Raw | None = None) -> rc.Raw:

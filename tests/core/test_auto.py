@@ -51,6 +51,20 @@ def test_rules_on_cpu_and_gpu(folder):
     assert "heads" not in gpu["model"]
 
 
+def test_an_encoder_carried_from_a_backbone_is_built_like_the_new_backbone(folder):
+    """cIDFD's stage 2 starts a frozen encoder from stage 1's backbone: when the preset swaps
+    the backbone, the encoder follows, or the hand-off refuses the two as different."""
+    data = load_dataset(f"imagefolder:{folder}")
+    raw = {"model": {"backbone": {"type": "resnet18_cifar"}},
+           "stage": [{"name": "one"},
+                     {"name": "two", "model": {"encoders": {
+                         "old": {"type": "resnet18_cifar", "init_from": "one:backbone"},
+                         "other": {"type": "mlp", "init_from": "one:head"}}}}]}
+    preset, _ = auto.auto_preset(raw, data, torch.device("cpu"))
+    assert preset["stages"] == {"two": {"model": {"encoders": {"old": {
+        **preset["model"]["backbone"], "init_from": "one:backbone"}}}}}
+
+
 def test_drop_last_only_while_it_drops_little():
     class Fake:
         name, size, channels = "fake", 32, 3

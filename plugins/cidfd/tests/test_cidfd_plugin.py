@@ -348,3 +348,11 @@ def test_two_stage_run_carries_the_frozen_background_encoder(mnist_dir, tmp_path
     rerun = torch.load(stages / "target" / "outputs.pt", weights_only=True)
     assert all(torch.equal(v, stage2["parts"]["background"][k])
                for k, v in rerun["parts"]["background"].items())
+
+
+def test_check_composes_on_a_set_without_a_preset() -> None:
+    """The auto preset swaps the backbone; the frozen background encoder of stage 2 follows it
+    (it exited 2: "model.encoders.background differs from the one it starts from")."""
+    from corekit.cli import main
+
+    assert main(["check", "cidfd", "--data", "digits"]) == 0
