@@ -10,7 +10,7 @@ from pathlib import Path
 
 from corekit.errors import RecipeError
 from corekit.recipe.schema import Raw, Recipe
-from corekit.recipe.tables import apply_overrides, merge, overrides_table
+from corekit.recipe.tables import apply_overrides, merge, overrides_table, require_utf8
 from corekit.recipe.validation import check_meta, validate
 
 AUTO, USER_SET = "auto", "set"
@@ -88,6 +88,7 @@ def select_data(raw: Raw, data: str | None) -> Raw:
     presets = raw.get("presets", {})
     if data is None:
         return raw
+    require_utf8(data, "--data", "rename the folder, or link it from a path with a UTF-8 name")
     key = dataset_key(data)
     out = dict(raw)
     if key in presets and raw.get("preset") != key:  # not yet applied by resolve_raw

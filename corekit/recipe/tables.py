@@ -32,6 +32,17 @@ TOML_MARKS = "[]{}\"'"
 starts or ends with one is meant as TOML, never as a bare word."""
 
 
+def require_utf8(text: str, option: str, remedy: str) -> None:
+    """Refuse command-line text that is not UTF-8 (undecodable bytes reach Python as lone
+    surrogates, which no recipe file can hold), naming ``option`` and the ``remedy``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        byte = ord(text[exc.start]) & 0xFF
+        raise RecipeError(f"{option} {text!r} is not valid UTF-8 (byte 0x{byte:02x}); "
+                          f"{remedy}") from None
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"train.epochs=5"`` -> (["train", "epochs"], 5). A value is TOML; one that is not is
     a bare word, kept as a string (``augment.type=weak``, ``train.budget=10m``), unless it
@@ -39,13 +50,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     and so is text that is not UTF-8 (a recipe file could not hold it)."""
     if "=" not in text:
         raise RecipeError(f"--set {text!r}: expected KEY=VALUE, e.g. --set train.epochs=5")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:  # undecodable bytes of the command line (surrogates)
-        byte = ord(text[exc.start]) & 0xFF
-        raise RecipeError(f"--set {text!r} is not valid UTF-8 (byte 0x{byte:02x}); write it "
-                          "in UTF-8 (a UTF-8 terminal, or \\u escapes in a quoted string)"
-                          ) from None
+    require_utf8(text, "--set", "write it in UTF-8 (a UTF-8 terminal, or \\u escapes in a "
+                 "quoted string)")
     key, value = text.split("=", 1)
     try:
         parsed = tomllib.loads(f"v = {value}")["v"]

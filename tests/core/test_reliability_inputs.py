@@ -251,3 +251,13 @@ def test_a_part_too_large_for_memory_is_exit_2_naming_its_table(capsys):
     err = capsys.readouterr().err
     assert "model.backbone: cannot build backbone 'mlp' with these options" in err
     assert "lower the sizes in model.backbone" in err and "Traceback" not in err
+
+
+def test_a_data_path_that_is_not_utf8_is_refused(tmp_path, capsys):
+    """A folder named in Latin-1 cannot be written into the run's recipe.toml (it was a
+    UnicodeEncodeError when the run folder was written)."""
+    folder = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9")
+    assert main(["train", "simclr-kmeans", *QUICK[2:], "--data", f"imagefolder:{folder}",
+                 "--out", str(tmp_path / "run")]) == 2
+    assert "--data 'imagefolder:" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
