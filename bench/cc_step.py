@@ -16,9 +16,10 @@ views are made in the step, on both sides alike).
 After ``--warmup`` untimed steps each (compilation happens there; its seconds are recorded),
 ``--rounds`` rounds time one step of every contestant, in an order rotated from round to round.
 Reported per setting: median seconds per step, the authors' median over ours (the speed-up),
-that ratio's spread over the rounds (each round's authors' step over its step), and the first
+that ratio's spread over the rounds (each round's authors' step over its step), the first
 batch's loss against ours in fp32 (a setting whose loss differs by more than
-``corekit.engine.numerics.LOSS_RTOL`` is marked not allowed).
+``corekit.engine.numerics.LOSS_RTOL`` is marked not allowed), and our step by phase (the
+engine's ``train.time_phases`` timer: augment, forward, backward, optimizer, ...).
 
     taskset -c 1 python bench/cc_step.py --batch 128 --rounds 7
     taskset -c 1 python bench/cc_step.py --compile default:none max-autotune-no-cudagraphs:false
@@ -172,7 +173,7 @@ class AuthorsStep:
         loss = self.instance(z_i, z_j) + self.cluster(c_i, c_j)
         loss.backward()
         self.optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
 
 # -- ours ---------------------------------------------------------------------------------------
@@ -192,7 +193,8 @@ class Setting:
 
 def cc_stage(batch: int, setting: Setting) -> rc.Stage:
     overrides = ['train.device="cpu"', "augment.size=32", f"train.batch_size={batch}",
-                 "train.checkpoint_every=0", f'train.precision="{setting.numerics.precision}"',
+                 "train.checkpoint_every=0", "train.time_phases=true",
+                 f'train.precision="{setting.numerics.precision}"',
                  f'train.memory_format="{setting.numerics.memory_format}"',
                  "train.compile=false"]
     return rc.resolve("cc", get_plugins().find_recipe, "cifar10", overrides).stages[0]
@@ -215,6 +217,7 @@ class OurStep:
                                     lambda _: None, False)
         network.train()
         self.data, self.generator = data, torch.Generator().manual_seed(0)
+        self.phases: list[dict[str, float]] = []
 
     @property
     def views(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
@@ -222,7 +225,9 @@ class OurStep:
 
     def __call__(self, indices: torch.Tensor) -> float:
         batch = {MAIN: StreamBatch(indices, self.data.batch(indices))}
-        return float(self.trainer.train_batch(batch, 0, self.generator)["loss"])
+        loss = float(self.trainer.train_batch(batch, 0, self.generator)["loss"])
+        self.phases.append(self.trainer.phases.take())
+        return loss
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -269,7 +274,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             seconds[name].append(time.perf_counter() - t0)
     reference = first_loss[settings[0].label()]
     rows = []
-    for label in ours:
+    for label, step in ours.items():
+        timed = step.phases[args.warmup:]
+        phases = {name.removeprefix("time_"): median([p.get(name, 0.0) for p in timed])
+                  for name in timed[0]}
         per_round = [a / o for a, o in zip(seconds["authors"], seconds[label], strict=True)]
         drift = abs(first_loss[label] - reference) / max(abs(reference), 1.0)
         rows.append({"setting": label, "median_seconds": median(seconds[label]),
@@ -277,7 +285,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      "speedup_rounds": per_round, "speedup_min": min(per_round),
                      "speedup_max": max(per_round), "first_loss": first_loss[label],
                      "loss_drift": drift, "allowed": drift <= LOSS_RTOL,
-                     "warmup_seconds": warmup_seconds[label]})
+                     "warmup_seconds": warmup_seconds[label], "phases": phases})
     return {"authors": {"median_seconds": median(seconds["authors"]),
                         "first_loss": first_loss["authors"],
                         "warmup_seconds": warmup_seconds["authors"]},
@@ -292,9 +300,14 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> str:
               f"{r['speedup_min']:.2f}-{r['speedup_max']:.2f}", f"{r['first_loss']:.4f}",
               f"{100 * r['loss_drift']:.2f}%{'' if r['allowed'] else ' (not allowed)'}",
               f"{r['warmup_seconds']:.1f}"] for r in result["rows"]]
+    names = list(result["rows"][0]["phases"])
+    phases = [[r["setting"], *(f"{r['phases'][n] * 1e3:.0f}" for n in names)]
+              for r in result["rows"]]
     return (f"CC at 32 px, batch {args.batch}, {args.rounds} interleaved rounds\n\n"
             + table(["step", "median ms", "authors / ours", "spread over rounds",
-                     "first-batch loss", "vs our fp32", "warm-up s"], body))
+                     "first-batch loss", "vs our fp32", "warm-up s"], body)
+            + "\n\nOur step by phase (the engine's phase timer, median ms)\n\n"
+            + table(["setting", *names], phases))
 
 
 def main() -> None:
