@@ -26,7 +26,7 @@ from corekit.errors import NonFiniteLoss
 
 MAX_PROBE_SECONDS = 20.0
 PROBE_SHARE = 0.05
-MIN_ROUNDS = 3
+MIN_ROUNDS = 2
 MAX_ROUNDS = 5
 MIN_ROUND_SECONDS = 0.05  # a round times enough steps of each candidate to last this long ...
 MAX_ROUND_STEPS = 8  # ... up to this many
