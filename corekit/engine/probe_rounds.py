@@ -8,8 +8,9 @@ first candidate stands (a stage of a few seconds is not worth a probe). Otherwis
 candidate is started (its first batch untimed: one-off work such as oneDNN's kernel choice),
 then rounds run, each timing every candidate for the same steps, in an order rotated from
 round to round, until ``MAX_ROUNDS`` or the cap; each candidate's time is the median of its
-rounds. Compiled candidates are started only where ``COMPILE_SECONDS`` (what compiling a small
-stage's step took on the 2-core EPYC of docs/benchmarks.md) fits in what is left of the cap.
+rounds. Compiled candidates are started only where ``COMPILE_SECONDS`` (a lower bound of what
+compiling a step takes on a CPU: 106 s for CC's parts on the EPYC of docs/benchmarks.md) fits
+in what is left of the cap.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ MIN_ROUNDS = 2
 MAX_ROUNDS = 5
 MIN_ROUND_SECONDS = 0.05  # a round times enough steps of each candidate to last this long ...
 MAX_ROUND_STEPS = 8  # ... up to this many
-COMPILE_SECONDS = 60.0  # hadis' digits step: 76 s to compile on one loaded core
+COMPILE_SECONDS = 60.0  # CC at 32 px: 106 s to compile (bench/results/cc_step_compile.json)
 FAILURES = (NonFiniteLoss, RuntimeError, TypeError, ValueError, AssertionError, OSError)
 
 
