@@ -38,6 +38,7 @@ from typing import Any
 
 import attrs
 
+from corekit import distributed
 from corekit import recipe as rc
 from corekit.recipe.durations import parse_budget as parse_budget  # callers read it here too
 
@@ -311,3 +312,16 @@ class Pacer:
         """Take ``refits`` again, in order: those an interrupted run of the stage made."""
         for refit in refits:
             self.apply(refit)
+
+
+def agreed_refit(pacer: Pacer, done: int, seconds: float) -> Refit | None:
+    """``pacer.after_epoch(done, seconds)``; under torchrun rank 0's re-fit, taken by every
+    rank (each rank's clock differs, and all must stop at the same epoch with the same
+    compressed schedule)."""
+    if not distributed.is_distributed():
+        return pacer.after_epoch(done, seconds)
+    refit = pacer.after_epoch(done, seconds) if distributed.is_main() else None
+    refit = distributed.broadcast(refit)
+    if refit is not None and not distributed.is_main():
+        pacer.apply(refit)
+    return refit

@@ -182,9 +182,6 @@ def cmd_train(args: argparse.Namespace, plugins: Plugins) -> int:
     if args.seeds > 1:
         raise UserError(f"--seeds {args.seeds} is not supported under torchrun yet; run one "
                         "seed per torchrun (--set train.seed=S)")
-    if args.budget:
-        raise UserError(f"--budget {args.budget} is not supported under torchrun yet: each "
-                        "process would re-fit the epochs on its own clock; set train.epochs")
     timeout = timedelta(seconds=parse_budget(args.dist_timeout, "--dist-timeout"))
     with distributed.process_group(timeout):
         args.set = [*(args.set or []), f'train.device="{distributed.local_device()}"']

@@ -19,7 +19,7 @@ from corekit import checkpoint_io as checkpoint
 from corekit import distributed, metrics
 from corekit import recipe as rc
 from corekit.assign import centroid_confidence, head_assignment
-from corekit.budget import Pacer, format_seconds
+from corekit.budget import Pacer, agreed_refit, format_seconds
 from corekit.components.clusterers import ClusterResult
 from corekit.composer import STATE_INPUT, Composed
 from corekit.data import ImageSet
@@ -577,7 +577,7 @@ class StageTrainer:
         and the evaluation and checkpoint before it) and take its re-fit; the next cycle's
         start."""
         now = time.perf_counter()
-        refit = self.pacer.after_epoch(epoch + 1, now - cycle)
+        refit = agreed_refit(self.pacer, epoch + 1, now - cycle)
         if refit is not None:
             self.epochs = refit.epochs
             self.log(f"  budget: {refit.describe()}"

@@ -225,14 +225,11 @@ def _quiet(_: str) -> None:
 
 
 def _plan_on_main(stage: rc.Stage, index: int, context: PlanContext) -> StagePlan:
-    """``plan_stage``; under torchrun rank 0 plans alone (its numerics trials train as one
-    process on the global batch) and every rank takes its plan, so all train alike."""
+    """``plan_stage``; under torchrun rank 0 plans alone (its numerics trials and budget probe
+    train as one process on the global batch) and every rank takes its plan, so all train
+    alike (the budget's re-fits during training are rank 0's too, ``agreed_refit``)."""
     if not distributed.is_distributed():
         return plan_stage(stage, index, context)
-    if stage.train.budget is not None:
-        raise UserError("train.budget (--budget) is not supported under torchrun yet: each "
-                        "rank would re-fit the epochs on its own clock; drop it, or set "
-                        "train.epochs")
     plan: StagePlan | Exception | None = None
     if distributed.is_main():
         try:

@@ -60,7 +60,8 @@ def budget_pacer(plan: StagePlan, folder: Path, done: int | None) -> Pacer | Non
         pacer = plan.budget.pacer(plan.stage)
     else:
         pacer = plan.budget.resumed_pacer(plan.stage, plan.refits, done)
-    pacer.on_refit = lambda _: attrs.evolve(plan, refits=tuple(pacer.refits)).save(folder)
+    if distributed.is_main():
+        pacer.on_refit = lambda _: attrs.evolve(plan, refits=tuple(pacer.refits)).save(folder)
     return pacer
 
 

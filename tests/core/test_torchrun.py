@@ -262,6 +262,25 @@ def test_one_process_is_not_distributed() -> None:
     assert distributed.shard(order, 4) == (order, 4)
 
 
+def _refits_on_rank(rank: int, world: int) -> tuple[int, list[tuple[int, int]], int]:
+    """Two epochs of a 100-s budget planned for 50 epochs; rank 1's clock says each took 10x
+    as long as rank 0's, so on its own it would fit far fewer epochs."""
+    from corekit.budget import Pacer, agreed_refit
+
+    pacer = Pacer.after(100.0, 110.0, planned=50, most=50)
+    for done in (1, 2):
+        agreed_refit(pacer, done, 1.0 * (10 if rank == 1 else 1))
+    return pacer.epochs, [(r.epoch, r.epochs) for r in pacer.refits], pacer.warp.at(40.0)
+
+
+def test_every_rank_takes_rank_0s_budget_refits() -> None:
+    """Under torchrun the re-fits are rank 0's: the ranks' clocks differ, and a rank that
+    re-fitted alone would stop at another epoch and hang the others in their next collective."""
+    zero, one = run_on_ranks(_refits_on_rank, WORLD)
+    assert zero == one
+    assert zero[:2] == (50, [(1, 50)])  # rank 0's fit at 1 s an epoch (rank 1 alone: 11)
+
+
 @pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name(
     "torchrun").exists(), reason="no torchrun")
 def test_torchrun_trains_cc_on_two_processes_and_rank_0_writes_once(tmp_path: Path) -> None:
@@ -305,6 +324,14 @@ def test_torchrun_trains_cc_on_two_processes_and_rank_0_writes_once(tmp_path: Pa
                          timeout=300)
     assert bad.returncode != 0
     assert "train.batch_size = 63 does not divide by the world size 2" in bad.stderr
+
+    budgeted = train("--out", str(tmp_path / "budget"), "--budget", "30s",
+                     "--set", "train.epochs=400")
+    plan = json.loads((tmp_path / "budget" / "stages" / "main" / "plan.json").read_text())
+    records = (tmp_path / "budget" / "metrics.jsonl").read_text().splitlines()
+    assert plan["refits"] and [json.loads(r)["epoch"] for r in records] == list(
+        range(1, len(records) + 1))  # one record an epoch: the ranks stopped together
+    assert budgeted.stdout.count("run directory:") == 1
 
     cpu_sync = subprocess.run([*cmd, "--set", "train.sync_bn=true", "--out",
                                str(tmp_path / "sync")], capture_output=True, text=True, env=env,
