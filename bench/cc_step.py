@@ -71,28 +71,37 @@ CPU = torch.device("cpu")
 
 
 # -- the authors' step ------------------------------------------------------------------------
+def _pair_mask(half: int) -> torch.Tensor:
+    """(2h, 2h) bool, the official code's ``mask_correlated_samples``: every pair but each row
+    with itself and with its positive (i and h + i)."""
+    n = 2 * half
+    mask = torch.ones((n, n)).fill_diagonal_(0)
+    for i in range(half):
+        mask[i, half + i] = mask[half + i, i] = 0
+    return mask.bool()
+
+
+def _contrast(sim: torch.Tensor, half: int, mask: torch.Tensor) -> torch.Tensor:
+    """The official losses' shared tail: positives (the ±h diagonals) against the masked
+    negatives, summed cross-entropy over the 2h rows, divided by 2h."""
+    n = 2 * half
+    positives = torch.cat((torch.diag(sim, half), torch.diag(sim, -half))).reshape(n, 1)
+    logits = torch.cat((positives, sim[mask].reshape(n, -1)), dim=1)
+    return nn.functional.cross_entropy(logits, torch.zeros(n, dtype=torch.long),
+                                       reduction="sum") / n
+
+
 class InstanceLoss(nn.Module):
     """``modules/contrastive_loss.py: InstanceLoss`` of the official code."""
 
     def __init__(self, batch_size: int, temperature: float) -> None:
         super().__init__()
         self.batch_size, self.temperature = batch_size, temperature
-        n = 2 * batch_size
-        mask = torch.ones((n, n)).fill_diagonal_(0)
-        for i in range(batch_size):
-            mask[i, batch_size + i] = mask[batch_size + i, i] = 0
-        self.mask = mask.bool()
-        self.criterion = nn.CrossEntropyLoss(reduction="sum")
+        self.mask = _pair_mask(batch_size)
 
     def forward(self, z_i: torch.Tensor, z_j: torch.Tensor) -> torch.Tensor:
-        n = 2 * self.batch_size
         z = torch.cat((z_i, z_j), dim=0)
-        sim = torch.matmul(z, z.T) / self.temperature
-        positives = torch.cat((torch.diag(sim, self.batch_size),
-                               torch.diag(sim, -self.batch_size))).reshape(n, 1)
-        negatives = sim[self.mask].reshape(n, -1)
-        logits = torch.cat((positives, negatives), dim=1)
-        return self.criterion(logits, torch.zeros(n, dtype=torch.long)) / n
+        return _contrast(torch.matmul(z, z.T) / self.temperature, self.batch_size, self.mask)
 
 
 class ClusterLoss(nn.Module):
@@ -101,12 +110,7 @@ class ClusterLoss(nn.Module):
     def __init__(self, class_num: int, temperature: float) -> None:
         super().__init__()
         self.class_num, self.temperature = class_num, temperature
-        n = 2 * class_num
-        mask = torch.ones((n, n)).fill_diagonal_(0)
-        for i in range(class_num):
-            mask[i, class_num + i] = mask[class_num + i, i] = 0
-        self.mask = mask.bool()
-        self.criterion = nn.CrossEntropyLoss(reduction="sum")
+        self.mask = _pair_mask(class_num)
         self.similarity = nn.CosineSimilarity(dim=2)
 
     def forward(self, c_i: torch.Tensor, c_j: torch.Tensor) -> torch.Tensor:
@@ -116,14 +120,9 @@ class ClusterLoss(nn.Module):
         p_j = c_j.sum(0).view(-1)
         p_j = p_j / p_j.sum()
         ne_j = math.log(p_j.size(0)) + (p_j * torch.log(p_j)).sum()
-        n = 2 * self.class_num
         c = torch.cat((c_i.t(), c_j.t()), dim=0)
         sim = self.similarity(c.unsqueeze(1), c.unsqueeze(0)) / self.temperature
-        positives = torch.cat((torch.diag(sim, self.class_num),
-                               torch.diag(sim, -self.class_num))).reshape(n, 1)
-        negatives = sim[self.mask].reshape(n, -1)
-        logits = torch.cat((positives, negatives), dim=1)
-        return self.criterion(logits, torch.zeros(n, dtype=torch.long)) / n + ne_i + ne_j
+        return _contrast(sim, self.class_num, self.mask) + ne_i + ne_j
 
 
 class AuthorsNetwork(nn.Module):
