@@ -5,12 +5,19 @@ the ``auto`` preset and the ``--set`` overrides, then validate (``resolve``)."""
 from __future__ import annotations
 
 import tomllib
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from corekit.errors import RecipeError
 from corekit.recipe.schema import Raw, Recipe
-from corekit.recipe.tables import apply_overrides, merge, overrides_table, require_utf8
+from corekit.recipe.tables import (
+    apply_overrides,
+    merge,
+    overrides_table,
+    require_utf8,
+    shadowed_overrides,
+)
 from corekit.recipe.validation import check_meta, validate
 
 AUTO, USER_SET = "auto", "set"
@@ -120,4 +127,6 @@ def resolve(
         made = {k: v for k, v in raw[AUTO].items() if k != USER_SET}
         raw = {k: v for k, v in raw.items() if k != AUTO} | ({AUTO: made} if made else {})
         raw = apply_overrides(raw, list(overrides))
+    for line in shadowed_overrides(raw, list(overrides)):
+        warnings.warn(line, stacklevel=2)
     return validate(raw)

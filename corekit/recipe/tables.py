@@ -161,3 +161,40 @@ def apply_override(raw: Raw, keys: list[str], value: Any) -> Raw:
         raise RecipeError(f"--set {'.'.join(keys)}: name a key inside the stage")
     node[keys[-1]] = value
     return out
+
+
+def shadowed_overrides(raw: Raw, texts: list[str]) -> list[str]:
+    """What a top-level ``--set KEY=VALUE`` of ``texts`` does not reach: a stage whose own
+    table, or a preset's ``stages.NAME`` change of it, sets KEY to another value (a stage's
+    table wins over the top level). One line each, with the ``--set stage.N.KEY`` that
+    reaches it."""
+    stages = raw.get("stage")
+    if not isinstance(stages, list):
+        return []
+    changes = raw.get("stages", {}) if isinstance(raw.get("stages"), dict) else {}
+    lines = []
+    for keys, value in map(parse_override, texts):
+        if keys[0] in ("stage", "stages"):
+            continue
+        for index, table in enumerate(stages):
+            name = table.get("name", f"stage{index + 1}") if isinstance(table, dict) else ""
+            for source in (changes.get(name, {}), table):  # a preset's change wins
+                held = _lookup(source, keys)
+                if held is not _MISSING and held != value:
+                    lines.append(f"--set {'.'.join(keys)}={value!r} does not reach stage "
+                                 f"{name!r}, whose table sets it to {held!r}; use --set "
+                                 f"stage.{index}.{'.'.join(keys)}=... for that stage")
+                    break
+    return lines
+
+
+_MISSING = object()
+
+
+def _lookup(table: Any, keys: list[str]) -> Any:
+    """``table[k1][k2]...`` or ``_MISSING``."""
+    for key in keys:
+        if not isinstance(table, dict) or key not in table:
+            return _MISSING
+        table = table[key]
+    return table

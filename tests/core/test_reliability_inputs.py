@@ -261,3 +261,22 @@ def test_a_data_path_that_is_not_utf8_is_refused(tmp_path, capsys):
                  "--out", str(tmp_path / "run")]) == 2
     assert "--data 'imagefolder:" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_top_level_set_that_a_stage_table_shadows_says_so(tmp_path):
+    """A stage's own table wins over the top level, so ``--set train.epochs=3`` does not reach
+    a stage that sets its epochs: it was silently ignored; now a warning names the stage and
+    the ``--set stage.N.KEY`` that reaches it (a stage that does not set it stays quiet)."""
+    recipe = tmp_path / "two.toml"
+    recipe.write_text(
+        'name = "two"\n[train]\nepochs = 5\n'
+        '[[stage]]\nname = "a"\n[stage.train]\nepochs = 7\n'
+        '[[stage]]\nname = "b"\n', encoding="utf-8")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stages = rc.resolve(str(recipe), lambda name: tmp_path / f"{name}.toml", None,
+                            ["train.epochs=3"]).stages
+    assert [s.train.epochs for s in stages] == [7, 3]
+    lines = [str(w.message) for w in caught]
+    assert lines == ["--set train.epochs=3 does not reach stage 'a', whose table sets it to "
+                     "7; use --set stage.0.train.epochs=... for that stage"]
