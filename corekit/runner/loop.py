@@ -29,7 +29,7 @@ from corekit.run_files import load_run_recipe, public_data_name, write_run_files
 from corekit.runner.data_cache import DataCache, stage_datasets
 from corekit.runner.pick import pick_seed, write_picked_report
 from corekit.runner.plan import KChoice, PlanContext, StagePlan, decide_k, plan_stage
-from corekit.runner.run import run_stage, stage_dir
+from corekit.runner.run import CHECKPOINT_FILE, run_stage, stage_dir
 from corekit.runner.stale import clear_stale, is_stale, mark_stale
 
 Log = Callable[[str], None]
@@ -192,8 +192,11 @@ def train(recipe: rc.Recipe, out: Path, plugins: Plugins, resume: bool = False,
                 log(f"stage {stage.name}: stale (trained on the earlier outputs of "
                     f"{recipe.stages[target].name}); retrain it with --resume")
             continue
+        recorded = StagePlan.load(folder, stage) if resume and (
+            folder / CHECKPOINT_FILE).exists() else None
         context = PlanContext(plugins, cache, device, ks[stage.name], previous, earlier,
-                              started, len(recipe.stages) - index if target is None else 1)
+                              started, len(recipe.stages) - index if target is None else 1,
+                              recorded=recorded)
         plan = _plan_on_main(stage, index, context)
         if plan.numerics.trials:
             log(f"stage {stage.name}: {plan.numerics.describe()}")

@@ -254,8 +254,9 @@ class StagePlan:
 class PlanContext:
     """What planning a stage reads besides the stage: the run's plugins, data and device,
     the hand-off of the stages before (``previous``, and ``earlier`` by name), the clock
-    (``started``, ``time.perf_counter`` at the run's start) and how many stages share the
-    budget that is left (``stages_left``)."""
+    (``started``, ``time.perf_counter`` at the run's start), how many stages share the
+    budget that is left (``stages_left``) and, for a stage that ``--resume`` continues from
+    its checkpoint, the plan its interrupted run recorded (``recorded``)."""
 
     plugins: Plugins
     cache: DataCache
@@ -266,13 +267,16 @@ class PlanContext:
     started: float = attrs.field(factory=time.perf_counter)
     stages_left: int = 1
     numerics_cache: DecisionCache | None = None
+    recorded: StagePlan | None = None
 
 
 def plan_stage(stage: rc.Stage, index: int, context: PlanContext) -> StagePlan:
     """Every decision for ``stage`` (the ``index``-th of its recipe). The stage is composed
     once for its probes, only when a probe runs: the numerics trials (``"auto"`` settings
     or ``compile = true``), capped at a share of the stage's time (its share of the budget
-    where it has one), and the budget's timing (``train.budget``)."""
+    where it has one), and the budget's timing (``train.budget``). A resumed stage keeps the
+    budget its interrupted run planned (``context.recorded``): a new probe would lay the
+    schedule out again."""
     if stage.train.epochs == 0:
         return StagePlan(index, stage, context.device, context.k,
                          Decision(candidates(stage.train, context.device)[0]))
@@ -288,7 +292,9 @@ def plan_stage(stage: rc.Stage, index: int, context: PlanContext) -> StagePlan:
                        seconds_left() if budgeted else None)
     numerics = probe.numerics(context.numerics_cache)
     budget = None
-    if budgeted:
+    if budgeted and context.recorded is not None and context.recorded.budget is not None:
+        budget = context.recorded.budget
+    elif budgeted:
         seconds = seconds_left()
         probe_started = time.perf_counter()
         timing = probe.budget(numerics.chosen, seconds)

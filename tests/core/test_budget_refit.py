@@ -19,6 +19,7 @@ from corekit.budget import (
     periodic_seconds,
     plan,
 )
+from corekit.runner import StageProbe
 from corekit.testing import tiny_recipe
 
 
@@ -255,8 +256,17 @@ def test_resume_continues_the_refitted_epochs_and_schedule(tmp_path, monkeypatch
         return real_run(self, resume)
 
     monkeypatch.setattr(StageTrainer, "run", spy)
+    probed: list[float] = []
+    real_budget = StageProbe.budget
+
+    def budget_probe(self, numerics, seconds):
+        probed.append(seconds)
+        return real_budget(self, numerics, seconds)
+
+    monkeypatch.setattr(StageProbe, "budget", budget_probe)
     capsys.readouterr()
     assert main([*args, "--resume"]) == 0
+    assert probed == []  # the recorded plan is kept: no new budget probe
     assert f"budget: continues as re-fitted before, {refits[-1].describe()}" in \
         capsys.readouterr().out
     warp = Warp()
