@@ -36,8 +36,6 @@ os.environ["OPENBLAS_NUM_THREADS"] = "1"
 import argparse  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -50,21 +48,10 @@ from torchvision.models import resnet34  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
-    environment,
-    finish,
-    load_line,
-    median,
-    noise_set,
-    setup,
-    table,
-    write_json,
-)
+from bench.common import noise_set  # noqa: E402
+from bench.step_race import StageStep, race, race_parser, run_bench, speed_tables  # noqa: E402
 from corekit import recipe as rc  # noqa: E402
-from corekit.composer import compose  # noqa: E402
-from corekit.engine.devices import resolve_precision  # noqa: E402
-from corekit.engine.numerics import LOSS_RTOL, Numerics  # noqa: E402
-from corekit.engine.trainer import MAIN, StageTrainer, StreamBatch  # noqa: E402
+from corekit.engine.numerics import Numerics  # noqa: E402
 from corekit.plugins import get_plugins  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -199,34 +186,10 @@ def cc_stage(batch: int, setting: Setting) -> rc.Stage:
     return rc.resolve("cc", get_plugins().find_recipe, "cifar10", overrides).stages[0]
 
 
-class OurStep:
+def our_step(data: Any, batch: int, setting: Setting) -> StageStep:
     """``StageTrainer.train_batch`` of CC in ``setting``, on batches of the given indices."""
-
-    def __init__(self, data: Any, batch: int, setting: Setting) -> None:
-        torch.manual_seed(0)
-        stage = cc_stage(batch, setting)
-        self.composed = compose(get_plugins(), stage, lambda _n: data, CPU, None, 1)
-        network = self.composed.model.online
-        if setting.numerics.compile:
-            for module in [*network.encoders.values(), *network.heads.values()]:
-                module.compile(mode=setting.mode, dynamic=setting.dynamic)
-        self.folder = tempfile.TemporaryDirectory()
-        self.trainer = StageTrainer(self.composed, Path(self.folder.name), CPU,
-                                    resolve_precision(setting.numerics.precision, CPU), 0,
-                                    lambda _: None, False)
-        network.train()
-        self.data, self.generator = data, torch.Generator().manual_seed(0)
-        self.phases: list[dict[str, float]] = []
-
-    @property
-    def views(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
-        return list(self.composed.views.values())
-
-    def __call__(self, indices: torch.Tensor) -> float:
-        batch = {MAIN: StreamBatch(indices, self.data.batch(indices))}
-        loss = float(self.trainer.train_batch(batch, 0, self.generator)["loss"])
-        self.phases.append(self.trainer.phases.take())
-        return loss
+    return StageStep(data, cc_stage(batch, setting), setting.numerics.compile, setting.mode,
+                     setting.dynamic)
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -245,93 +208,23 @@ def parse_setting(text: str) -> Setting:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     data = noise_set(args.images, 3, 32)
     settings = [parse_setting(s) for s in args.settings]
-    ours = {s.label(): OurStep(data, args.batch, s) for s in settings}
+    ours = {s.label(): our_step(data, args.batch, s) for s in settings}
     views = next(iter(ours.values())).views
     authors = AuthorsStep(views, args.batch, 10)
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))
-    batches = [order[i * args.batch:(i + 1) * args.batch] for i in range(len(data) // args.batch)]
-    contestants: dict[str, Callable[[int], float]] = {
-        "authors": lambda i: authors(data.batch(batches[i % len(batches)])),
-        **{label: (lambda i, s=step: s(batches[i % len(batches)])) for label, step in ours.items()},
-    }
-    first_loss, warmup_seconds = {}, {}
-    for name, step in contestants.items():
-        t0 = time.perf_counter()
-        first_loss[name] = step(0)
-        for i in range(1, args.warmup):
-            step(i)
-        warmup_seconds[name] = time.perf_counter() - t0
-        print(f"{name}: warm-up {warmup_seconds[name]:.1f} s, first loss {first_loss[name]:.4f}",
-              flush=True)
-    names = list(contestants)
-    seconds: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(args.rounds):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
-            t0 = time.perf_counter()
-            contestants[name](args.warmup + r)
-            seconds[name].append(time.perf_counter() - t0)
-    reference = first_loss[settings[0].label()]
-    rows = []
-    for label, step in ours.items():
-        timed = step.phases[args.warmup:]
-        phases = {name.removeprefix("time_"): median([p.get(name, 0.0) for p in timed])
-                  for name in timed[0]}
-        per_round = [a / o for a, o in zip(seconds["authors"], seconds[label], strict=True)]
-        drift = abs(first_loss[label] - reference) / max(abs(reference), 1.0)
-        rows.append({"setting": label, "median_seconds": median(seconds[label]),
-                     "speedup": median(seconds["authors"]) / median(seconds[label]),
-                     "speedup_rounds": per_round, "speedup_min": min(per_round),
-                     "speedup_max": max(per_round), "first_loss": first_loss[label],
-                     "loss_drift": drift, "allowed": drift <= LOSS_RTOL,
-                     "warmup_seconds": warmup_seconds[label], "phases": phases})
-    return {"authors": {"median_seconds": median(seconds["authors"]),
-                        "first_loss": first_loss["authors"],
-                        "warmup_seconds": warmup_seconds["authors"]},
-            "seconds": seconds, "rows": rows}
+    return race(data, args.batch, authors, ours, args.warmup, args.rounds)
 
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> str:
-    authors = result["authors"]
-    body = [["authors' step (fp32, eager)", f"{authors['median_seconds'] * 1e3:.0f}", "1.00",
-             "-", f"{authors['first_loss']:.4f}", "-", f"{authors['warmup_seconds']:.1f}"]]
-    body += [[r["setting"], f"{r['median_seconds'] * 1e3:.0f}", f"{r['speedup']:.2f}",
-              f"{r['speedup_min']:.2f}-{r['speedup_max']:.2f}", f"{r['first_loss']:.4f}",
-              f"{100 * r['loss_drift']:.2f}%{'' if r['allowed'] else ' (not allowed)'}",
-              f"{r['warmup_seconds']:.1f}"] for r in result["rows"]]
-    names = list(result["rows"][0]["phases"])
-    phases = [[r["setting"], *(f"{r['phases'][n] * 1e3:.0f}" for n in names)]
-              for r in result["rows"]]
     return (f"CC at 32 px, batch {args.batch}, {args.rounds} interleaved rounds\n\n"
-            + table(["step", "median ms", "authors / ours", "spread over rounds",
-                     "first-batch loss", "vs our fp32", "warm-up s"], body)
-            + "\n\nOur step by phase (the engine's phase timer, median ms)\n\n"
-            + table(["setting", *names], phases))
+            + speed_tables(result))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--settings", nargs="+",
-                        default=["fp32", "fp32+channels_last", "bf16", "bf16+channels_last"],
-                        help="ours, the first the loss reference; compiled: "
-                             "LABEL+compile@MODE:none|true|false")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--images", type=int, default=2048)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    setup(args.threads)
-    env = environment(script="cc_step", batch=args.batch, rounds=args.rounds,
-                      settings=args.settings, taskset=sorted(os.sched_getaffinity(0)))
-    result = run(args)
-    payload = finish(env) | result
-    path = write_json("cc_step", payload, args.out)
-    print(load_line(payload))
-    print(report(result, args))
-    print(f"wrote {path}")
-
+    args = race_parser(__doc__, ["fp32", "fp32+channels_last", "bf16", "bf16+channels_last"],
+                       "ours, the first the loss reference; compiled: "
+                       "LABEL+compile@MODE:none|true|false", 2048, 7).parse_args()
+    run_bench("cc_step", args, run, report, batch=args.batch, rounds=args.rounds,
+              settings=args.settings)
 
 if __name__ == "__main__":
     main()
