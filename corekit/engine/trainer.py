@@ -147,8 +147,9 @@ class StageTrainer:
     @torch.no_grad()
     def _extract(self, net: Network, name: str, data: ImageSet,
                  known: dict[str, torch.Tensor], transform: nn.Module | None = None,
-                 rows: slice | None = None) -> torch.Tensor:
-        """Part ``name`` of ``net`` on every image of ``data`` (or the images ``rows``), from
+                 rows: slice | torch.Tensor | None = None) -> torch.Tensor:
+        """Part ``name`` of ``net`` on every image of ``data`` (or the images ``rows``: a slice
+        or an index tensor), from
         the ``known`` (N, D) outputs of a part it reads when given (the images are then not
         read), else through ``transform`` (default the evaluation transform)."""
         transform = transform or self.composed.eval_transform
@@ -228,24 +229,30 @@ class StageTrainer:
             generator = torch.Generator().manual_seed(
                 self.train_cfg.seed * 100_003 + epoch + zlib.crc32(name.encode()))
             indices = torch.randperm(n, generator=generator)[:spec.sample]
-        inputs = {key: self.labeler_input(source, spec.view)[indices.to(self.device)]
+        inputs = {key: self.labeler_input(source, spec.view, indices)
                   for key, source in spec.inputs.items()}
         rows = self.composed.dataset_labelers[name].label(inputs).at(indices)
         self.composed.state[spec.writes].write(rows)
         return rows
 
-    def labeler_input(self, source: str, view: ViewName | None = None) -> torch.Tensor:
-        """A labeler input over the whole set: the rows (N, D) of state ``state:NAME`` (its
-        ``read()``), or part ``branch:name`` through the evaluation transform (``features``)
-        or, given ``view``, through that view's pipeline (random: drawn afresh, not cached)."""
+    def labeler_input(self, source: str, view: ViewName | None = None,
+                      indices: torch.Tensor | None = None) -> torch.Tensor:
+        """A labeler input (n, D) for the training images ``indices`` (n,) (default all N):
+        their rows of state ``state:NAME`` (its ``read()``), or part ``branch:name`` through
+        the evaluation transform (``features``, computed for the whole set and cached) or,
+        given ``view``, through that view's pipeline (random: drawn afresh for these images
+        alone, not cached)."""
+        data = self.composed.train_set
+        rows = torch.arange(len(data)) if indices is None else indices
         if source.startswith(STATE_INPUT):
-            return self.composed.state[source.removeprefix(STATE_INPUT)].read()
+            return self.composed.state[source.removeprefix(STATE_INPUT)].read()[
+                rows.to(self.device)]
         if view is None:
-            return self.features(source, self.composed.train_set)
+            return self.features(source, data)[rows.to(self.device)]
         branch, name = parse_feature(source, "pseudo_labeler.inputs")
         pipeline = self.composed.views[view_key(list(self.composed.views), view)]
-        return self._extract(self.composed.model.network(branch), name,
-                             self.composed.train_set, {}, pipeline)
+        return self._extract(self.composed.model.network(branch), name, data, {}, pipeline,
+                             rows)
 
     def assignments(self) -> torch.Tensor:
         """Cluster ids of every training image, as ``eval.assign`` says."""

@@ -285,6 +285,33 @@ def test_a_dataset_labeler_reads_its_inputs_through_the_named_view(plugins, tmp_
     assert "did you mean 'noisy'" in composition_problems(plugins, raw)
 
 
+def test_a_sampled_labeler_sends_only_its_sample_through_the_view(plugins, tmp_path,
+                                                                   monkeypatch):
+    """A labeler with a view and a sample draws views of the sampled images alone (not of the
+    whole set, then indexed), and its inputs line up with the rows it writes."""
+    labeler = {**LABELLED_HEAD["pseudo_labeler"]["graph"], "view": "noisy", "sample": 100,
+               "keep": 1.0}
+    raw = _raw(pseudo_labeler={"graph": labeler},
+               augment={"views": {"plain": {"type": "identity"},
+                                  "noisy": {"type": "simclr", "crop_scale": [0.2, 0.5]}}})
+    raw["augment"] = {k: v for k, v in raw["augment"].items() if k == "views"}
+    trainer = tiny_trainer(plugins, raw, tmp_path)
+    seen: list[int] = []
+    trainer.composed.views["noisy"].register_forward_hook(
+        lambda _module, args, _out: seen.append(len(args[0])))
+    read: list[torch.Tensor] = []
+    labeler_type = type(trainer.composed.dataset_labelers["graph"])
+    real_label = labeler_type.label
+    monkeypatch.setattr(labeler_type, "label", lambda self, inputs: (
+        read.append(inputs["features"]), real_label(self, inputs))[1])
+    rows = trainer.label("graph", 0)
+    assert sum(seen) == 100 and len(trainer.composed.train_set) > 100
+    assert read[0].shape[0] == 100 and len(rows.index) == 100
+    plain = trainer.labeler_input("online:backbone", indices=rows.index)
+    assert plain.shape == read[0].shape
+    assert torch.equal(plain, trainer.labeler_input("online:backbone")[rows.index])
+
+
 def test_a_per_step_labeler_takes_its_view_from_the_table(plugins, tmp_path):
     raw = _raw(pseudo_labeler={"confident": {"type": "confidence_threshold", "head": "cluster",
                                              "view": 1, "threshold": 0.0}},
