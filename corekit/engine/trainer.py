@@ -149,9 +149,9 @@ class StageTrainer:
                  known: dict[str, torch.Tensor], transform: nn.Module | None = None,
                  rows: slice | torch.Tensor | None = None) -> torch.Tensor:
         """Part ``name`` of ``net`` on every image of ``data`` (or the images ``rows``: a slice
-        or an index tensor), from
-        the ``known`` (N, D) outputs of a part it reads when given (the images are then not
-        read), else through ``transform`` (default the evaluation transform)."""
+        or an index tensor), from the ``known`` (N, D) outputs of a part it reads when given
+        (the images are then not read), else through ``transform`` (default the evaluation
+        transform)."""
         transform = transform or self.composed.eval_transform
         was_training = net.training
         net.eval()

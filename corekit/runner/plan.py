@@ -275,8 +275,9 @@ def plan_stage(stage: rc.Stage, index: int, context: PlanContext) -> StagePlan:
     once for its probes, only when a probe runs: the numerics trials (``"auto"`` settings
     or ``compile = true``), capped at a share of the stage's time (its share of the budget
     where it has one), and the budget's timing (``train.budget``). A resumed stage keeps the
-    budget its interrupted run planned (``context.recorded``): a new probe would lay the
-    schedule out again."""
+    numerics its checkpoint was trained in and the budget its interrupted run planned
+    (``context.recorded``): a new probe could choose other numerics, or lay the schedule out
+    again."""
     if stage.train.epochs == 0:
         return StagePlan(index, stage, context.device, context.k,
                          Decision(candidates(stage.train, context.device)[0]))
@@ -290,10 +291,11 @@ def plan_stage(stage: rc.Stage, index: int, context: PlanContext) -> StagePlan:
     probe = StageProbe(context.plugins, context.k.apply(stage), datasets, context.device,
                        context.previous, dict(context.earlier),
                        seconds_left() if budgeted else None)
-    numerics = probe.numerics(context.numerics_cache)
+    recorded = context.recorded
+    numerics = probe.numerics(context.numerics_cache) if recorded is None else recorded.numerics
     budget = None
-    if budgeted and context.recorded is not None and context.recorded.budget is not None:
-        budget = context.recorded.budget
+    if budgeted and recorded is not None and recorded.budget is not None:
+        budget = recorded.budget
     elif budgeted:
         seconds = seconds_left()
         probe_started = time.perf_counter()

@@ -224,7 +224,7 @@ def test_a_resumed_pacer_takes_the_refits_made_up_to_its_checkpoint():
 
 
 def test_resume_continues_the_refitted_epochs_and_schedule(tmp_path, monkeypatch, capsys):
-    """A budgeted run interrupted after 3 epochs keeps each re-fit in plan.json as it is taken;
+    """A budgeted run interrupted after 1 epoch keeps each re-fit in plan.json as it is taken;
     --resume continues with those: the probe's plan, the re-fitted epoch count and the
     compressed schedule, not a new probe's plan of the budget."""
     from corekit.cli import main
@@ -237,8 +237,8 @@ def test_resume_continues_the_refitted_epochs_and_schedule(tmp_path, monkeypatch
             "--out", str(out), "--no-progress"]
     real_epoch = StageTrainer._epoch
 
-    def interrupted(self, epoch):
-        if epoch == 3:
+    def interrupted(self, epoch):  # the second epoch: a loaded machine plans only a few
+        if epoch == 1:
             raise KeyboardInterrupt
         return real_epoch(self, epoch)
 
@@ -264,6 +264,7 @@ def test_resume_continues_the_refitted_epochs_and_schedule(tmp_path, monkeypatch
         return real_budget(self, numerics, seconds)
 
     monkeypatch.setattr(StageProbe, "budget", budget_probe)
+    monkeypatch.setattr(StageProbe, "numerics", lambda *_: pytest.fail("numerics probed again"))
     capsys.readouterr()
     assert main([*args, "--resume"]) == 0
     assert probed == []  # the recorded plan is kept: no new budget probe
