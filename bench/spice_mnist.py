@@ -9,8 +9,8 @@ the ground truth under the cluster-to-class map that maximises it (Hungarian).
 
     taskset -c 1 python bench/spice_mnist.py [--seeds 0,1,2] [--runs DIR]
 
-writes ``bench/results/spice_mnist.json`` after every seed and a markdown table. ``--runs``
-keeps the run folders there (default: a temporary folder).
+writes ``bench/results/spice_mnist.json`` (or ``--out``) after every seed and a markdown table.
+``--runs`` keeps the run folders there (default: a temporary folder).
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--runs", type=Path, default=None, help="keep the run folders here")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the JSON (default bench/results/spice_mnist.json)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     env = environment(seeds=seeds, preset="mnist", omp_threads=1)
@@ -103,7 +105,7 @@ def main() -> None:
             run = runs / f"spice-mnist-seed{seed}"
             results[seed] = train(seed, run) | summary(run)
             print(f"seed {seed}: {results[seed]}", flush=True)
-            write_json("spice_mnist", finish(env) | {"results": results})
+            write_json("spice_mnist", finish(env) | {"results": results}, args.out)
     rows = []
     for stage, name in zip(STAGES, ("MoCo + k-means", "SPICE-Self", "SPICE"), strict=True):
         rows.append([name, *(spread([r["stages"][stage][k] for r in results.values()])
