@@ -275,9 +275,9 @@ def plan_stage(stage: rc.Stage, index: int, context: PlanContext) -> StagePlan:
     once for its probes, only when a probe runs: the numerics trials (``"auto"`` settings
     or ``compile = true``), capped at a share of the stage's time (its share of the budget
     where it has one), and the budget's timing (``train.budget``). A resumed stage keeps the
-    numerics its checkpoint was trained in and the budget its interrupted run planned
-    (``context.recorded``): a new probe could choose other numerics, or lay the schedule out
-    again."""
+    numerics its checkpoint was trained in (where this device still offers them) and the
+    budget its interrupted run planned (``context.recorded``): a new probe could choose other
+    numerics, or lay the schedule out again."""
     if stage.train.epochs == 0:
         return StagePlan(index, stage, context.device, context.k,
                          Decision(candidates(stage.train, context.device)[0]))
@@ -292,7 +292,11 @@ def plan_stage(stage: rc.Stage, index: int, context: PlanContext) -> StagePlan:
                        context.previous, dict(context.earlier),
                        seconds_left() if budgeted else None)
     recorded = context.recorded
-    numerics = probe.numerics(context.numerics_cache) if recorded is None else recorded.numerics
+    if recorded is not None and recorded.device == context.device and \
+            recorded.numerics.chosen in candidates(stage.train, context.device):
+        numerics = recorded.numerics
+    else:
+        numerics = probe.numerics(context.numerics_cache)
     budget = None
     if budgeted and recorded is not None and recorded.budget is not None:
         budget = recorded.budget

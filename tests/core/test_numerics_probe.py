@@ -237,3 +237,23 @@ def test_every_candidate_trains_its_first_batch_on_the_same_views():
         contender.step()
         contender.close()
     assert losses[0] == losses[2] and losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+@pytest.mark.parametrize("native_bf16", [True, False], ids=["bf16-offered", "bf16-emulated"])
+def test_a_resumed_stage_keeps_its_recorded_numerics_where_the_device_offers_them(
+        native_bf16, tmp_path, monkeypatch):
+    """--resume continues in the numerics the checkpoint was trained in (no probe); on a CPU
+    that no longer offers them (bf16 recorded, bf16 emulated here) it probes again."""
+    monkeypatch.delenv(nm.AUTO_ENV, raising=False)
+    monkeypatch.setenv(nm.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(nm, "cpu_has_native_bf16", lambda: native_bf16)
+    stage = rc.validate(tiny_recipe(train={"precision": "auto", "memory_format": "auto",
+                                           "compile": False})).stages[0]
+    context = PlanContext(PLUGINS, DataCache(CPU), CPU, KChoice(10, "recipe"))
+    recorded = attrs.evolve(plan_stage(stage, 0, context),
+                            numerics=nm.Decision(BF16_CL, note="recorded"))
+    plan = plan_stage(stage, 0, attrs.evolve(context, recorded=recorded))
+    if native_bf16:
+        assert plan.numerics == recorded.numerics
+    else:
+        assert plan.numerics.chosen.precision == "fp32" and plan.numerics.note != "recorded"
