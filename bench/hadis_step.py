@@ -2,18 +2,19 @@
 
 The reference is the step of the official HaDis code (HaDis, arXiv 2401.14038: ProPos's
 BYOL-style step plus hardness-aware self-distillation), written out here from the paper's
-equations and the code's settings in plain PyTorch: a torchvision ResNet-18 with the CIFAR stem (3x3 stride-1 conv, no max-pool, no
-``fc``), a projector and a predictor ``Linear-BatchNorm1d-ReLU-Linear`` (512/256 -> 4096 -> 256,
-predictor weights N(0, 0.01²)), an EMA teacher (backbone + projector, m = 0.996, updated after
-both forward directions and before the backward), four backbone passes per step (student and
-no-grad teacher, both directions), DSA (-2 cos(p, k)), HSD (hardest positive / negative by
-teacher-teacher against teacher-prediction distances, detached gap weights, two-logit softmax,
-τ_h = 0.5) and PCL (batch prototypes from hard pseudo-labels, other student prototypes as
-negatives, absent clusters at -10, τ_p = 0.5) averaged over the two directions; SGD momentum 0.9,
-weight decay 5e-4 on everything, predictor at 10x the LR; fp32, eager. The timed step is in the
-first warm-up epoch, as ours: latent noise σ = 0 and PCL computed but weighted 0 (the official
-code computes it and multiplies by 0; ours skips it, a K x 256 prototype contrast: negligible).
-Pseudo-labels for the authors' PCL are drawn at random (K = 10).
+equations and the code's settings in plain PyTorch: a torchvision ResNet-18 with the CIFAR stem
+(3x3 stride-1 conv, no max-pool, no ``fc``), a projector and a predictor
+``Linear-BatchNorm1d-ReLU-Linear`` (512/256 -> 4096 -> 256, predictor weights N(0, 0.01²)), an
+EMA teacher (backbone + projector, m = 0.996, updated after both forward directions and before
+the backward), four backbone passes per step (student and no-grad teacher, both directions), DSA
+(-2 cos(p, k)), HSD (hardest positive / negative by teacher-teacher against teacher-prediction
+distances, detached gap weights, two-logit softmax, τ_h = 0.5) and PCL (batch prototypes from
+hard pseudo-labels, other student prototypes as negatives, absent clusters at -10, τ_p = 0.5)
+averaged over the two directions; SGD momentum 0.9, weight decay 5e-4 on everything, predictor
+at 10x the LR; fp32, eager. The timed step is in the first warm-up epoch, as ours: latent noise
+σ = 0 and PCL computed but weighted 0 (the official code computes it and multiplies by 0; ours
+skips it, a K x 256 prototype contrast: negligible). Pseudo-labels for the authors' PCL are
+drawn at random (K = 10).
 
 Ours is ``StageTrainer.train_batch`` of the ``hadis`` recipe's ``cifar10`` preset (the same
 network, heads, teacher, losses and optimizer; same FLOPs per image) in each setting asked for:
