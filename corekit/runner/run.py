@@ -107,12 +107,12 @@ def run_stage(plan: StagePlan, context: PlanContext, out: Path, *, resume: bool 
     if pacer is not None:
         metrics = {**metrics, "epochs": trainer.epochs,
                    "budget_refits": [attrs.asdict(r) for r in refits]}
+    cluster, confidence = trainer.assigned()  # every rank: a clustering gathers rows
     if not main:
         return StageResult(outputs, metrics)
     plan.ran(trainer.epochs, refits).save(folder)
     outputs.save(folder)
     (folder / "final.json").write_text(json.dumps(metrics, indent=2))
-    cluster, confidence = trainer.assigned()
     data = composed.train_set
     write_assignments(folder / "assignments.csv", cluster, confidence, data.names,
                       data.labels if data is composed.eval_set else None,

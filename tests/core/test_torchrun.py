@@ -339,3 +339,21 @@ def test_torchrun_trains_cc_on_two_processes_and_rank_0_writes_once(tmp_path: Pa
     assert "(exitcode: 2)" in cpu_sync.stderr
     assert "rank 0 of 2 stopped: UserError: train.sync_bn = true needs CUDA, but the " \
         "processes train on cpu" in cpu_sync.stderr
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name(
+    "torchrun").exists(), reason="no torchrun")
+def test_torchrun_writes_the_assignments_of_a_clustered_stage(tmp_path: Path) -> None:
+    """A stage assigned by its clusterer (simclr-kmeans) gathers every rank's confidences at
+    the stage's end: all ranks take part, and rank 0 writes one row an image."""
+    out = tmp_path / "run"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "corekit.cli", "train",
+         "simclr-kmeans", "--data", "digits", "--dist-timeout", "60s", "--no-progress",
+         "--set", "train.epochs=1", "--set", "data.subset=256", "--set", "train.batch_size=64",
+         "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = (out / "assignments.csv").read_text().splitlines()
+    assert len(rows) == 1 + 256
