@@ -193,11 +193,6 @@ def _parse_label(label: str) -> Numerics:
                     compile="compile" in parts)
 
 
-def is_auto(train: rc.Train) -> bool:
-    """Whether any numerics option of ``train`` is ``"auto"``."""
-    return "auto" in (train.precision, train.memory_format, train.compile)
-
-
 def auto_mode() -> AutoMode:
     """``$DEEPCLUST_AUTO_NUMERICS``: ``"probe"`` (the default) or ``"simplest"``."""
     return "simplest" if os.environ.get(AUTO_ENV, "").strip() == "simplest" else "probe"
@@ -354,24 +349,29 @@ class Prober(Protocol):
         """``options`` timed against each other (``corekit.engine.probe_rounds``)."""
 
 
+def with_compile(decision: Decision, prober: Prober) -> Decision:
+    """``decision`` with its choice compiled where ``torch.compile`` trains one batch of it,
+    else eager, its ``rejected`` saying why."""
+    compiled = attrs.evolve(decision.chosen, compile=True)
+    check = prober.check(compiled)
+    trials = (*decision.trials, check)
+    if check.error is None:
+        return attrs.evolve(decision, chosen=compiled, trials=trials)
+    return attrs.evolve(decision, trials=trials,
+                        rejected={**decision.rejected, compiled.label(): f"failed: {check.error}"})
+
+
 def decide(stage: rc.Stage, device: torch.device, image_shape: Sequence[int], prober: Prober,
            cache: DecisionCache | None = None) -> Decision:
-    """The numerics for ``stage``. None ``"auto"``: its own, except that an explicit
-    ``compile = true`` is first tried on one batch and, where ``torch.compile`` fails, dropped
-    (the decision's ``rejected`` says why). Otherwise the simplest candidate where
-    ``$DEEPCLUST_AUTO_NUMERICS`` is ``simplest``, else the cached decision for this stage if it
-    was made in the present :class:`ProbeContext`, else a probe of every candidate (cached
-    where it compared at least two)."""
+    """The numerics for ``stage``. An explicit ``compile = true``: the rest decided eagerly,
+    then the choice compiled (:func:`with_compile`). None ``"auto"``: its own. Otherwise the
+    simplest candidate where ``$DEEPCLUST_AUTO_NUMERICS`` is ``simplest``, else the cached
+    decision for this stage if it was made in the present :class:`ProbeContext`, else a probe
+    of every candidate (cached where it compared at least two)."""
+    if stage.train.compile is True:
+        eager = attrs.evolve(stage, train=attrs.evolve(stage.train, compile=False))
+        return with_compile(decide(eager, device, image_shape, prober, cache), prober)
     options = candidates(stage.train, device)
-    if not is_auto(stage.train):
-        fixed = options[0]
-        if not fixed.compile:
-            return Decision(fixed)
-        check = prober.check(fixed)
-        if check.error is None:
-            return Decision(fixed, (check,))
-        return Decision(attrs.evolve(fixed, compile=False), (check,),
-                        {fixed.label(): f"failed: {check.error}"})
     if len(options) == 1:
         return Decision(options[0])
     if auto_mode() == "simplest":

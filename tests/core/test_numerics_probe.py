@@ -257,3 +257,41 @@ def test_a_resumed_stage_keeps_its_recorded_numerics_where_the_device_offers_the
         assert plan.numerics == recorded.numerics
     else:
         assert plan.numerics.chosen.precision == "fp32" and plan.numerics.note != "recorded"
+
+
+class CompileProber(CountingProber):
+    """bf16 fastest in the rounds; ``torch.compile`` working or not in the one-batch check."""
+
+    def __init__(self, compiles: bool) -> None:
+        super().__init__()
+        self.compiles, self.checked, self.timed = compiles, [], []
+
+    def check(self, numerics):
+        self.checked.append(numerics.label())
+        return nm.Trial(numerics, 1.0) if self.compiles else nm.Trial(numerics, error="no C++")
+
+    def rounds(self, options):
+        self.timed.append([n.label() for n in options])
+        return super().rounds(options)
+
+
+@pytest.mark.parametrize("mode", ["probe", "simplest"])
+@pytest.mark.parametrize("compiles", [True, False], ids=["compiles", "compile-fails"])
+def test_an_explicit_compile_with_auto_precision_compiles_the_eager_choice_or_drops_it(
+        auto_stage, tmp_path, monkeypatch, mode, compiles):
+    """compile = true beside precision/memory_format = "auto": the rest is decided eagerly (bf16
+    wins the rounds; simplest mode takes fp32), then that choice is compiled after one checked
+    batch, and trains eagerly where torch.compile fails, the decision saying why."""
+    if mode == "simplest":
+        monkeypatch.setenv(nm.AUTO_ENV, "simplest")
+    stage = attrs.evolve(auto_stage, train=attrs.evolve(auto_stage.train, compile=True))
+    prober = CompileProber(compiles)
+    decision = nm.decide(stage, CPU, (1, 8, 8), prober, nm.DecisionCache(tmp_path / "n.json"))
+    eager = BF16 if mode == "probe" else FP32
+    assert all("compile" not in label for labels in prober.timed for label in labels)
+    assert prober.checked == [attrs.evolve(eager, compile=True).label()]
+    if compiles:
+        assert decision.chosen == attrs.evolve(eager, compile=True)
+    else:
+        assert decision.chosen == eager
+        assert decision.rejected[f"{eager.label()}+compile"] == "failed: no C++"
