@@ -205,11 +205,12 @@ def _carried_encoders(raw: rc.Raw, backbone: dict[str, Any]) -> rc.Raw:
     starts from an earlier stage's backbone (``init_from = "STAGE:backbone"``, cIDFD's frozen
     background encoder): the preset changed that backbone, so the encoder must be built alike."""
     out: dict[str, Any] = {}
-    for index, stage in enumerate(raw.get("stage", [])):
+    stages = raw.get("stage", [])
+    for index, stage in enumerate(stages):
         encoders = stage.get("model", {}).get("encoders", {}) if isinstance(stage, dict) else {}
         for part, table in encoders.items():
             if isinstance(table, dict) and str(table.get("init_from", "")).endswith(":backbone"):
-                name = stage.get("name", f"stage{index + 1}")
+                name = rc.stage_name(stages, index)
                 out.setdefault(name, {"model": {"encoders": {}}})["model"]["encoders"][part] = {
                     **backbone, "init_from": table["init_from"]}
     return out

@@ -51,7 +51,7 @@ from corekit.recipe.schema import (
     Train,
     View,
 )
-from corekit.recipe.tables import apply_override, merge, parse_override
+from corekit.recipe.tables import apply_override, merge, parse_override, stage_name
 from corekit.recipe.validation import META_KEYS, validate
 
 __all__ = [
@@ -61,5 +61,5 @@ __all__ = [
     "Schedule", "Stage", "Stream",
     "State", "Target", "Train", "View", "apply_override", "build", "convert", "dataset_key",
     "load_toml", "merge", "parse_budget", "parse_override", "resolve", "resolve_raw",
-    "select_data", "to_toml", "unwrap_optional", "validate",
+    "select_data", "stage_name", "to_toml", "unwrap_optional", "validate",
 ]

@@ -113,18 +113,23 @@ def apply_overrides(raw: Raw, texts: list[str]) -> Raw:
     return raw
 
 
+def stage_name(stages: list[Any], index: int) -> str:
+    """The name ``validate`` gives stage ``index`` of the raw ``[[stage]]`` tables ``stages``:
+    its ``name``, else ``main`` when it is the only stage; among several, an unnamed stage (or
+    one called ``main``) is ``stageN``, N = ``index + 1``."""
+    table = stages[index] if isinstance(stages[index], Mapping) else {}
+    name = str(table.get("name", "main"))
+    return f"stage{index + 1}" if len(stages) > 1 and name == "main" else name
+
+
 def by_stage_name(raw: Raw, keys: list[str]) -> list[str]:
-    """``stage.N.REST`` as ``stages.NAME.REST``, NAME being stage N's name (``main`` for a
-    single unnamed stage, else ``stageN+1``, as ``validate`` names them); other keys, and a
-    stage number the recipe does not have, unchanged."""
+    """``stage.N.REST`` as ``stages.NAME.REST``, NAME being stage N's name (``stage_name``);
+    other keys, and a stage number the recipe does not have, unchanged."""
     stages = raw.get("stage")
     if keys[:1] != ["stage"] or len(keys) < 3 or not isinstance(stages, list) \
             or not keys[1].isdigit() or int(keys[1]) >= len(stages):
         return keys
-    index = int(keys[1])
-    table = stages[index] if isinstance(stages[index], dict) else {}
-    default = "main" if len(stages) == 1 else f"stage{index + 1}"
-    return ["stages", str(table.get("name", default)), *keys[2:]]
+    return ["stages", stage_name(stages, int(keys[1])), *keys[2:]]
 
 
 def overrides_table(texts: list[str]) -> Raw:
@@ -177,7 +182,7 @@ def shadowed_overrides(raw: Raw, texts: list[str]) -> list[str]:
         if keys[0] in ("stage", "stages"):
             continue
         for index, table in enumerate(stages):
-            name = table.get("name", f"stage{index + 1}") if isinstance(table, dict) else ""
+            name = stage_name(stages, index)
             for source in (changes.get(name, {}), table):  # a preset's change wins
                 held = _lookup(source, keys)
                 if held is not _MISSING and held != value:

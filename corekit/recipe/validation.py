@@ -15,7 +15,7 @@ from corekit.errors import RecipeError, did_you_mean
 from corekit.recipe.conversion import build, convert
 from corekit.recipe.durations import parse_budget
 from corekit.recipe.schema import Raw, Recipe, Stage
-from corekit.recipe.tables import merge
+from corekit.recipe.tables import merge, stage_name
 from corekit.recipe.variables import substitute, substitute_recipe, variables
 
 META_KEYS = {"name", "description", "extends", "requires", "presets", "stage", "stages",
@@ -43,8 +43,7 @@ def _named_stage_overrides(raw: Raw) -> list[Raw]:
     by_name = raw.get("stages", {})
     if not isinstance(by_name, Mapping):
         raise RecipeError("stages: expected a table of stage names, e.g. [stages.target.train]")
-    names = [str(s.get("name", "main" if len(stage_raws) == 1 else f"stage{i + 1}"))
-             for i, s in enumerate(stage_raws)]
+    names = [stage_name(stage_raws, i) for i in range(len(stage_raws))]
     for name, body in by_name.items():
         if name not in names:
             raise RecipeError(f"stages.{name}: no stage is called {name!r}; "

@@ -280,3 +280,21 @@ def test_a_top_level_set_that_a_stage_table_shadows_says_so(tmp_path):
     lines = [str(w.message) for w in caught]
     assert lines == ["--set train.epochs=3 does not reach stage 'a', whose table sets it to "
                      "7; use --set stage.0.train.epochs=... for that stage"]
+
+
+def test_a_preset_change_of_a_lone_unnamed_stage_that_shadows_a_set_says_so(tmp_path):
+    """A lone unnamed ``[[stage]]`` is called ``main`` (``rc.stage_name``, as validation
+    names it), so a preset's ``stages.main`` change that shadows a top-level ``--set`` is
+    found, and the warning names ``main``."""
+    recipe = tmp_path / "one.toml"
+    recipe.write_text(
+        'name = "one"\n[train]\nepochs = 5\n[[stage]]\n[stage.model.backbone]\ntype = "mlp"\n'
+        '[presets.small.stages.main.train]\nepochs = 9\n', encoding="utf-8")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stages = rc.resolve(str(recipe), lambda name: tmp_path / f"{name}.toml", "small",
+                            ["train.epochs=3"]).stages
+    assert [s.name for s in stages] == ["main"] and stages[0].train.epochs == 9
+    assert [str(w.message) for w in caught] == [
+        "--set train.epochs=3 does not reach stage 'main', whose table sets it to 9; use "
+        "--set stage.0.train.epochs=... for that stage"]
