@@ -6,6 +6,8 @@ import inspect
 import typing
 from typing import Any, Literal
 
+import torch
+
 from corekit import recipe as rc
 from corekit.contracts import check_contract
 from corekit.errors import ComponentError, RecipeError, did_you_mean
@@ -19,6 +21,13 @@ def _signature(entry: Entry) -> inspect.Signature:
         return inspect.signature(entry.obj)
     except (TypeError, ValueError):
         return inspect.Signature()
+
+
+def allocation_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failed allocation: a ``MemoryError``, torch's out-of-memory error,
+    or the CPU allocator's ``RuntimeError`` ("can't allocate memory")."""
+    return isinstance(exc, MemoryError | torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
 
 
 def takes_option(plugins: Plugins, kind: str, name: str, option: str) -> bool:
@@ -91,7 +100,9 @@ def build_component(plugins: Plugins, kind: str, spec_type: str, options: dict[s
         raise RecipeError(f"{path}: cannot build {kind} {spec_type!r}: {exc}") from exc
     except ComponentError as exc:  # a factory's own check of an option (attrs validators)
         raise ComponentError(f"{path}: cannot build {kind} {spec_type!r}: {exc}") from None
-    except (MemoryError, RuntimeError) as exc:  # torch's allocator: "can't allocate memory"
+    except (MemoryError, RuntimeError) as exc:
+        if not allocation_failed(exc):
+            raise
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise RecipeError(f"{path}: cannot build {kind} {spec_type!r} with these options "
                           f"({reason}); lower the sizes in {path}") from None

@@ -439,3 +439,17 @@ def test_plugin_set_with_several_modules_loads_them_all():
     plugins = plugin_set(toy_plugin, other)
     assert plugins.registry.has("loss", "momentum_centre")
     assert plugins.registry.has("clusterer", "other_kmeans")
+
+
+def test_a_factory_error_that_is_not_an_allocation_stays_itself():
+    """Only a failed allocation becomes "lower the sizes" (test_reliability_inputs covers it);
+    a factory's own RuntimeError (a plugin bug) is not dressed up as one."""
+    @hookimpl
+    def register_losses(register):
+        def buggy():
+            raise RuntimeError("index out of range in the plugin")
+        register("buggy", buggy)
+
+    plugins = plugin_set(_module("bugs", register_losses=register_losses), name="bugs")
+    with pytest.raises(RuntimeError, match="index out of range in the plugin"):
+        build_component(plugins, "loss", "buggy", {}, "losses.a")
