@@ -137,7 +137,7 @@ def on_main(compute: Callable[[], torch.Tensor], like: torch.Tensor,
         return compute()
     if is_main():
         with alone():
-            out = compute().to(like.dtype).contiguous()
+            out = compute().to(like.device, like.dtype).contiguous()
     else:
         out = like.new_empty(shape)
     dist.broadcast(out, src=0)
