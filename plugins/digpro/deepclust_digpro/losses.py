@@ -70,7 +70,7 @@ class DynamicGrouping(nn.Module):
     Python) disables it (the paper's α = 0.996 alone); ``skip_extra_on_reset = false`` applies
     it on reset steps too.
 
-    Local batch only, as the official code (spec P9): each rank moves ``G`` on its own
+    Local batch only, as the authors' code: each rank moves ``G`` on its own
     share of the batch. Under torchrun rank 0's groups are broadcast after each commit and
     each reset (the reset's k-means runs on rank 0 alone), so every rank holds the same ``G``;
     on one process nothing changes.

@@ -43,8 +43,9 @@ def selection_scores(features: torch.Tensor, probs: torch.Tensor) -> torch.Tenso
 
 class SpiceSelection(nn.Module):
     """The head of the stacked part ``part`` with the lowest ``selection_scores`` over the
-    stage, with the ``epoch`` it was selected after (epochs trained then, as the log and
-    ``metrics.jsonl`` count them; 0 = before training), its ``score``, and a frozen copy
+    stage, with the ``epoch`` it was selected after (the schedule's epochs trained then: the
+    log's and ``metrics.jsonl``'s count unless a ``--budget`` compressed the schedule; 0 =
+    before training), its ``score``, and a frozen copy
     of the network as it was then with that one head in place of the stack (``network``, the
     branch named after the state; the backbone's BatchNorm statistics as they were then, which
     ``freeze_bn = "train"`` lets drift, as in the authors' code).
