@@ -266,12 +266,14 @@ class ProbeContext:
     @classmethod
     def of(cls, stage: rc.Stage, device: torch.device,
            image_shape: Sequence[int]) -> ProbeContext:
+        """The present context of ``stage`` on ``device`` for images of ``image_shape``."""
         machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else cpu_model())
         return cls(machine, tuple(sorted(cpu_flags())), torch.__version__,
                    torch.get_num_threads(), tuple(image_shape), stage.train.batch_size)
 
     def to_json(self) -> dict[str, Any]:
+        """The context as the cache file keeps it (lists for tuples)."""
         return {**attrs.asdict(self), "cpu_flags": list(self.cpu_flags),
                 "image_shape": list(self.image_shape)}
 

@@ -196,6 +196,7 @@ class StageContender:
     _generator: torch.Generator = attrs.field(factory=lambda: torch.Generator().manual_seed(0))
 
     def start(self) -> float:
+        """Copy the stage in these numerics, preload its batches, train the first: its loss."""
         self._folder = tempfile.TemporaryDirectory()
         self._trainer = self.probe.trainer(self.probe.copy(self.numerics, self.batch_size),
                                            Path(self._folder.name))
@@ -204,12 +205,14 @@ class StageContender:
         return self.step()
 
     def step(self) -> float:
+        """Train the next preloaded batch (cycling): its loss."""
         assert self._trainer is not None
         batch = self._batches[self._next % len(self._batches)]
         self._next += 1
         return float(self._trainer.train_batch(batch, 0, self._generator)["loss"])
 
     def close(self) -> None:
+        """Drop the copy and its temporary folder."""
         if self._folder is not None:
             self._folder.cleanup()
         self._trainer, self._batches = None, []
