@@ -2,7 +2,7 @@
 
 On one process (no ``torch.distributed`` process group) ``gather`` and ``all_reduce`` return
 their input unchanged. Under torchrun, ``gather`` concatenates the tensor of every rank along
-dim 0 with gradient flowing back to each rank's own slice (``torch.distributed.nn``), and
+dim 0 with gradient flowing back to each rank's own slice (summed over the ranks), and
 ``all_reduce`` sums (or averages) without gradient.
 """
 
@@ -56,14 +56,24 @@ def gather(tensor: torch.Tensor) -> torch.Tensor:
     """
     if not is_distributed():
         return tensor
-    from torch.distributed.nn.functional import all_gather
+    return _Gather.apply(tensor.contiguous())
 
-    out = torch.cat(all_gather(tensor.contiguous()), dim=0)
-    if out.requires_grad:
-        # all_gather's backward writes row-major data into buffers shaped like the incoming
-        # gradient; a transposed gradient (CC's column contrast reads yᵀ) would land scrambled.
-        out.register_hook(lambda grad: grad.contiguous())
-    return out
+
+class _Gather(torch.autograd.Function):
+    """``gather`` with its gradient: each rank's slice of the gradient of the whole (R·B, ...)
+    output, summed over the ranks (every rank's loss reads every rank's rows)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, tensor: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor)
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.contiguous()  # a transposed read (CC's column contrast) gives a strided one
+        dist.all_reduce(total)
+        return total.chunk(dist.get_world_size(), dim=0)[dist.get_rank()]
 
 
 Reduction = Literal["sum", "mean", "min", "max"]
