@@ -33,9 +33,11 @@ from corekit.budget import (
 )
 from corekit.budget import Plan as BudgetProbe
 from corekit.engine.numerics import Decision, DecisionCache, candidates
+from corekit.errors import UserError
 from corekit.estimate_k import KEstimate, estimate_k
 from corekit.handoff import StageOutputs
 from corekit.plugins import Plugins
+from corekit.run_files import read_json
 from corekit.runner.data_cache import DataCache, stage_datasets
 from corekit.runner.probes import StageProbe
 
@@ -236,18 +238,24 @@ class StagePlan:
     @classmethod
     def load(cls, folder: Path, recipe_stage: rc.Stage) -> StagePlan | None:
         """The plan ``recipe_stage`` trained with, from ``folder/plan.json``; None where the
-        stage has none (it never trained)."""
+        stage has none (it never trained). A file that holds no plan (cut short, edited) is a
+        UserError naming it."""
         path = folder / PLAN_FILE
         if not path.exists():
             return None
-        payload = json.loads(path.read_text())
-        budget = payload.get("budget")
-        return cls(int(payload["index"]), recipe_stage, torch.device(payload["device"]),
-                   KChoice.from_json(payload["k"]),
-                   attrs.evolve(Decision.from_json(payload["numerics"]), cached=False),
-                   BudgetChoice.from_json(budget) if budget else None,
-                   tuple(Refit(**r) for r in payload.get("refits", [])),
-                   payload.get("epochs_run"))
+        remedy = "restore it from a copy of the run, or train the stage again into a new --out"
+        payload = read_json(path, remedy)
+        try:
+            budget = payload.get("budget")
+            return cls(int(payload["index"]), recipe_stage, torch.device(payload["device"]),
+                       KChoice.from_json(payload["k"]),
+                       attrs.evolve(Decision.from_json(payload["numerics"]), cached=False),
+                       BudgetChoice.from_json(budget) if budget else None,
+                       tuple(Refit(**r) for r in payload.get("refits", [])),
+                       payload.get("epochs_run"))
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise UserError(f"{path} holds no stage plan ({type(exc).__name__}: {exc}); "
+                            f"{remedy}") from None
 
 
 @attrs.frozen

@@ -276,3 +276,21 @@ def test_new_plugin_that_cannot_be_written_is_exit_2_and_leaves_nothing(tmp_path
     no_traceback(err)
     assert "cannot be written (its name or path is too long)" in err and "--dir" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("text, why", [("{broken", "cannot be read (not valid JSON"),
+                                       ('{"index": 0}', "holds no stage plan (KeyError")])
+def test_a_corrupt_plan_json_on_resume_is_exit_2(run, capsys, text, why):
+    """--resume reads the interrupted stage's plan.json: one cut short or edited is exit 2
+    naming it (it was a JSONDecodeError or KeyError traceback), and the run is left as it
+    was."""
+    stage = run / "stages" / "main"
+    assert (stage / "checkpoint.pt").exists()
+    (stage / "outputs.pt").unlink()  # as if stopped before the stage's end
+    (stage / "plan.json").write_text(text)
+    checkpoint = (stage / "checkpoint.pt").read_bytes()
+    assert main(["train", "cc", "--data", "digits", "--set", "data.subset=200", "--out",
+                 str(run), *QUICK, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"{stage / 'plan.json'} {why}" in err and "Traceback" not in err
+    assert (stage / "checkpoint.pt").read_bytes() == checkpoint
