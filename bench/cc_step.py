@@ -196,9 +196,7 @@ def our_step(data: Any, batch: int, setting: Setting) -> StageStep:
 def parse_setting(text: str) -> Setting:
     """``bf16+channels_last`` or, compiled, ``bf16+channels_last+compile@MODE:DYNAMIC``."""
     label, _, options = text.partition("@")
-    parts = label.split("+")
-    numerics = Numerics(parts[0], "channels_last" if "channels_last" in parts else "contiguous",
-                        "compile" in parts)
+    numerics = Numerics.from_label(label)
     if not numerics.compile:
         return Setting(numerics)
     mode, _, dynamic = (options or "default:none").partition(":")

@@ -208,12 +208,6 @@ def our_step(data: Any, batch: int, numerics: nm.Numerics) -> StageStep:
     return StageStep(data, stage, numerics.compile)
 
 
-def parse(text: str) -> nm.Numerics:
-    parts = text.split("+")
-    return nm.Numerics(parts[0], "channels_last" if "channels_last" in parts else "contiguous",
-                       "compile" in parts)
-
-
 # -- the run ------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> dict[str, Any]:
     data = common.noise_set(args.images, 3, 32)
@@ -223,7 +217,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if text == "auto":
             ours[f"auto (chose {auto['label']})"] = our_step(data, args.batch, auto["chosen"])
         else:
-            ours[parse(text).label()] = our_step(data, args.batch, parse(text))
+            numerics = nm.Numerics.from_label(text)
+            ours[numerics.label()] = our_step(data, args.batch, numerics)
     views = next(iter(ours.values())).views
     authors = AuthorsStep(views, args.batch)
     result = step_race.race(data, args.batch, authors, ours, args.warmup, args.rounds, seed=0)

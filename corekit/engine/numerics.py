@@ -66,6 +66,14 @@ class Numerics:
         return (int(self.compile), _PRECISION_RANK[self.precision],
                 int(self.memory_format == "channels_last"))
 
+    @classmethod
+    def from_label(cls, label: str) -> Numerics:
+        """The numerics of a :meth:`label` (``bf16+channels_last``, ``fp32+compile``, ...)."""
+        parts = label.split("+")
+        return cls(precision=parts[0],  # type: ignore[arg-type]
+                   memory_format="channels_last" if "channels_last" in parts else "contiguous",
+                   compile="compile" in parts)
+
     def label(self) -> str:
         """``fp32``, ``bf16+channels_last``, ``fp32+compile``, ..."""
         extras = [self.memory_format] if self.memory_format != "contiguous" else []
@@ -168,7 +176,7 @@ class Decision:
     @classmethod
     def from_json(cls, payload: Mapping[str, Any]) -> Decision:
         def trial(entry: Mapping[str, Any]) -> Trial:
-            numerics = _parse_label(entry["numerics"])
+            numerics = Numerics.from_label(entry["numerics"])
             return Trial(numerics, _float(entry["first_loss"]), _float(entry["seconds_per_step"]),
                          bool(entry["finite"]), entry["error"],
                          tuple(float(r) for r in entry.get("rounds", ())))
@@ -184,13 +192,6 @@ def _number(value: float) -> float | None:
 
 def _float(value: float | None) -> float:
     return math.nan if value is None else float(value)
-
-
-def _parse_label(label: str) -> Numerics:
-    parts = label.split("+")
-    return Numerics(precision=parts[0],  # type: ignore[arg-type]
-                    memory_format="channels_last" if "channels_last" in parts else "contiguous",
-                    compile="compile" in parts)
 
 
 def auto_mode() -> AutoMode:

@@ -56,7 +56,7 @@ class FakeProber:
 
 
 def trial(label, loss=1.0, seconds=0.1, finite=True, error=None):
-    return nm.Trial(nm._parse_label(label), loss, seconds, finite, error)
+    return nm.Trial(nm.Numerics.from_label(label), loss, seconds, finite, error)
 
 
 def test_pick_keeps_the_fastest_safe_candidate():
