@@ -224,13 +224,14 @@ class StageTrainer:
         ``targets`` state; the rows, in dataset indices."""
         spec = self.composed.stage.pseudo_labeler[name]
         n = len(self.composed.train_set)
-        indices = torch.arange(n)
+        sample = None
         if spec.sample is not None:
             generator = torch.Generator().manual_seed(
                 self.train_cfg.seed * 100_003 + epoch + zlib.crc32(name.encode()))
-            indices = torch.randperm(n, generator=generator)[:spec.sample]
-        inputs = {key: self.labeler_input(source, spec.view, indices)
+            sample = torch.randperm(n, generator=generator)[:spec.sample]
+        inputs = {key: self.labeler_input(source, spec.view, sample)
                   for key, source in spec.inputs.items()}
+        indices = torch.arange(n) if sample is None else sample
         rows = self.composed.dataset_labelers[name].label(inputs).at(indices)
         self.composed.state[spec.writes].write(rows)
         return rows
@@ -243,16 +244,16 @@ class StageTrainer:
         given ``view``, through that view's pipeline (random: drawn afresh for these images
         alone, not cached)."""
         data = self.composed.train_set
-        rows = torch.arange(len(data)) if indices is None else indices
         if source.startswith(STATE_INPUT):
-            return self.composed.state[source.removeprefix(STATE_INPUT)].read()[
-                rows.to(self.device)]
-        if view is None:
-            return self.features(source, data)[rows.to(self.device)]
-        branch, name = parse_feature(source, "pseudo_labeler.inputs")
-        pipeline = self.composed.views[view_key(list(self.composed.views), view)]
-        return self._extract(self.composed.model.network(branch), name, data, {}, pipeline,
-                             rows)
+            whole = self.composed.state[source.removeprefix(STATE_INPUT)].read()
+        elif view is None:
+            whole = self.features(source, data)
+        else:
+            branch, name = parse_feature(source, "pseudo_labeler.inputs")
+            pipeline = self.composed.views[view_key(list(self.composed.views), view)]
+            return self._extract(self.composed.model.network(branch), name, data, {}, pipeline,
+                                 indices)
+        return whole if indices is None else whole[indices.to(whole.device)]
 
     def assignments(self) -> torch.Tensor:
         """Cluster ids of every training image, as ``eval.assign`` says."""
