@@ -19,6 +19,8 @@ from typing import Literal, TypeVar
 import torch
 import torch.distributed as dist
 
+from corekit.errors import UserError
+
 _alone = 0  # > 0 inside ``alone()``: this rank acts as one process
 
 
@@ -272,18 +274,15 @@ def broadcast_buffers(modules: Iterable[torch.nn.Module]) -> None:
 
 
 def sync_batch_norm(networks: Sequence[torch.nn.Module], device: torch.device) -> int:
-    """``train.sync_bn = true``: under torchrun, every BatchNorm layer inside ``networks`` (none
-    of them a BatchNorm layer itself) becomes
-    a ``torch.nn.SyncBatchNorm`` (in place, with the same parameters and buffers, so names,
-    state dicts and the optimizer's parameters stay as they are), which normalises in training
-    by the statistics of the global batch; the number of layers replaced. Nothing on one
-    process, where the batch is the global batch already. Refused (exit 2) on a device other
-    than CUDA: SyncBatchNorm does not run on the CPU (gloo)."""
+    """``train.sync_bn = true``: under torchrun, every BatchNorm layer inside ``networks`` (none of
+    them a BatchNorm layer itself) becomes a ``torch.nn.SyncBatchNorm`` (in place, with the same
+    parameters and buffers, so names, state dicts and the optimizer's parameters stay as they
+    are), which normalises in training by the statistics of the global batch; the number of
+    layers replaced. Nothing on one process, where the batch is the global batch already.
+    Refused (exit 2) on a device other than CUDA: SyncBatchNorm does not run on the CPU (gloo)."""
     if not is_distributed():
         return 0
     if device.type != "cuda":
-        from corekit.errors import UserError
-
         raise UserError(f"train.sync_bn = true needs CUDA, but the processes train on "
                         f"{device.type}, where SyncBatchNorm does not run; drop train.sync_bn "
                         "(each process's BatchNorm then normalises its share of the batch)")
@@ -314,8 +313,6 @@ def check_batch(batch_size: int, what: str = "train.batch_size") -> None:
     """Refuse (exit 2) a global batch that does not split evenly over the ranks."""
     world = world_size()
     if batch_size % world:
-        from corekit.errors import UserError
-
         raise UserError(f"{what} = {batch_size} does not divide by the world size {world} "
                         f"(torchrun processes); use a multiple of {world}")
 
